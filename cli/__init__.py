@@ -1,0 +1,1 @@
+"""The `chamicore` command: the one piece that knows every service."""

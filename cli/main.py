@@ -1,0 +1,96 @@
+"""Entry point of the `chamicore` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from cli.errors import EXIT_CONFIG, EXIT_USAGE, CLIError
+from core.config import ConfigError, describe, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chamicore",
+        description="Boots and manages the nodes of an HPC cluster.",
+        epilog="Settings come from CHAMICORE_* environment variables; `chamicore config` lists them.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    up = commands.add_parser("up", help="start everything (embedded PostgreSQL unless CHAMICORE_DATABASE_URL is set)")
+    up.add_argument("--data-dir", type=Path, help="where to keep everything up creates "
+                    "(default: CHAMICORE_DATA_DIR or ~/.local/share/chamicore)")
+
+    commands.add_parser("config", help="print the effective configuration, secrets masked")
+
+    database = commands.add_parser("db", help="database schema")
+    db_commands = database.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    db_commands.add_parser("migrate", help="apply pending migrations (safe to run from several hosts at once)")
+    db_commands.add_parser("status", help="list migrations and whether each is applied")
+
+    serve = commands.add_parser("serve", help="run one service in the foreground")
+    serve_commands = serve.add_subparsers(dest="service", metavar="SERVICE", required=True)
+    boot = serve_commands.add_parser("boot", help="the boot path (iPXE scripts and cloud-init), on granian")
+    boot.add_argument("--interface", choices=("rsgi", "asgi"),
+                      help="granian interface (default CHAMICORE_BOOT_INTERFACE, rsgi: the faster one)")
+    return parser
+
+
+def _print_config(config) -> None:
+    rows = describe(config)
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, doc in rows:
+        print(f"{name:<{width}}  {value}")
+        print(f"{'':<{width}}    {doc}")
+
+
+def run(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        return CLIError("config", str(exc), f"fix or unset {exc.name}; `chamicore config` lists every setting",
+                        EXIT_CONFIG).report()
+    try:
+        if args.command == "config":
+            _print_config(config)
+            return 0
+        if args.command == "db":
+            from cli.dbcmd import require_database_url, run_migrate, run_status
+
+            dsn = require_database_url(config)
+            if args.db_command == "migrate":
+                asyncio.run(run_migrate(dsn))
+                return 0
+            asyncio.run(run_status(dsn))
+            return 0
+        if args.command == "serve":
+            from cli.serve import serve_boot
+
+            serve_boot(config, args.interface)
+            return 0
+        if args.command == "up":
+            from cli.up import run_up
+
+            data_dir = (args.data_dir or config.resolved_data_dir).expanduser().resolve()
+            return run_up(config, data_dir)
+    except CLIError as exc:
+        return exc.report()
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_USAGE
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""`chamicore serve boot`: one service in the foreground, under granian."""
+
+from __future__ import annotations
+
+import resource
+
+from cli.errors import EXIT_CONFIG, CLIError
+from core.config import Config
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise the soft open-files limit toward the hard limit (never beyond)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+def serve_boot(config: Config, interface: str | None = None) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    if not config.database_url:
+        raise CLIError("boot", "CHAMICORE_DATABASE_URL is not set",
+                       "set it, or use `chamicore up` which starts an embedded PostgreSQL", EXIT_CONFIG)
+    interface = interface or config.boot_interface
+    # Each connection needs a descriptor; a boot storm holds thousands at once.
+    raise_fd_limit(config.boot_max_connections + 1024)
+    server = Granian(
+        "hotpath.app:create_app",
+        factory=True,
+        address=config.boot_listen.host,
+        port=config.boot_listen.port,
+        interface=Interfaces.RSGI if interface == "rsgi" else Interfaces.ASGI,
+        workers=config.boot_workers,
+        loop=Loops.uvloop,
+        # granian's default backpressure (backlog / workers) silently parks
+        # clients beyond ~1024; a boot storm needs room for every node.
+        backlog=config.boot_max_connections,
+        backpressure=config.boot_max_connections,
+        log_access=False,
+        websockets=False,
+    )
+    server.serve()

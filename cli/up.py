@@ -1,0 +1,148 @@
+"""`chamicore up`: the whole system on one machine, in the foreground.
+
+Starts the embedded PostgreSQL (unless CHAMICORE_DATABASE_URL names a
+server), applies migrations, then runs each service as a child process
+and says what runs where.  Ctrl-C or SIGTERM stops the children, then
+PostgreSQL, and leaves nothing running.  A second `up` reuses the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cli.dbcmd import run_migrate
+from cli.errors import EXIT_FAILURE, CLIError
+from core.config import Address, Config, mask_url
+from core.embedded import EmbeddedPostgres, EmbeddedPostgresError
+
+READY_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 15
+
+
+class _Stop(Exception):
+    pass
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    ready_url: str
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+
+def _local(address: Address) -> str:
+    host = "127.0.0.1" if address.host in ("0.0.0.0", "::", "") else address.host
+    return f"http://{host}:{address.port}"
+
+
+def _services(config: Config) -> list[Service]:
+    python = [sys.executable, "-m", "cli.main", "serve"]
+    return [Service("boot path", [*python, "boot"], _local(config.boot_listen) + "/readiness")]
+
+
+def _wait_ready(service: Service, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if service.process.poll() is not None:
+            raise CLIError(service.name, f"exited with status {service.process.returncode} while starting",
+                           "read its log lines above; a port already in use is the usual cause")
+        try:
+            with urllib.request.urlopen(service.ready_url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise CLIError(service.name, f"not ready after {READY_TIMEOUT_S} s ({service.ready_url})",
+                   "read its log lines above")
+
+
+def _stop_children(services: list[Service]) -> None:
+    running = [s for s in services if s.process is not None and s.process.poll() is None]
+    for service in running:
+        try:
+            os.killpg(service.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    for service in running:
+        try:
+            service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(service.process.pid, signal.SIGKILL)
+            service.process.wait()
+
+
+def run_up(config: Config, data_dir: Path) -> int:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(data_dir / "up.lock", "w")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise CLIError("up", f"another `chamicore up` is using {data_dir}",
+                       "stop it first, or pass a different --data-dir") from None
+
+    def on_signal(signum, _frame):
+        raise _Stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    postgres: EmbeddedPostgres | None = None
+    services = _services(config)
+    try:
+        if config.database_url:
+            dsn = config.database_url
+            where = f"external, {mask_url(dsn)}"
+        else:
+            postgres = EmbeddedPostgres(data_dir / "postgres")
+            print(f"starting embedded PostgreSQL in {postgres.pgdata} ...", flush=True)
+            try:
+                postgres.start()
+            except EmbeddedPostgresError as exc:
+                raise CLIError("PostgreSQL", exc.detail, exc.hint) from exc
+            dsn = postgres.dsn
+            where = f"embedded, {dsn}"
+        asyncio.run(run_migrate(dsn))
+
+        env = dict(os.environ, CHAMICORE_DATABASE_URL=dsn, CHAMICORE_DATA_DIR=str(data_dir))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        for service in services:
+            service.process = subprocess.Popen(service.argv, env=env, start_new_session=True)
+        for service in services:
+            _wait_ready(service, deadline)
+
+        print(f"\nChamicore is up. Data: {data_dir}")
+        print(f"  PostgreSQL  {where}")
+        boot = _local(config.boot_listen)
+        print(f"  boot path   {boot}  (DHCP bootfile for iPXE: {boot}/boot/v1/boot.ipxe)")
+        print("Press Ctrl-C to stop.", flush=True)
+
+        while True:
+            for service in services:
+                if service.process.poll() is not None:
+                    raise CLIError(service.name, f"exited unexpectedly with status {service.process.returncode}",
+                                   "read its log lines above; everything else is being stopped", EXIT_FAILURE)
+            time.sleep(0.5)
+    except _Stop:
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        # Children first (they hold database connections), then PostgreSQL.
+        for signum in previous:
+            signal.signal(signum, signal.SIG_IGN)
+        _stop_children(services)
+        if postgres is not None:
+            postgres.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        lock.close()
+        print("stopped", flush=True)

@@ -1,0 +1,216 @@
+"""Configuration from CHAMICORE_* environment variables.
+
+Every setting has a documented default and is checked once, at start-up;
+a bad value raises ConfigError naming the variable, so an operator reads
+"CHAMICORE_BOOT_LISTEN: expected host:port" instead of a traceback later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+PREFIX = "CHAMICORE_"
+
+
+class ConfigError(ValueError):
+    """A CHAMICORE_* setting has a value that cannot be used."""
+
+    def __init__(self, name: str, detail: str) -> None:
+        self.name = PREFIX + name
+        self.detail = detail
+        super().__init__(f"{self.name}: {detail}")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def _listen(value: str) -> Address:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("expected host:port, for example 127.0.0.1:27778")
+    return Address(host.strip("[]"), int(port))
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0 or number != number or number == float("inf"):
+        raise ValueError("expected a positive number of seconds")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("expected a positive whole number")
+    return number
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not (parts.netloc or parts.query):
+            raise ValueError(f"expected a {' or '.join(schemes)} URL")
+        return value.rstrip("/")
+
+    return parse
+
+
+def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in value.split(",") if item.strip())
+
+
+def _default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "chamicore")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    default: str | None
+    parse: Callable[[str], Any]
+    doc: str
+    secret: bool = False
+
+
+# The names are a contract with operators, the Helm chart and outside tests.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATABASE_URL", None, _url("postgresql", "postgres"),
+            "PostgreSQL URL; unset: `chamicore up` starts an embedded PostgreSQL", secret=True),
+    Setting("DATA_DIR", None, str, "where `chamicore up` keeps everything it creates (default ~/.local/share/chamicore)"),
+    Setting("BOOT_LISTEN", "127.0.0.1:27778", _listen, "host:port of the boot path"),
+    Setting("ADMIN_LISTEN", "127.0.0.1:27779", _listen, "host:port of the admin API"),
+    Setting("BOOT_URL", None, _url("http", "https"),
+            "URL at which booting nodes reach the boot path; unset: derived from the request's Host"),
+    Setting("BOOT_WORKERS", "1", _positive_int, "boot path worker processes (each holds the whole index)"),
+    Setting("BOOT_INTERFACE", "rsgi", str, "granian interface of the boot path: rsgi (faster) or asgi"),
+    Setting("BOOT_MAX_CONNECTIONS", "16384", _positive_int,
+            "connections one boot worker serves at once (granian backpressure and backlog)"),
+    Setting("TRUSTED_PROXIES", "", _networks,
+            "comma-separated CIDRs whose X-Forwarded-For is believed on the cloud-init path"),
+    Setting("UNKNOWN_RETRY_S", "10", _positive_float, "seconds an unknown or unready node waits before asking again"),
+    Setting("RETRY_BASE_S", "2", _positive_float, "first wait after a failed kernel/initrd download"),
+    Setting("RETRY_MAX_S", "60", _positive_float, "longest wait between boot retries"),
+    Setting("FEED_COALESCE_MS", "5", float, "how long the boot path gathers change notifications before re-reading"),
+    Setting("FEED_CHECK_S", "30", _positive_float, "period of the boot path's cheap consistency check"),
+    Setting("TELEMETRY_FLUSH_S", "2", _positive_float, "how often boot telemetry is written to the database"),
+    Setting("NATS_URL", None, _url("nats", "tls"), "NATS JetStream URL for the event relay; unset: no relay"),
+    Setting("KEA_URL", None, _url("http", "https"), "Kea control agent URL; unset: no Kea sync"),
+    Setting("DEV_MODE", "false", _bool, "turns admin API auth checks off (never in production)"),
+    Setting("SECRET_KEY", None, str, "key that encrypts the token signing keys", secret=True),
+    Setting("CREDENTIALS_KEY", None, str, "key that encrypts BMC credentials", secret=True),
+    Setting("LOG_LEVEL", "info", str, "debug, info, warning or error"),
+)
+
+_CHOICES = {
+    "BOOT_INTERFACE": ("rsgi", "asgi"),
+    "LOG_LEVEL": ("debug", "info", "warning", "error"),
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Config:
+    database_url: str | None
+    data_dir: str | None
+    boot_listen: Address
+    admin_listen: Address
+    boot_url: str | None
+    boot_workers: int
+    boot_interface: str
+    boot_max_connections: int
+    trusted_proxies: tuple
+    unknown_retry_s: float
+    retry_base_s: float
+    retry_max_s: float
+    feed_coalesce_ms: float
+    feed_check_s: float
+    telemetry_flush_s: float
+    nats_url: str | None
+    kea_url: str | None
+    dev_mode: bool
+    secret_key: str | None
+    credentials_key: str | None
+    log_level: str
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir or _default_data_dir()).expanduser().resolve()
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> Config:
+    """Read and check every CHAMICORE_* setting; raise ConfigError on the first bad one."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env.get(PREFIX + setting.name)
+        if raw is None or (raw == "" and setting.default is None):
+            raw = setting.default
+        if raw is None:
+            values[setting.name.lower()] = None
+            continue
+        choices = _CHOICES.get(setting.name)
+        if choices and raw.lower() not in choices:
+            raise ConfigError(setting.name, f"expected one of {', '.join(choices)}, got {raw!r}")
+        try:
+            values[setting.name.lower()] = setting.parse(raw.lower() if choices else raw)
+        except ValueError as exc:
+            raise ConfigError(setting.name, f"{exc} (got {raw!r})") from None
+    config = Config(**values)
+    if config.retry_base_s > config.retry_max_s:
+        raise ConfigError("RETRY_BASE_S", "must not exceed CHAMICORE_RETRY_MAX_S")
+    if not 0 <= config.feed_coalesce_ms <= 1000:
+        raise ConfigError("FEED_COALESCE_MS", "expected 0 to 1000 milliseconds")
+    return config
+
+
+def mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(":" + parts.password + "@", ":****@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def describe(config: Config) -> list[tuple[str, str, str]]:
+    """(variable, effective value with secrets masked, doc) for `chamicore config`."""
+    rows = []
+    for setting in SETTINGS:
+        value = getattr(config, setting.name.lower())
+        if value is None:
+            shown = "(unset)"
+        elif setting.name == "DATABASE_URL":
+            shown = mask_url(value)
+        elif setting.secret:
+            shown = "****"
+        elif isinstance(value, tuple):
+            shown = ",".join(str(v) for v in value) or "(none)"
+        elif isinstance(value, bool):
+            shown = "true" if value else "false"
+        else:
+            shown = str(value)
+        rows.append((PREFIX + setting.name, shown, setting.doc))
+    return rows

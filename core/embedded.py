@@ -1,0 +1,164 @@
+"""A private PostgreSQL cluster under a data directory: the embedded default.
+
+Uses the PostgreSQL 16 binaries bundled by the `pgserver` wheel (or any
+other bin directory, such as Debian's /usr/lib/postgresql/N/bin, which the
+tests use).  PostgreSQL refuses to run as root, so when we are root the
+server runs as an unprivileged system user `chamicore` that owns the
+cluster directory.  By default it listens on a unix socket inside the data
+directory only; pass `port` to also listen on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+from pathlib import Path
+from urllib.parse import quote
+
+SERVICE_USER = "chamicore"
+
+
+class EmbeddedPostgresError(RuntimeError):
+    def __init__(self, detail: str, hint: str) -> None:
+        self.detail = detail
+        self.hint = hint
+        super().__init__(f"{detail}\nhint: {hint}")
+
+
+def pgserver_bin_dir() -> Path | None:
+    """The bin directory inside the pgserver wheel, found without importing it."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+    return path if (path / "pg_ctl").exists() else None
+
+
+def system_bin_dir() -> Path | None:
+    """The newest Debian-style PostgreSQL bin directory, if installed."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+    return Path(candidates[-1]).parent if candidates else None
+
+
+class EmbeddedPostgres:
+    """Owns one PostgreSQL cluster directory: initialise, start, stop."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike,
+        *,
+        port: int | None = None,
+        bin_dir: str | os.PathLike | None = None,
+        durable: bool = True,
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.pgdata = self.data_dir / "pgdata"
+        self.socket_dir = self.data_dir / "run"
+        self.log_file = self.data_dir / "postgres.log"
+        self.port = port
+        found = Path(bin_dir) if bin_dir else (pgserver_bin_dir() or system_bin_dir())
+        if found is None:
+            raise EmbeddedPostgresError(
+                "no PostgreSQL binaries found for the embedded database",
+                "pip install pgserver, or set CHAMICORE_DATABASE_URL to an existing server",
+            )
+        self.bin_dir = found
+        self.durable = durable
+        self._owner = self._service_account() if os.geteuid() == 0 else None
+
+    # -- public -----------------------------------------------------------
+
+    @property
+    def dsn(self) -> str:
+        if self.port:
+            return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql://postgres@/postgres?host={quote(str(self.socket_dir))}&port=5432"
+
+    def is_running(self) -> bool:
+        if not (self.pgdata / "PG_VERSION").exists():
+            return False
+        result = self._run("pg_ctl", "status", "-D", str(self.pgdata), check=False)
+        return result.returncode == 0
+
+    def start(self) -> bool:
+        """Initialise on first use and start.  Returns False if it was already running."""
+        self._prepare_dirs()
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                      "--locale=C", *([] if self.durable else ["--no-sync"]))
+        if self.is_running():
+            return False
+        options = [
+            f"-c listen_addresses={'127.0.0.1' if self.port else chr(39) * 2}",
+            f"-p {self.port or 5432}",
+            f"-k {self.socket_dir}",
+            "-c unix_socket_permissions=0700",
+            "-c max_connections=200",
+        ]
+        if not self.durable:
+            options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.pgdata), "-l", str(self.log_file),
+                  "-o", " ".join(options))
+        return True
+
+    def stop(self, mode: str = "fast") -> None:
+        if self.is_running():
+            self._run("pg_ctl", "stop", "-w", "-t", "60", "-m", mode, "-D", str(self.pgdata))
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    # -- internals --------------------------------------------------------
+
+    def _service_account(self) -> pwd.struct_passwd:
+        try:
+            return pwd.getpwnam(SERVICE_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+                 "--shell", "/usr/sbin/nologin", SERVICE_USER],
+                check=True, capture_output=True,
+            )
+            return pwd.getpwnam(SERVICE_USER)
+
+    def _prepare_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(mode=0o700, exist_ok=True)
+        if self._owner is None:
+            return
+        for path in (self.data_dir, self.socket_dir):
+            os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
+        if self.pgdata.exists():
+            os.chown(self.pgdata, self._owner.pw_uid, self._owner.pw_gid)
+        # The service user must be able to reach its directory and the binaries:
+        # grant traversal (o+x, not read) on the parents that lack it.
+        for target in (self.data_dir, self.bin_dir):
+            for parent in target.parents:
+                mode = parent.stat().st_mode
+                if not mode & 0o001:
+                    os.chmod(parent, mode | 0o001)
+
+    def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = [str(self.bin_dir / tool), *args]
+        kwargs = {}
+        if self._owner is not None:
+            kwargs = {"user": self._owner.pw_uid, "group": self._owner.pw_gid, "extra_groups": []}
+        result = subprocess.run(command, capture_output=True, text=True, cwd=self.data_dir, **kwargs)
+        if check and result.returncode != 0:
+            log_tail = ""
+            if self.log_file.exists():
+                log_tail = "\n".join(self.log_file.read_text(errors="replace").splitlines()[-10:])
+            raise EmbeddedPostgresError(
+                f"{tool} failed (exit {result.returncode}): {(result.stderr or result.stdout).strip()}\n{log_tail}".strip(),
+                f"see {self.log_file}; remove {self.pgdata} to start from an empty database",
+            )
+        return result

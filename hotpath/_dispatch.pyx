@@ -1,0 +1,244 @@
+# cython: language_level=3
+"""Compiled request dispatch of the boot path (twin: hotpath/_dispatch_py.py).
+
+A request is: split path and query, normalise the MAC, one dict lookup in
+the current index, return prebuilt bytes.  No I/O, no awaits: the caller
+(hotpath/app.py) owns the transport, metrics and telemetry.
+"""
+
+from urllib.parse import unquote_plus
+
+import msgspec
+
+from hotpath._render import render_bootscript, render_first_stage, render_wait_script
+
+# Content types, endpoints and outcomes travel as small ints; app.py maps them.
+CT_TEXT = 0
+CT_PROBLEM = 1
+CT_JSON = 2
+
+EP_BOOTSCRIPT = 0
+EP_FIRST_STAGE = 1
+EP_CLOUD_INIT = 2
+EP_OTHER = 3
+
+OUT_OK = 0
+OUT_WAIT = 1
+OUT_BAD_REQUEST = 2
+OUT_NOT_FOUND = 3
+OUT_NEEDS_CLIENT_IP = 4
+
+MAX_RETRY = 64
+# Renders cached per entry for other Hosts / retry counts; past this, render and forget.
+MAX_CACHED_VARIANTS = 16
+
+cdef frozenset _HEX = frozenset("0123456789abcdef")
+cdef frozenset _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+cdef frozenset _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
+cdef frozenset _DOCUMENTS = frozenset(("user-data", "meta-data", "vendor-data"))
+
+
+cpdef str normalize_mac(str value):
+    """Lowercase colon form, or None for anything that is not a MAC (same rules as core.mac)."""
+    cdef str text = value.strip().lower()
+    cdef Py_ssize_t length = len(text)
+    cdef str digits
+    cdef str sep
+    cdef Py_ssize_t i
+    if length == 12:
+        digits = text
+    elif length == 17 and (text[2] == ":" or text[2] == "-"):
+        sep = text[2]
+        for i in range(2, 17, 3):
+            if text[i] != sep:
+                return None
+        digits = text.replace(sep, "")
+    elif length == 14 and text[4] == "." and text[9] == ".":
+        digits = text.replace(".", "")
+    else:
+        return None
+    if len(digits) != 12 or not _HEX.issuperset(digits):
+        return None
+    return (digits[0:2] + ":" + digits[2:4] + ":" + digits[4:6] + ":" + digits[6:8] + ":"
+            + digits[8:10] + ":" + digits[10:12])
+
+
+cpdef dict parse_query(str query):
+    """First value of each parameter, percent-decoded only when needed."""
+    cdef dict params = {}
+    cdef str part, key, value
+    cdef Py_ssize_t eq
+    if not query:
+        return params
+    for part in query.split("&"):
+        eq = part.find("=")
+        if eq < 0:
+            key = part
+            value = ""
+        else:
+            key = part[:eq]
+            value = part[eq + 1:]
+        if "%" in value or "+" in value:
+            value = unquote_plus(value)
+        if key not in params:
+            params[key] = value
+    return params
+
+
+cdef bint _is_id(str value):
+    cdef Py_ssize_t length = len(value)
+    if length < 2 or length > 255:
+        return False
+    if not _ID_CHARS.issuperset(value):
+        return False
+    return value[0] not in "._-" and value[length - 1] not in "._-"
+
+
+cdef bytes _problem(int status, str title, str detail):
+    return msgspec.json.encode({"type": "about:blank", "title": title, "status": status, "detail": detail})
+
+
+cdef tuple _bad_request(str detail):
+    return (400, CT_PROBLEM, _problem(400, "Bad Request", detail), None, EP_BOOTSCRIPT, OUT_BAD_REQUEST)
+
+
+cdef class Dispatcher:
+    """Routes one boot-path request against the current index.
+
+    `index` is replaced whole by the change feed on a full reload (an atomic
+    reference swap), so a request always sees one consistent snapshot.
+    """
+
+    cdef public object index
+    cdef public object base_url
+    cdef public str fallback_base
+    cdef public double retry_base
+    cdef public double retry_max
+    cdef public int unknown_delay
+    cdef dict _first_stage
+
+    def __init__(self, index, base_url, str fallback_base, double retry_base, double retry_max,
+                 double unknown_delay):
+        self.index = index
+        self.base_url = base_url
+        self.fallback_base = fallback_base
+        self.retry_base = retry_base
+        self.retry_max = retry_max
+        self.unknown_delay = max(1, <int>(unknown_delay + 0.999999))
+        self._first_stage = {}
+
+    cpdef str base_for(self, str host):
+        """The advertised boot URL: configured, or derived from a well-formed Host header."""
+        if self.base_url is not None:
+            return self.base_url
+        if host and len(host) <= 255 and _HOST_CHARS.issuperset(host):
+            return "http://" + host
+        return self.fallback_base
+
+    cpdef tuple dispatch(self, str path, str query, str host):
+        """(status, content type, body, node id or None, endpoint, outcome)."""
+        cdef str rest, node_id, document
+        cdef Py_ssize_t slash
+        if path == "/boot/v1/bootscript":
+            return self.bootscript(query, host)
+        if path.startswith("/cloud-init/"):
+            rest = path[12:]
+            slash = rest.find("/")
+            if slash < 0:
+                if rest in _DOCUMENTS:
+                    return (0, CT_TEXT, b"", None, EP_CLOUD_INIT, OUT_NEEDS_CLIENT_IP)
+                return self._not_found(EP_CLOUD_INIT, "no such cloud-init document: /cloud-init/" + rest[:64])
+            node_id = rest[:slash]
+            document = rest[slash + 1:]
+            if document not in _DOCUMENTS:
+                return self._not_found(EP_CLOUD_INIT, "cloud-init documents are user-data, meta-data and vendor-data")
+            return self._cloud_init(self.index.cloud_by_id.get(node_id), document, node_id)
+        if path == "/boot/v1/boot.ipxe":
+            return (200, CT_TEXT, self.first_stage(self.base_for(host)), None, EP_FIRST_STAGE, OUT_OK)
+        return self._not_found(EP_OTHER, "no such boot-path resource: " + path[:128])
+
+    cpdef tuple cloud_init_by_ip(self, str client_ip, str path):
+        cdef str document = path[12:]
+        return self._cloud_init(self.index.cloud_by_ip.get(client_ip), document, "address " + client_ip)
+
+    cpdef bytes first_stage(self, str base):
+        cdef bytes body = self._first_stage.get(base)
+        if body is None:
+            body = render_first_stage(base)
+            if len(self._first_stage) < MAX_CACHED_VARIANTS:
+                self._first_stage[base] = body
+        return body
+
+    cdef tuple _cloud_init(self, object entry, str document, str who):
+        if entry is None:
+            return self._not_found(EP_CLOUD_INIT, "no cloud-init data for " + who[:300])
+        if document == "user-data":
+            return (200, CT_TEXT, entry.user_data, entry.node_id, EP_CLOUD_INIT, OUT_OK)
+        if document == "meta-data":
+            return (200, CT_JSON, entry.meta_data, entry.node_id, EP_CLOUD_INIT, OUT_OK)
+        return (200, CT_TEXT, entry.vendor_data, entry.node_id, EP_CLOUD_INIT, OUT_OK)
+
+    cdef tuple _not_found(self, int endpoint, str detail):
+        return (404, CT_PROBLEM, _problem(404, "Not Found", detail), None, endpoint, OUT_NOT_FOUND)
+
+    cpdef tuple bootscript(self, str query, str host):
+        cdef dict params = parse_query(query)
+        cdef object raw
+        cdef str mac = None
+        cdef str lookup
+        cdef object entry
+        cdef int retry = 0
+        cdef object key
+        cdef bytes body
+        cdef str base
+        cdef object index = self.index
+
+        raw = params.get("retry")
+        if raw:
+            try:
+                retry = min(max(int(raw), 0), MAX_RETRY)
+            except (ValueError, OverflowError):
+                retry = 0
+
+        raw = params.get("mac")
+        if raw is not None:
+            mac = normalize_mac(raw)
+            if mac is None:
+                return _bad_request("mac=" + repr(raw[:64]) + " is not a MAC address "
+                                    "(use aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff or aabbccddeeff)")
+            entry = index.by_mac.get(mac)
+            lookup = "mac=" + mac
+        else:
+            raw = params.get("name")
+            if raw is not None:
+                if not _is_id(raw):
+                    return _bad_request("name=" + repr(raw[:64]) + " is not a valid component id")
+                entry = index.by_id.get(raw)
+                lookup = "name=" + raw
+            else:
+                raw = params.get("nid")
+                if raw is None:
+                    return _bad_request("give the node as mac=<MAC>, name=<component id> or nid=<number>")
+                if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+                    return _bad_request("nid=" + repr(raw[:64]) + " is not a node number")
+                entry = index.by_nid.get(int(raw))
+                lookup = "nid=" + str(int(raw))
+
+        base = self.base_for(host)
+        if entry is None:
+            return (200, CT_TEXT,
+                    render_wait_script("no node is registered for " + lookup, lookup, base, self.unknown_delay),
+                    None, EP_BOOTSCRIPT, OUT_WAIT)
+        if entry.wait_message is not None:
+            return (200, CT_TEXT, render_wait_script(entry.wait_message, lookup, base, self.unknown_delay),
+                    entry.node_id, EP_BOOTSCRIPT, OUT_WAIT)
+
+        key = base if retry == 0 else (base, retry)
+        body = entry.cache.get(key)
+        if body is None:
+            body = render_bootscript(entry.kernel, entry.initrd, entry.cmdline, entry.variables,
+                                     entry.node_id, entry.mac, entry.chain_query, base, retry,
+                                     self.retry_base, self.retry_max)
+            if len(entry.cache) < MAX_CACHED_VARIANTS:
+                entry.cache[key] = body
+        return (200, CT_TEXT, body, entry.node_id, EP_BOOTSCRIPT, OUT_OK)

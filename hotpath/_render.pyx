@@ -1,0 +1,128 @@
+# cython: language_level=3
+"""Compiled renderer of iPXE scripts (twin: hotpath/_render_py.py).
+
+Runs when data changes, not per request, except for the small wait script
+of unknown nodes and the first render for a new Host or retry count.
+Keep byte-for-byte in step with the twin: tests/test_render.py checks it.
+"""
+
+cpdef str fill_variables(str template, dict variables):
+    """Replace `{{ name }}` with variables[name]; unknown names stay as written."""
+    cdef Py_ssize_t start = 0
+    cdef Py_ssize_t open_at, close_at
+    cdef list out
+    cdef object value
+    if template.find("{{") < 0:
+        return template
+    out = []
+    while True:
+        open_at = template.find("{{", start)
+        if open_at < 0:
+            break
+        close_at = template.find("}}", open_at + 2)
+        if close_at < 0:
+            break
+        value = variables.get(template[open_at + 2:close_at].strip())
+        out.append(template[start:open_at])
+        out.append(template[open_at:close_at + 2] if value is None else value)
+        start = close_at + 2
+    out.append(template[start:])
+    return "".join(out)
+
+
+cdef bint _has_arg(str cmdline, str prefix):
+    cdef str token
+    for token in cmdline.split():
+        if token.startswith(prefix):
+            return True
+    return False
+
+
+cpdef int retry_delay(int retry, double base, double cap):
+    """Seconds to sleep before retry number `retry` (0-based): doubling, capped."""
+    cdef double delay = base
+    cdef int i
+    for i in range(retry if retry < 64 else 64):
+        delay = delay * 2
+        if delay >= cap:
+            break
+    if delay > cap:
+        delay = cap
+    if delay < 1:
+        return 1
+    return <int>(delay + 0.999999)
+
+
+cpdef int next_retry(int retry, double base, double cap):
+    """The retry number to chain with; it stops growing once the delay is capped."""
+    if retry < 0:
+        retry = 0
+    if retry_delay(retry, base, cap) >= retry_delay(retry + 1, base, cap):
+        return retry
+    return retry + 1
+
+
+cpdef str kernel_cmdline(str cmdline, bint has_initrd, str mac, str seed_url):
+    """The stored cmdline plus initrd=, BOOTIF= and the cloud-init seed, unless already there."""
+    cdef list extra = []
+    if has_initrd and not _has_arg(cmdline, "initrd="):
+        extra.append("initrd=initrd")
+    if mac and not _has_arg(cmdline, "BOOTIF="):
+        extra.append("BOOTIF=01-" + mac.replace(":", "-"))
+    if seed_url and not _has_arg(cmdline, "ds="):
+        extra.append("ds=nocloud-net;s=" + seed_url)
+    if not extra:
+        return cmdline
+    if cmdline:
+        return cmdline + " " + " ".join(extra)
+    return " ".join(extra)
+
+
+cpdef bytes render_bootscript(str kernel, str initrd, str cmdline, dict variables, str node_id,
+                              str mac, str chain_query, str base_url, int retry,
+                              double retry_base, double retry_max):
+    """The iPXE script of a node that has boot parameters."""
+    cdef str kernel_uri = fill_variables(kernel, variables)
+    cdef str initrd_uri = fill_variables(initrd, variables)
+    cdef str args = kernel_cmdline(fill_variables(cmdline, variables), len(initrd_uri) > 0, mac,
+                                   base_url + "/cloud-init/" + node_id + "/")
+    cdef list lines = ["#!ipxe"]
+    lines.append("kernel --name kernel " + kernel_uri + (" " + args if args else "") + " || goto retry")
+    if initrd_uri:
+        lines.append("initrd --name initrd " + initrd_uri + " || goto retry")
+    lines.append("boot || goto retry")
+    lines.append(":retry")
+    lines.append("sleep " + str(retry_delay(retry, retry_base, retry_max)))
+    lines.append("chain " + base_url + "/boot/v1/bootscript?" + chain_query + "&retry="
+                 + str(next_retry(retry, retry_base, retry_max)))
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+cpdef bytes render_wait_script(str message, str chain_query, str base_url, int delay):
+    """What a node gets while it cannot boot yet: wait, then ask again."""
+    return ("#!ipxe\necho Chamicore: " + message + "; asking again in " + str(delay) + " s\n"
+            + "sleep " + str(delay) + "\n"
+            + "chain " + base_url + "/boot/v1/bootscript?" + chain_query + "\n").encode("utf-8")
+
+
+cpdef bytes render_first_stage(str base_url):
+    """boot.ipxe: tries every network device in turn, then asks for its own script."""
+    return ("#!ipxe\n"
+            "# Chamicore first stage: served to DHCP clients, chains to the per-node script.\n"
+            "chain --autofree " + base_url + "/boot/v1/bootscript?mac=${mac:hexhyp}"
+            "&arch=${buildarch}&uuid=${uuid} || goto devices\n"
+            ":devices\n"
+            "set idx:int32 0\n"
+            ":loop\n"
+            "isset ${net${idx}/mac} || goto exhausted\n"
+            "ifconf --configurator dhcp net${idx} || goto next\n"
+            "chain --autofree " + base_url + "/boot/v1/bootscript?mac=${net${idx}/mac:hexhyp}"
+            "&arch=${buildarch}&uuid=${uuid} || goto next\n"
+            ":next\n"
+            "inc idx\n"
+            "goto loop\n"
+            ":exhausted\n"
+            "echo Chamicore: no network device could boot; retrying in 10 s\n"
+            "sleep 10\n"
+            "set idx:int32 0\n"
+            "goto loop\n").encode("utf-8")

@@ -1,0 +1,108 @@
+"""Pure-Python twin of hotpath/_render.pyx, for tests that prove identical output.
+
+Not imported by the running server.  Keep it line-for-line in step with the
+compiled module; tests/test_render.py compares the two on generated input.
+"""
+
+
+def fill_variables(template: str, variables: dict) -> str:
+    if template.find("{{") < 0:
+        return template
+    out = []
+    start = 0
+    while True:
+        open_at = template.find("{{", start)
+        if open_at < 0:
+            break
+        close_at = template.find("}}", open_at + 2)
+        if close_at < 0:
+            break
+        value = variables.get(template[open_at + 2 : close_at].strip())
+        out.append(template[start:open_at])
+        out.append(template[open_at : close_at + 2] if value is None else value)
+        start = close_at + 2
+    out.append(template[start:])
+    return "".join(out)
+
+
+def _has_arg(cmdline: str, prefix: str) -> bool:
+    return any(token.startswith(prefix) for token in cmdline.split())
+
+
+def retry_delay(retry: int, base: float, cap: float) -> int:
+    delay = base
+    for _ in range(min(retry, 64)):
+        delay = delay * 2
+        if delay >= cap:
+            break
+    delay = min(delay, cap)
+    if delay < 1:
+        return 1
+    return int(delay + 0.999999)
+
+
+def next_retry(retry: int, base: float, cap: float) -> int:
+    retry = max(retry, 0)
+    if retry_delay(retry, base, cap) >= retry_delay(retry + 1, base, cap):
+        return retry
+    return retry + 1
+
+
+def kernel_cmdline(cmdline: str, has_initrd: bool, mac: str, seed_url: str) -> str:
+    extra = []
+    if has_initrd and not _has_arg(cmdline, "initrd="):
+        extra.append("initrd=initrd")
+    if mac and not _has_arg(cmdline, "BOOTIF="):
+        extra.append("BOOTIF=01-" + mac.replace(":", "-"))
+    if seed_url and not _has_arg(cmdline, "ds="):
+        extra.append("ds=nocloud-net;s=" + seed_url)
+    if not extra:
+        return cmdline
+    return cmdline + " " + " ".join(extra) if cmdline else " ".join(extra)
+
+
+def render_bootscript(kernel, initrd, cmdline, variables, node_id, mac, chain_query, base_url, retry,
+                      retry_base, retry_max) -> bytes:
+    kernel_uri = fill_variables(kernel, variables)
+    initrd_uri = fill_variables(initrd, variables)
+    args = kernel_cmdline(fill_variables(cmdline, variables), len(initrd_uri) > 0, mac,
+                          base_url + "/cloud-init/" + node_id + "/")
+    lines = ["#!ipxe", "kernel --name kernel " + kernel_uri + (" " + args if args else "") + " || goto retry"]
+    if initrd_uri:
+        lines.append("initrd --name initrd " + initrd_uri + " || goto retry")
+    lines += [
+        "boot || goto retry",
+        ":retry",
+        "sleep " + str(retry_delay(retry, retry_base, retry_max)),
+        "chain " + base_url + "/boot/v1/bootscript?" + chain_query + "&retry="
+        + str(next_retry(retry, retry_base, retry_max)),
+    ]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def render_wait_script(message: str, chain_query: str, base_url: str, delay: int) -> bytes:
+    return ("#!ipxe\necho Chamicore: " + message + "; asking again in " + str(delay) + " s\n"
+            + "sleep " + str(delay) + "\n"
+            + "chain " + base_url + "/boot/v1/bootscript?" + chain_query + "\n").encode("utf-8")
+
+
+def render_first_stage(base_url: str) -> bytes:
+    return ("#!ipxe\n"
+            "# Chamicore first stage: served to DHCP clients, chains to the per-node script.\n"
+            "chain --autofree " + base_url + "/boot/v1/bootscript?mac=${mac:hexhyp}"
+            "&arch=${buildarch}&uuid=${uuid} || goto devices\n"
+            ":devices\n"
+            "set idx:int32 0\n"
+            ":loop\n"
+            "isset ${net${idx}/mac} || goto exhausted\n"
+            "ifconf --configurator dhcp net${idx} || goto next\n"
+            "chain --autofree " + base_url + "/boot/v1/bootscript?mac=${net${idx}/mac:hexhyp}"
+            "&arch=${buildarch}&uuid=${uuid} || goto next\n"
+            ":next\n"
+            "inc idx\n"
+            "goto loop\n"
+            ":exhausted\n"
+            "echo Chamicore: no network device could boot; retrying in 10 s\n"
+            "sleep 10\n"
+            "set idx:int32 0\n"
+            "goto loop\n").encode("utf-8")

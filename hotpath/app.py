@@ -1,0 +1,234 @@
+"""The boot-path application: raw RSGI and ASGI faces over one compiled dispatcher.
+
+No framework: a request is read from the scope, dispatched against the
+in-memory index, and answered with prebuilt bytes.  Run it with granian
+(`chamicore serve boot`), RSGI by default, ASGI when asked:
+
+    granian --interface rsgi --factory hotpath.app:create_app
+    granian --interface asgi --factory hotpath.app:create_app
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import time
+from time import perf_counter
+
+import msgspec
+
+from core.config import Config, load_config
+from core.problems import problem_bytes
+from hotpath._dispatch import (
+    CT_JSON,
+    CT_PROBLEM,
+    CT_TEXT,
+    EP_OTHER,
+    OUT_BAD_REQUEST,
+    OUT_NEEDS_CLIENT_IP,
+    Dispatcher,
+)
+from hotpath.answers import AnswerBuilder
+from hotpath.feed import ChangeFeed, FeedState
+from hotpath.index import Index
+from hotpath.metrics import BootMetrics
+from hotpath.telemetry import BootTelemetry, client_host
+
+log = logging.getLogger("chamicore.hotpath")
+
+_CONTENT_TYPES = {
+    CT_TEXT: "text/plain; charset=utf-8",
+    CT_PROBLEM: "application/problem+json",
+    CT_JSON: "application/json",
+}
+_RSGI_HEADERS = {ct: [("content-type", value)] for ct, value in _CONTENT_TYPES.items()}
+_SERVICE_PATHS = frozenset(("/health", "/readiness", "/metrics"))
+
+
+class BootApp:
+    """One worker's boot path: index, change feed, telemetry, metrics."""
+
+    def __init__(self, config: Config) -> None:
+        if not config.database_url:
+            raise ValueError("the boot path needs CHAMICORE_DATABASE_URL (chamicore up sets it)")
+        self.config = config
+        listen = config.boot_listen
+        fallback = f"http://{'127.0.0.1' if listen.host in ('0.0.0.0', '::') else listen.host}:{listen.port}"
+        self.dispatcher = Dispatcher(Index(), config.boot_url, fallback, config.retry_base_s,
+                                     config.retry_max_s, config.unknown_retry_s)
+        builder = AnswerBuilder(config.boot_url, config.retry_base_s, config.retry_max_s)
+        self.feed = ChangeFeed(config.database_url, builder, self._publish, self._current_index,
+                               coalesce_s=config.feed_coalesce_ms / 1000, check_interval_s=config.feed_check_s)
+        self.telemetry = BootTelemetry(config.database_url, config.telemetry_flush_s)
+        self.metrics = BootMetrics()
+        self.trusted_proxies = config.trusted_proxies
+        self.started_at = time.time()
+
+    # -- index plumbing ---------------------------------------------------
+
+    def _publish(self, index: Index) -> None:
+        self.dispatcher.index = index  # one reference swap: requests see old or new, never half
+
+    def _current_index(self) -> Index:
+        return self.dispatcher.index
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def startup(self) -> None:
+        self.feed.start()
+        self.telemetry.start()
+
+    async def shutdown(self) -> None:
+        await self.feed.stop()
+        await self.telemetry.stop()
+
+    # -- RSGI -------------------------------------------------------------
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(self.startup())
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(self.shutdown())
+
+    async def __rsgi__(self, scope, protocol) -> None:
+        started = perf_counter()
+        path = scope.path
+        if scope.method not in ("GET", "HEAD"):
+            protocol.response_bytes(405, [("content-type", "application/problem+json"), ("allow", "GET, HEAD")],
+                                    problem_bytes(405, "the boot path only answers GET"))
+            return
+        if path in _SERVICE_PATHS:
+            status, ct, body = self.service(path)
+            protocol.response_bytes(status, _RSGI_HEADERS[ct], body)
+            return
+        host = "" if self.dispatcher.base_url is not None else (scope.headers.get("host") or scope.authority or "")
+        status, ct, body, node_id, endpoint, outcome = self.dispatcher.dispatch(path, scope.query_string, host)
+        if outcome == OUT_NEEDS_CLIENT_IP:
+            client_ip = self.client_ip(scope.client, scope.headers.get("x-forwarded-for"))
+            status, ct, body, node_id, endpoint, outcome = self.dispatcher.cloud_init_by_ip(client_ip, path)
+        protocol.response_bytes(status, _RSGI_HEADERS[ct], body)
+        if node_id is not None:
+            self.telemetry.record(node_id, endpoint, time.time(), scope.client)
+        self.metrics.observe(endpoint, outcome, perf_counter() - started)
+
+    # -- ASGI -------------------------------------------------------------
+
+    async def __call__(self, scope, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._asgi_http(scope, send)
+        elif kind == "lifespan":
+            await self._asgi_lifespan(receive, send)
+
+    async def _asgi_http(self, scope, send) -> None:
+        started = perf_counter()
+        path = scope["path"]
+        node_id = None
+        if scope["method"] not in ("GET", "HEAD"):
+            status, ct, body = 405, CT_PROBLEM, problem_bytes(405, "the boot path only answers GET")
+            endpoint, outcome = EP_OTHER, OUT_BAD_REQUEST
+        elif path in _SERVICE_PATHS:
+            status, ct, body = self.service(path)
+            endpoint = None
+        else:
+            headers = scope["headers"]
+            host = ""
+            if self.dispatcher.base_url is None:
+                host = next((v.decode("latin-1") for k, v in headers if k == b"host"), "")
+            query = scope["query_string"].decode("latin-1")
+            status, ct, body, node_id, endpoint, outcome = self.dispatcher.dispatch(path, query, host)
+            if outcome == OUT_NEEDS_CLIENT_IP:
+                client = scope.get("client") or ("", 0)
+                forwarded = next((v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"), None)
+                client_ip = self.client_ip(f"{client[0]}:{client[1]}", forwarded)
+                status, ct, body, node_id, endpoint, outcome = self.dispatcher.cloud_init_by_ip(client_ip, path)
+        await send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", _CONTENT_TYPES[ct].encode()), (b"content-length", str(len(body)).encode())],
+        })
+        await send({"type": "http.response.body", "body": body})
+        if node_id is not None:
+            client = scope.get("client") or ("", 0)
+            self.telemetry.record(node_id, endpoint, time.time(), f"{client[0]}:{client[1]}")
+        if endpoint is not None:
+            self.metrics.observe(endpoint, outcome, perf_counter() - started)
+
+    async def _asgi_lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # report, then let the server exit
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- shared -----------------------------------------------------------
+
+    def client_ip(self, client: str, forwarded_for: str | None) -> str:
+        """The requester's address; X-Forwarded-For only when the peer is a trusted proxy."""
+        peer = client_host(client) or ""
+        if not forwarded_for or not self.trusted_proxies or not self._trusted(peer):
+            return peer
+        # Walk right to left: the first hop that is not one of our proxies is the node.
+        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        for hop in reversed(hops):
+            if not self._trusted(hop):
+                return client_host(hop + ":0") or peer
+        return client_host(hops[0] + ":0") or peer if hops else peer
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.trusted_proxies)
+
+    def service(self, path: str) -> tuple[int, int, bytes]:
+        index = self.dispatcher.index
+        feed = self.feed
+        if path == "/health":
+            return 200, CT_JSON, msgspec.json.encode({"status": "ok", "service": "boot"})
+        if path == "/readiness":
+            ready = feed.ready.is_set()
+            body = {
+                "status": "ready" if ready else "loading",
+                "nodes": len(index),
+                "macs": index.mac_count,
+                "feed": {
+                    "state": feed.state.value,
+                    "lastError": feed.last_error,
+                    "fullReloads": feed.full_reloads,
+                    "partialUpdates": feed.partial_updates,
+                    "notifications": feed.notifications,
+                    "lastLagSeconds": feed.last_lag_s,
+                    "lastFullReloadSeconds": feed.last_full_reload_s,
+                },
+            }
+            return (200 if ready else 503), CT_JSON, msgspec.json.encode(body)
+        gauges = {
+            "chamicore_boot_index_nodes": len(index),
+            "chamicore_boot_index_macs": index.mac_count,
+            "chamicore_boot_feed_live": 1 if feed.state == FeedState.LIVE else 0,
+            "chamicore_boot_feed_lag_seconds": feed.last_lag_s or 0.0,
+            "chamicore_boot_feed_full_reloads": feed.full_reloads,
+            "chamicore_boot_feed_notifications": feed.notifications,
+            "chamicore_boot_index_age_seconds": round(time.time() - index.updated_at, 3),
+            "chamicore_boot_telemetry_pending": self.telemetry.pending,
+        }
+        return 200, CT_TEXT, self.metrics.render(gauges)
+
+
+def create_app() -> BootApp:
+    """Factory for granian (`--factory`) and other servers: reads CHAMICORE_* settings."""
+    config = load_config()
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return BootApp(config)
+

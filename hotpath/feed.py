@@ -1,0 +1,226 @@
+"""The change feed: keeps one worker's index in step with PostgreSQL.
+
+LISTEN on `chamicore_boot` first, then load everything, so that no change
+falls between the two.  Notifications are coalesced for a few milliseconds,
+then the touched nodes are re-read in one snapshot and swapped in.  On a
+lost connection the old index keeps serving while the feed reconnects with
+backoff and reloads everything (notifications may have been missed).  A
+cheap periodic fingerprint check reloads when the database changed without
+telling us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+
+import asyncpg
+
+from core import db
+from hotpath import loader
+from hotpath.answers import AnswerBuilder
+from hotpath.index import Index
+
+log = logging.getLogger("chamicore.hotpath.feed")
+
+CHANNEL = "chamicore_boot"
+# Past this many touched nodes a full reload is cheaper than a targeted one.
+FULL_RELOAD_THRESHOLD = 20_000
+
+
+class FeedState(enum.StrEnum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+
+
+class _Pending:
+    __slots__ = ("ids", "macs", "groups", "roles", "full", "first_heard")
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.macs: set[str] = set()
+        self.groups: set[str] = set()
+        self.roles: set[str] = set()
+        self.full = False
+        self.first_heard: float | None = None
+
+    def __bool__(self) -> bool:
+        return self.full or bool(self.ids or self.macs or self.groups or self.roles)
+
+
+class ChangeFeed:
+    def __init__(
+        self,
+        dsn: str,
+        builder: AnswerBuilder,
+        publish: Callable[[Index], None],
+        get_index: Callable[[], Index],
+        *,
+        coalesce_s: float = 0.005,
+        check_interval_s: float = 30.0,
+        backoff_max_s: float = 5.0,
+    ) -> None:
+        self.dsn = dsn
+        self.builder = builder
+        self._publish = publish
+        self._get_index = get_index
+        self.coalesce_s = coalesce_s
+        self.check_interval_s = check_interval_s
+        self.backoff_max_s = backoff_max_s
+
+        self.state = FeedState.CONNECTING
+        self.ready = asyncio.Event()  # set after the first full load
+        self.last_error: str | None = None
+        self.full_reloads = 0
+        self.partial_updates = 0
+        self.notifications = 0
+        self.last_lag_s: float | None = None  # first notification heard -> swapped in
+        self.last_full_reload_s: float | None = None
+
+        self._pending = _Pending()
+        self._wake = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._fingerprint: tuple | None = None
+        self._heard_since_check = 0
+        self._task: asyncio.Task | None = None
+
+    # -- lifecycle --------------------------------------------------------
+
+    def start(self) -> asyncio.Task:
+        self._task = asyncio.get_running_loop().create_task(self.run(), name="chamicore-change-feed")
+        return self._task
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self.state = FeedState.STOPPED
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            conn = None
+            try:
+                conn = await db.connect(self.dsn, timeout=5)
+                self._lost.clear()
+                conn.add_termination_listener(lambda _conn: self._on_lost())
+                await conn.add_listener(CHANNEL, self._on_notify)
+                self._pending = _Pending()
+                await self._full_reload(conn)
+                attempt = 0
+                self.state = FeedState.LIVE
+                self.last_error = None
+                await self._serve(conn)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError,
+                    ConnectionError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.state = FeedState.RECONNECTING if self.ready.is_set() else FeedState.CONNECTING
+                delay = min(self.backoff_max_s, 0.1 * 2 ** attempt) * random.uniform(0.5, 1.0)
+                attempt = min(attempt + 1, 16)
+                log.warning("change feed: %s; keeping the current index, retrying in %.2f s",
+                            self.last_error, delay)
+                await asyncio.sleep(delay)
+            finally:
+                if conn is not None:
+                    conn.terminate()
+
+    # -- notifications ----------------------------------------------------
+
+    def _on_lost(self) -> None:
+        self._lost.set()
+        self._wake.set()
+
+    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
+        self.notifications += 1
+        self._heard_since_check += 1
+        pending = self._pending
+        if pending.first_heard is None:
+            pending.first_heard = time.perf_counter()
+        try:
+            message = json.loads(payload)
+            if message.get("resync"):
+                pending.full = True
+            else:
+                keys = message.get("keys") or {}
+                pending.ids.update(keys.get("componentIds", ()))
+                pending.macs.update(keys.get("macs", ()))
+                pending.groups.update(keys.get("groups", ()))
+                pending.roles.update(keys.get("roles", ()))
+                if keys.get("site"):
+                    pending.full = True
+        except (ValueError, AttributeError, TypeError):
+            log.warning("change feed: unreadable notification %.200r; reloading everything", payload)
+            pending.full = True
+        self._wake.set()
+
+    async def _serve(self, conn: asyncpg.Connection) -> None:
+        next_check = time.monotonic() + self.check_interval_s
+        while True:
+            timeout = max(0.0, next_check - time.monotonic())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            if self._lost.is_set() or conn.is_closed():
+                raise ConnectionError("lost the LISTEN connection to PostgreSQL")
+            if self._wake.is_set():
+                self._wake.clear()
+                if self.coalesce_s:
+                    await asyncio.sleep(self.coalesce_s)
+                await self._apply_pending(conn)
+            if time.monotonic() >= next_check:
+                await self._check_drift(conn)
+                next_check = time.monotonic() + self.check_interval_s
+
+    async def _apply_pending(self, conn: asyncpg.Connection) -> None:
+        pending, self._pending = self._pending, _Pending()
+        if not pending:
+            return
+        if pending.full:
+            await self._full_reload(conn)
+        else:
+            touched = await loader.affected_components(conn, pending.ids, pending.roles, pending.groups,
+                                                       pending.macs)
+            touched |= pending.ids
+            if len(touched) > FULL_RELOAD_THRESHOLD:
+                await self._full_reload(conn)
+            else:
+                snapshot = await loader.load(conn, sorted(touched))
+                answers = self.builder.build(snapshot)
+                self._get_index().replace(touched, answers)
+                self.partial_updates += 1
+        if pending.first_heard is not None:
+            self.last_lag_s = time.perf_counter() - pending.first_heard
+
+    async def _full_reload(self, conn: asyncpg.Connection) -> None:
+        started = time.perf_counter()
+        snapshot = await loader.load(conn)
+        index = Index.from_answers(self.builder.build(snapshot))
+        self._fingerprint = snapshot.fingerprint
+        self._heard_since_check = 0
+        self._publish(index)
+        self.full_reloads += 1
+        self.last_full_reload_s = time.perf_counter() - started
+        self.ready.set()
+        log.info("change feed: loaded %d nodes (%d MACs) in %.3f s", len(index), index.mac_count,
+                 self.last_full_reload_s)
+
+    async def _check_drift(self, conn: asyncpg.Connection) -> None:
+        current = await loader.fingerprint(conn)
+        heard = self._heard_since_check
+        previous, self._fingerprint, self._heard_since_check = self._fingerprint, current, 0
+        if previous is not None and current != previous and heard == 0:
+            log.warning("change feed: the database changed without notifying; reloading everything")
+            await self._full_reload(conn)

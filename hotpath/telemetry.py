@@ -1,0 +1,116 @@
+"""Each node's last boot-path request, kept in memory and written in batches.
+
+A boot storm must not turn into a write storm: record() is a dict store,
+and flush() sends everything gathered since the last flush as one
+statement.  If the database is away the batch is kept (merged with newer
+requests) and tried again on the next flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import logging
+
+import asyncpg
+
+from core import db
+
+log = logging.getLogger("chamicore.hotpath.telemetry")
+
+ENDPOINT_NAMES = ("bootscript", "boot.ipxe", "cloud-init", "other")
+
+_UPSERT = """
+INSERT INTO bss.boot_telemetry AS t (component_id, endpoint, source_ip, seen_at, requests)
+SELECT u.id, u.endpoint, u.ip, u.seen, u.n
+FROM unnest($1::text[], $2::text[], $3::inet[], $4::timestamptz[], $5::bigint[]) AS u(id, endpoint, ip, seen, n)
+WHERE EXISTS (SELECT 1 FROM smd.components c WHERE c.id = u.id)
+ON CONFLICT (component_id) DO UPDATE SET
+    endpoint  = CASE WHEN excluded.seen_at >= t.seen_at THEN excluded.endpoint ELSE t.endpoint END,
+    source_ip = CASE WHEN excluded.seen_at >= t.seen_at THEN excluded.source_ip ELSE t.source_ip END,
+    seen_at   = greatest(t.seen_at, excluded.seen_at),
+    requests  = t.requests + excluded.requests
+"""
+
+
+def client_host(client: str) -> str | None:
+    """"10.0.0.5:41234" or "[fe80::1]:41234" or "::1:41234" -> the address, if valid."""
+    host = client.rsplit(":", 1)[0].strip("[]") if client else ""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+class BootTelemetry:
+    def __init__(self, dsn: str, flush_interval_s: float = 2.0) -> None:
+        self.dsn = dsn
+        self.flush_interval_s = flush_interval_s
+        self._last: dict[str, tuple] = {}  # node id -> (endpoint, unix time, client)
+        self._counts: dict[str, int] = {}
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task | None = None
+        self.flushed_rows = 0
+        self.last_error: str | None = None
+
+    def record(self, node_id: str, endpoint: int, now: float, client: str) -> None:
+        self._last[node_id] = (endpoint, now, client)
+        self._counts[node_id] = self._counts.get(node_id, 0) + 1
+
+    @property
+    def pending(self) -> int:
+        return len(self._last)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="chamicore-boot-telemetry")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.flush()
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            await self.flush()
+
+    async def flush(self) -> int:
+        if not self._last:
+            return 0
+        last, counts = self._last, self._counts
+        self._last, self._counts = {}, {}
+        ids = list(last)
+        rows = (
+            ids,
+            [ENDPOINT_NAMES[last[i][0]] for i in ids],
+            [client_host(last[i][2]) for i in ids],
+            [datetime.datetime.fromtimestamp(last[i][1], datetime.UTC) for i in ids],
+            [counts[i] for i in ids],
+        )
+        try:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await db.connect(self.dsn, timeout=5)
+            await self._conn.execute(_UPSERT, *rows)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("boot telemetry: could not write %d rows (%s); keeping them", len(ids), self.last_error)
+            # Put the batch back under anything newer that arrived meanwhile.
+            for node_id in ids:
+                if node_id not in self._last:
+                    self._last[node_id] = last[node_id]
+                self._counts[node_id] = self._counts.get(node_id, 0) + counts[node_id]
+            if self._conn is not None:
+                self._conn.terminate()
+                self._conn = None
+            return 0
+        self.flushed_rows += len(ids)
+        self.last_error = None
+        return len(ids)

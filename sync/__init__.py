@@ -1,0 +1,2 @@
+"""Daemons that act on the outside world: Kea reservations, Redfish discovery,
+power transitions and the event outbox relay."""
