@@ -29,6 +29,7 @@ from hotpath.index import Index
 log = logging.getLogger("chamicore.hotpath.feed")
 
 CHANNEL = "chamicore_boot"
+APPLICATION_NAME = "chamicore-boot-feed"
 # Past this many touched nodes a full reload is cheaper than a targeted one.
 FULL_RELOAD_THRESHOLD = 20_000
 
@@ -111,7 +112,8 @@ class ChangeFeed:
         while True:
             conn = None
             try:
-                conn = await db.connect(self.dsn, timeout=5)
+                conn = await db.connect(self.dsn, timeout=5,
+                                      server_settings={"application_name": APPLICATION_NAME})
                 self._lost.clear()
                 conn.add_termination_listener(lambda _conn: self._on_lost())
                 await conn.add_listener(CHANNEL, self._on_notify)

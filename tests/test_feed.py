@@ -1,0 +1,114 @@
+"""The change feed against a real PostgreSQL: edits reach the index in milliseconds."""
+
+import asyncio
+import time
+
+import pytest
+
+from hotpath.answers import AnswerBuilder
+from hotpath.feed import ChangeFeed, FeedState
+from hotpath.index import Index
+from tests.conftest import create_database
+from tests.seed import add_node, add_params
+
+
+class Holder:
+    def __init__(self):
+        self.index = Index()
+        self.swaps = 0
+
+    def publish(self, index):
+        self.index = index
+        self.swaps += 1
+
+
+@pytest.fixture
+async def feed(dsn):
+    holder = Holder()
+    feed = ChangeFeed(dsn, AnswerBuilder("http://b", 2.0, 60.0), holder.publish, lambda: holder.index,
+                      coalesce_s=0.002, check_interval_s=0.5, backoff_max_s=0.5)
+    feed.holder = holder
+    feed.start()
+    await asyncio.wait_for(feed.ready.wait(), 10)
+    yield feed
+    await feed.stop()
+
+
+async def eventually(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+async def test_sql_edits_show_up_without_a_full_reload(conn, feed):
+    holder = feed.holder
+    assert feed.state == FeedState.LIVE and feed.full_reloads == 1
+    await add_node(conn, "n1", ["00:00:00:00:00:01"])
+    await add_params(conn, "role", role="Compute", kernel="http://k1")
+    await eventually(lambda: "00:00:00:00:00:01" in holder.index.by_mac
+                     and holder.index.by_mac["00:00:00:00:00:01"].kernel == "http://k1")
+    await conn.execute("UPDATE bss.boot_params SET kernel = 'http://k2' WHERE id = 'role'")
+    await eventually(lambda: holder.index.by_mac["00:00:00:00:00:01"].kernel == "http://k2")
+    await conn.execute("UPDATE smd.components SET enabled = false WHERE id = 'n1'")
+    await eventually(lambda: holder.index.by_mac["00:00:00:00:00:01"].wait_message == "node n1 is disabled")
+    await conn.execute("DELETE FROM smd.components WHERE id = 'n1'")
+    await eventually(lambda: "00:00:00:00:00:01" not in holder.index.by_mac and len(holder.index) == 0)
+    assert feed.full_reloads == 1 and feed.partial_updates >= 4
+    assert feed.last_lag_s is not None and feed.last_lag_s < 1.0
+
+
+async def test_group_and_site_changes_reach_members(conn, feed):
+    holder = feed.holder
+    await add_node(conn, "n1", ["00:00:00:00:00:01"], groups=["rack1"])
+    await add_node(conn, "n2", ["00:00:00:00:00:02"])
+    await add_params(conn, "site", kernel="http://site")
+    await eventually(lambda: holder.index.by_id.get("n2") is not None and holder.index.by_id["n2"].kernel == "http://site")
+    await add_params(conn, "rack1", group="rack1", kernel="http://rack1")
+    await eventually(lambda: holder.index.by_id["n1"].kernel == "http://rack1")
+    assert holder.index.by_id["n2"].kernel == "http://site"
+    await conn.execute("DELETE FROM smd.group_members WHERE component_id = 'n1'")
+    await eventually(lambda: holder.index.by_id["n1"].kernel == "http://site")
+
+
+async def test_bulk_change_beyond_a_payload_resyncs(conn, feed):
+    await conn.execute(
+        "INSERT INTO smd.components (id, type, role) SELECT 'node-' || i, 'Node', 'Compute' FROM generate_series(1, 3000) i")
+    await eventually(lambda: len(feed.holder.index) == 3000)
+    assert feed.full_reloads == 2
+
+
+async def test_drift_without_notification_is_caught(conn, feed, dsn):
+    # A writer that bypasses the triggers (as a restore or a replica promotion might).
+    await conn.execute("SET session_replication_role = replica")
+    await conn.execute("INSERT INTO smd.components (id, type) VALUES ('sneaky', 'Node')")
+    await eventually(lambda: "sneaky" in feed.holder.index, timeout=5)
+    assert feed.full_reloads >= 2
+
+
+async def test_lost_connection_keeps_index_then_resyncs(pg_cluster, conn, feed, dsn):
+    await add_node(conn, "n1", ["00:00:00:00:00:01"])
+    await eventually(lambda: "n1" in feed.holder.index)
+    before = feed.holder.index
+    # Kill the feed's backend: the feed must keep serving the old index and reconnect.
+    await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE application_name = 'chamicore-boot-feed' AND datname = current_database()")
+    await add_node(conn, "n2", ["00:00:00:00:00:02"])  # may be missed while disconnected
+    await eventually(lambda: "n2" in feed.holder.index, timeout=10)
+    assert feed.full_reloads >= 2 and feed.state == FeedState.LIVE
+    assert "n1" in before  # the old snapshot stayed whole
+
+
+async def test_starts_while_database_is_unreachable(pg_cluster):
+    holder = Holder()
+    dead = "postgresql://postgres@127.0.0.1:1/postgres"
+    feed = ChangeFeed(dead, AnswerBuilder(None, 2.0, 60.0), holder.publish, lambda: holder.index,
+                      backoff_max_s=0.2)
+    feed.start()
+    await asyncio.sleep(1.0)
+    assert not feed.ready.is_set() and feed.state == FeedState.CONNECTING and feed.last_error
+    # Point it at a real database: it becomes ready on its own.
+    feed.dsn = await create_database(pg_cluster)
+    await asyncio.wait_for(feed.ready.wait(), 10)
+    await feed.stop()

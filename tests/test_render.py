@@ -1,0 +1,86 @@
+"""The compiled renderer, against its pure-Python twin and against the spec."""
+
+import importlib.machinery
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hotpath import _render, _render_py
+
+
+def test_compiled_renderer_loaded():
+    # Fails if the extension did not build and something imported a .py instead.
+    assert _render.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)), _render.__file__
+
+
+words = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+variables = st.dictionaries(st.sampled_from(["id", "mac", "nid", "role", "hostname", "arch", "x y"]), words, max_size=7)
+templates = st.lists(st.one_of(words, st.sampled_from(["{{id}}", "{{ mac }}", "{{nid}}", "{{", "}}", "{{unknown}}",
+                                                       "{{hostname}}", "initrd=x", "BOOTIF=01-x", "ds=foo", " "])),
+                     max_size=8).map("".join)
+
+
+@settings(max_examples=300)
+@given(templates, variables)
+def test_fill_variables_twin(template, values):
+    assert _render.fill_variables(template, values) == _render_py.fill_variables(template, values)
+
+
+@settings(max_examples=300)
+@given(templates, templates, templates, variables, words, st.integers(0, 64),
+       st.floats(0.1, 30), st.floats(30, 600))
+def test_bootscript_twin(kernel, initrd, cmdline, values, node_id, retry, base, cap):
+    args = (kernel, initrd, cmdline, values, node_id, "aa:bb:cc:dd:ee:ff", "mac=aa:bb:cc:dd:ee:ff",
+            "http://boot:8080", retry, base, cap)
+    assert _render.render_bootscript(*args) == _render_py.render_bootscript(*args)
+
+
+@given(st.integers(0, 1000), st.floats(0.1, 100), st.floats(0.1, 1000))
+def test_retry_schedule_twin(retry, base, cap):
+    assert _render.retry_delay(retry, base, cap) == _render_py.retry_delay(retry, base, cap)
+    assert _render.next_retry(retry, base, cap) == _render_py.next_retry(retry, base, cap)
+
+
+@given(words, st.integers(1, 3600))
+def test_wait_and_first_stage_twins(message, delay):
+    assert _render.render_wait_script(message, "mac=x", "http://b", delay) == \
+        _render_py.render_wait_script(message, "mac=x", "http://b", delay)
+    assert _render.render_first_stage("http://b:1") == _render_py.render_first_stage("http://b:1")
+
+
+def test_bootscript_shape():
+    script = _render.render_bootscript(
+        "http://images/{{arch}}/vmlinuz", "http://images/{{arch}}/initrd", "console=ttyS0 nid={{nid}}",
+        {"arch": "x86_64", "nid": "17"}, "node-17", "aa:bb:cc:dd:ee:ff", "mac=aa:bb:cc:dd:ee:ff",
+        "http://boot:27778", 0, 2.0, 60.0).decode()
+    assert script.splitlines() == [
+        "#!ipxe",
+        "kernel --name kernel http://images/x86_64/vmlinuz console=ttyS0 nid=17 initrd=initrd "
+        "BOOTIF=01-aa-bb-cc-dd-ee-ff ds=nocloud-net;s=http://boot:27778/cloud-init/node-17/ || goto retry",
+        "initrd --name initrd http://images/x86_64/initrd || goto retry",
+        "boot || goto retry",
+        ":retry",
+        "sleep 2",
+        "chain http://boot:27778/boot/v1/bootscript?mac=aa:bb:cc:dd:ee:ff&retry=1",
+    ]
+
+
+def test_stored_arguments_are_not_doubled():
+    script = _render.render_bootscript(
+        "http://k", "http://i", "initrd=custom BOOTIF=01-11-22-33-44-55-66 ds=nocloud;s=http://x/", {},
+        "n1", "aa:bb:cc:dd:ee:ff", "mac=aa:bb:cc:dd:ee:ff", "http://b", 0, 2.0, 60.0).decode()
+    kernel_line = script.splitlines()[1]
+    assert kernel_line.count("initrd=") == 1 and kernel_line.count("BOOTIF=") == 1 and kernel_line.count("ds=") == 1
+
+
+def test_no_initrd_means_no_initrd_line():
+    script = _render.render_bootscript("http://k", "", "", {}, "n1", "aa:bb:cc:dd:ee:ff", "mac=x", "http://b",
+                                       0, 2.0, 60.0).decode()
+    assert "initrd" not in script
+
+
+def test_retry_delay_grows_and_caps():
+    delays = [_render.retry_delay(n, 2.0, 60.0) for n in range(10)]
+    assert delays == [2, 4, 8, 16, 32, 60, 60, 60, 60, 60]
+    # The chained retry number stops growing once the delay is capped.
+    assert [_render.next_retry(n, 2.0, 60.0) for n in (0, 4, 5, 9)] == [1, 5, 5, 9]
