@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import asyncpg
 
 from cli.errors import EXIT_DATABASE, CLIError
@@ -14,7 +12,7 @@ from core.config import Config, mask_url
 async def _connect(dsn: str) -> asyncpg.Connection:
     try:
         return await db.connect(dsn, timeout=10)
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise CLIError("database", f"cannot connect to {mask_url(dsn)}: {exc}",
                        "check CHAMICORE_DATABASE_URL and that PostgreSQL is running", EXIT_DATABASE) from exc
 

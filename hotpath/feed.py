@@ -125,8 +125,7 @@ class ChangeFeed:
                 await self._serve(conn)
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError,
-                    ConnectionError) as exc:
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.state = FeedState.RECONNECTING if self.ready.is_set() else FeedState.CONNECTING
                 delay = min(self.backoff_max_s, 0.1 * 2 ** attempt) * random.uniform(0.5, 1.0)
@@ -173,7 +172,7 @@ class ChangeFeed:
             timeout = max(0.0, next_check - time.monotonic())
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if self._lost.is_set() or conn.is_closed():
                 raise ConnectionError("lost the LISTEN connection to PostgreSQL")

@@ -99,7 +99,7 @@ class BootTelemetry:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await db.connect(self.dsn, timeout=5)
             await self._conn.execute(_UPSERT, *rows)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("boot telemetry: could not write %d rows (%s); keeping them", len(ids), self.last_error)
             # Put the batch back under anything newer that arrived meanwhile.

@@ -1,0 +1,113 @@
+"""The `chamicore` command as an operator runs it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import msgspec
+import psutil
+
+from tests.conftest import ROOT, _tmp_root, free_port, wait_until
+
+
+def chamicore(*args, env=None, timeout=60):
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, capture_output=True, text=True,
+                          env=dict(os.environ, **(env or {})), timeout=timeout)
+
+
+def test_help_lists_the_commands():
+    result = chamicore("--help")
+    assert result.returncode == 0
+    for command in ("up", "config", "db", "serve"):
+        assert command in result.stdout
+
+
+def test_config_prints_every_setting_masked():
+    result = chamicore("config", env={"CHAMICORE_DATABASE_URL": "postgresql://u:pw@db/x", "CHAMICORE_SECRET_KEY": "s3"})
+    assert result.returncode == 0
+    assert "CHAMICORE_BOOT_LISTEN" in result.stdout and "127.0.0.1:27778" in result.stdout
+    assert "postgresql://u:****@db/x" in result.stdout and "pw@" not in result.stdout and "s3" not in result.stdout
+
+
+def test_bad_config_is_named_with_a_hint():
+    result = chamicore("config", env={"CHAMICORE_UNKNOWN_RETRY_S": "never"})
+    assert result.returncode == 3
+    assert "CHAMICORE_UNKNOWN_RETRY_S" in result.stderr and "hint:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_db_migrate_and_status(empty_dsn):
+    env = {"CHAMICORE_DATABASE_URL": empty_dsn}
+    status = chamicore("db", "status", env=env)
+    assert status.returncode == 0 and "0 applied" in status.stdout and "pending" in status.stdout
+    first = chamicore("db", "migrate", env=env)
+    assert first.returncode == 0 and "applying 0001_smd.sql" in first.stdout
+    again = chamicore("db", "migrate", env=env)
+    assert again.returncode == 0 and "schema is up to date" in again.stdout
+    status = chamicore("db", "status", env=env)
+    assert " 0 pending" in status.stdout
+
+
+def test_db_errors_are_readable():
+    result = chamicore("db", "status", env={"CHAMICORE_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/x"})
+    assert result.returncode == 4 and "cannot connect" in result.stderr and "hint:" in result.stderr
+    unset = dict(os.environ)
+    unset.pop("CHAMICORE_DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-m", "cli.main", "db", "migrate"], cwd=ROOT, capture_output=True,
+                            text=True, env=unset)
+    assert result.returncode == 4 and "CHAMICORE_DATABASE_URL is not set" in result.stderr
+
+
+def _descendants(pid):
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _alive(processes):
+    alive = []
+    for proc in processes:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def test_up_runs_everything_and_stops_cleanly_twice():
+    data_dir = _tmp_root() / "up"
+    port = free_port()
+    env = dict(os.environ, CHAMICORE_BOOT_LISTEN=f"127.0.0.1:{port}")
+    env.pop("CHAMICORE_DATABASE_URL", None)
+    for round_ in (1, 2):
+        process = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--data-dir", str(data_dir)],
+                                   cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            assert line, "up exited early:\n" + "".join(lines)
+            lines.append(line)
+            if "Press Ctrl-C to stop" in line:
+                break
+        output = "".join(lines)
+        assert "Chamicore is up" in output and f"http://127.0.0.1:{port}" in output
+        assert ("5 migration(s) applied" in output) if round_ == 1 else ("schema is up to date" in output)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readiness", timeout=5) as response:
+            assert msgspec.json.decode(response.read())["status"] == "ready"
+        # pg_ctl detaches the postmaster, so find it by its pid file, not as a child.
+        postmaster = int((data_dir / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0])
+        children = [*_descendants(process.pid), psutil.Process(postmaster)]
+        assert any("granian" in " ".join(c.cmdline()) or "serve" in c.cmdline() for c in children)
+
+        process.send_signal(signal.SIGTERM if round_ == 1 else signal.SIGINT)
+        rest = process.communicate(timeout=60)[0]
+        assert process.returncode == 0, rest
+        assert "stopped" in rest
+        wait_until(lambda procs=children: not _alive(procs), timeout=10)
+    assert (data_dir / "postgres" / "pgdata" / "PG_VERSION").exists()

@@ -1,0 +1,82 @@
+"""Real iPXE firmware, in QEMU, boots against the boot path.
+
+The guest reaches the host's 127.0.0.1 as 10.0.2.2 (QEMU user networking).
+It fetches boot.ipxe (the DHCP bootfile), chains to its own script with the
+MAC QEMU gave its NIC, and then asks for the kernel that script names.
+"""
+
+import http.server
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.conftest import free_port
+from tests.seed import add_node, add_params
+
+MAC = "52:54:00:12:34:56"
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    seen: list
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self.seen.append((self.path, self.headers.get("User-Agent", "")))
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.qemu
+async def test_ipxe_boots_to_the_kernel_request(conn, boot_server):
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        pytest.fail("QEMU is not installed: apt-get install -y qemu-system-x86 ipxe-qemu (make test does it)")
+    images_port = free_port()
+    seen: list = []
+    handler = type("Recorder", (_Recorder,), {"seen": seen})
+    images = http.server.ThreadingHTTPServer(("127.0.0.1", images_port), handler)
+    threading.Thread(target=images.serve_forever, daemon=True).start()
+
+    await add_node(conn, "node-qemu", [MAC], nid=42)
+    await add_params(conn, "compute", role="Compute",
+                     kernel=f"http://10.0.2.2:{images_port}/images/{{{{id}}}}/vmlinuz",
+                     initrd=f"http://10.0.2.2:{images_port}/images/{{{{id}}}}/initrd", cmdline="console=ttyS0")
+    server = boot_server()
+    vm = subprocess.Popen(
+        [qemu, "-nographic", "-m", "256", "-accel", "tcg", "-no-reboot",
+         "-netdev", f"user,id=n0,bootfile=http://10.0.2.2:{server.port}/boot/v1/boot.ipxe",
+         "-device", f"e1000,netdev=n0,mac={MAC}", "-boot", "n"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not seen and time.monotonic() < deadline:
+            assert vm.poll() is None, "QEMU exited early"
+            time.sleep(0.2)
+    finally:
+        vm.kill()
+        console = vm.communicate()[0].decode(errors="replace")
+        images.shutdown()
+        images.server_close()
+    assert seen, "iPXE never asked for the kernel; console:\n" + console[-3000:]
+    path, agent = seen[0]
+    # The node's own script was used: the kernel URL carries its component id.
+    assert path == "/images/node-qemu/vmlinuz"
+    assert agent.startswith("iPXE/")
+
+    metrics = server.get("/metrics")[2].decode()
+    assert 'chamicore_boot_requests_total{endpoint="boot.ipxe",outcome="ok"} 1' in metrics
+    assert 'chamicore_boot_requests_total{endpoint="bootscript",outcome="ok"} 1' in metrics
+    row = None
+    for _ in range(50):
+        row = await conn.fetchrow("SELECT endpoint, source_ip FROM bss.boot_telemetry WHERE component_id = 'node-qemu'")
+        if row:
+            break
+        time.sleep(0.1)
+    assert row and row["endpoint"] == "bootscript"
