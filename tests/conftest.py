@@ -40,7 +40,7 @@ def _tmp_root() -> Path:
 def pg_cluster():
     """A PostgreSQL cluster on 127.0.0.1 for the whole session (Debian's binaries if present)."""
     cluster = EmbeddedPostgres(_tmp_root() / "pg", port=free_port(),
-                               bin_dir=system_bin_dir() or pgserver_bin_dir(), durable=False)
+                               bin_dir=pgserver_bin_dir() or system_bin_dir(), durable=False)
     cluster.start()
 
     async def make_template():

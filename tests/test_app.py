@@ -105,7 +105,7 @@ async def test_telemetry_and_metrics(conn, boot_server):
 
 def test_not_ready_until_postgres_is_up_and_nodes_keep_waiting(boot_server):
     cluster = EmbeddedPostgres(_tmp_root() / "late", port=free_port(),
-                               bin_dir=system_bin_dir() or pgserver_bin_dir(), durable=False)
+                               bin_dir=pgserver_bin_dir() or system_bin_dir(), durable=False)
     try:
         server = boot_server(server_dsn=cluster.dsn, wait_ready=False)
         status, _, body = server.get("/readiness")

@@ -1,0 +1,45 @@
+# Chamicore: the two commands of the README, and a few more for developers.
+#   make up     install into .venv and start everything on the embedded PostgreSQL
+#   make test   install into .venv (plus the system packages the tests boot) and run the tests
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Real parts the tests start: iPXE firmware in QEMU, cloud-init's client, nginx and wrk for bench/.
+SYSTEM_PACKAGES := qemu-system-x86 ipxe-qemu cloud-init nginx wrk
+
+.PHONY: up test install system-deps bench lint clean
+
+up: install
+	$(VENV)/bin/chamicore up
+
+test: install system-deps
+	$(PY) -m pytest
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml setup.py hotpath/_render.pyx hotpath/_dispatch.pyx
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -c "import hotpath._render, hotpath._dispatch"  # the compiled boot path must load
+	touch $@
+
+system-deps:
+	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:" $$missing; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+bench: install system-deps
+	$(PY) -m pytest bench/ --benchmark-columns=min,median,mean,max,rounds -p no:cacheprovider
+	$(PY) -m bench.bootstorm
+
+lint: install
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) build *.egg-info hotpath/_*.c hotpath/*.so
