@@ -144,12 +144,17 @@ class Dispatcher:
             return (200, CT_TEXT, render_wait_script(entry.wait_message, lookup, base, self.unknown_delay),
                     entry.node_id, EP_BOOTSCRIPT, OUT_WAIT)
 
+        if retry == 0 and self.base_url is not None and entry.body is not None:
+            return (200, CT_TEXT, entry.body, entry.node_id, EP_BOOTSCRIPT, OUT_OK)
         key = base if retry == 0 else (base, retry)
-        body = entry.cache.get(key)
+        cache = entry.cache
+        body = None if cache is None else cache.get(key)
         if body is None:
-            body = render_bootscript(entry.kernel, entry.initrd, entry.cmdline, entry.variables,
+            body = render_bootscript(entry.kernel, entry.initrd, entry.cmdline, entry.values,
                                      entry.node_id, entry.mac, entry.chain_query, base, retry,
                                      self.retry_base, self.retry_max)
-            if len(entry.cache) < MAX_CACHED_VARIANTS:
-                entry.cache[key] = body
+            if cache is None:
+                cache = entry.cache = {}
+            if len(cache) < MAX_CACHED_VARIANTS:
+                cache[key] = body
         return (200, CT_TEXT, body, entry.node_id, EP_BOOTSCRIPT, OUT_OK)

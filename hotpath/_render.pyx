@@ -6,6 +6,19 @@ of unknown nodes and the first render for a new Host or retry count.
 Keep byte-for-byte in step with the twin: tests/test_render.py checks it.
 """
 
+# Node variables a stored kernel, initrd or cmdline may name as {{name}}, in the
+# order of the values tuple each index entry keeps (a tuple is far smaller than
+# a dict per node; the dict is built only when a script is rendered).
+VARIABLE_NAMES = ("id", "nid", "role", "subRole", "hostname", "arch", "type", "rack", "unit", "slot", "group",
+                  "groups")
+
+
+cpdef dict node_variables(tuple values, str mac):
+    cdef dict variables = dict(zip(VARIABLE_NAMES, values))
+    variables["mac"] = mac
+    return variables
+
+
 cpdef str fill_variables(str template, dict variables):
     """Replace `{{ name }}` with variables[name]; unknown names stay as written."""
     cdef Py_ssize_t start = 0
@@ -78,10 +91,11 @@ cpdef str kernel_cmdline(str cmdline, bint has_initrd, str mac, str seed_url):
     return " ".join(extra)
 
 
-cpdef bytes render_bootscript(str kernel, str initrd, str cmdline, dict variables, str node_id,
+cpdef bytes render_bootscript(str kernel, str initrd, str cmdline, tuple values, str node_id,
                               str mac, str chain_query, str base_url, int retry,
                               double retry_base, double retry_max):
     """The iPXE script of a node that has boot parameters."""
+    cdef dict variables = node_variables(values, mac)
     cdef str kernel_uri = fill_variables(kernel, variables)
     cdef str initrd_uri = fill_variables(initrd, variables)
     cdef str args = kernel_cmdline(fill_variables(cmdline, variables), len(initrd_uri) > 0, mac,

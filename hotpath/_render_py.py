@@ -5,6 +5,16 @@ compiled module; tests/test_render.py compares the two on generated input.
 """
 
 
+VARIABLE_NAMES = ("id", "nid", "role", "subRole", "hostname", "arch", "type", "rack", "unit", "slot", "group",
+                  "groups")
+
+
+def node_variables(values: tuple, mac: str) -> dict:
+    variables = dict(zip(VARIABLE_NAMES, values, strict=False))
+    variables["mac"] = mac
+    return variables
+
+
 def fill_variables(template: str, variables: dict) -> str:
     if template.find("{{") < 0:
         return template
@@ -61,8 +71,9 @@ def kernel_cmdline(cmdline: str, has_initrd: bool, mac: str, seed_url: str) -> s
     return cmdline + " " + " ".join(extra) if cmdline else " ".join(extra)
 
 
-def render_bootscript(kernel, initrd, cmdline, variables, node_id, mac, chain_query, base_url, retry,
+def render_bootscript(kernel, initrd, cmdline, values, node_id, mac, chain_query, base_url, retry,
                       retry_base, retry_max) -> bytes:
+    variables = node_variables(values, mac)
     kernel_uri = fill_variables(kernel, variables)
     initrd_uri = fill_variables(initrd, variables)
     args = kernel_cmdline(fill_variables(cmdline, variables), len(initrd_uri) > 0, mac,

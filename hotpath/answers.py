@@ -5,6 +5,9 @@ default; a node in several groups takes the first group by name that has
 parameters.  cloud-init user-data and vendor-data resolve component, group,
 role, site default the same way; meta-data objects are merged, the most
 specific scope winning key by key, over the node's own attributes.
+
+One BootEntry exists per MAC of the cluster and one CloudInitEntry per
+node, so both are kept small (bench/ reports bytes per node).
 """
 
 from __future__ import annotations
@@ -15,38 +18,44 @@ import hashlib
 import msgspec
 
 from hotpath._render import render_bootscript
-from hotpath.loader import Snapshot
 
 
 class BootEntry:
     """What one MAC (or a node looked up by name/nid) gets from /boot/v1/bootscript."""
 
-    __slots__ = ("node_id", "mac", "chain_query", "kernel", "initrd", "cmdline", "variables",
-                 "wait_message", "cache")
+    __slots__ = ("node_id", "mac", "kernel", "initrd", "cmdline", "values", "wait_message", "body", "cache")
 
-    def __init__(self, node_id, mac, chain_query, kernel, initrd, cmdline, variables, wait_message):
+    def __init__(self, node_id, mac, kernel, initrd, cmdline, values, wait_message, body=None):
         self.node_id = node_id
-        self.mac = mac
-        self.chain_query = chain_query
+        self.mac = mac  # "" for a node without interfaces (looked up by name or nid)
         self.kernel = kernel
         self.initrd = initrd
         self.cmdline = cmdline
-        self.variables = variables
+        self.values = values  # node variables, in the order of _render.VARIABLE_NAMES
         # None when the node can boot; otherwise why it must wait.
         self.wait_message = wait_message
-        # Rendered scripts by advertised base URL (and retry count when > 0).
-        self.cache = {}
+        # The script for the configured boot URL and retry 0, rendered at build time.
+        self.body = body
+        # Other renders (Host-derived base URLs, retry counts), created on first need.
+        self.cache = None
+
+    @property
+    def chain_query(self) -> str:
+        return "mac=" + self.mac if self.mac else "name=" + self.node_id
 
 
 class CloudInitEntry:
-    __slots__ = ("node_id", "user_data", "meta_data", "vendor_data", "instance_id")
+    __slots__ = ("node_id", "user_data", "meta_data", "vendor_data")
 
-    def __init__(self, node_id, user_data, meta_data, vendor_data, instance_id):
+    def __init__(self, node_id, user_data, meta_data, vendor_data):
         self.node_id = node_id
         self.user_data = user_data
         self.meta_data = meta_data
         self.vendor_data = vendor_data
-        self.instance_id = instance_id
+
+    @property
+    def instance_id(self) -> str:
+        return msgspec.json.decode(self.meta_data)["instance-id"]
 
 
 @dataclasses.dataclass(slots=True)
@@ -62,7 +71,7 @@ class NodeAnswers:
 class _Scoped:
     """Rows of one scoped table, keyed for precedence lookups."""
 
-    __slots__ = ("by_mac", "by_component", "by_group", "by_role", "site")
+    __slots__ = ("by_mac", "by_component", "by_group", "by_role", "site", "_broad")
 
     def __init__(self, rows, has_mac: bool) -> None:
         self.by_mac, self.by_component, self.by_group, self.by_role = {}, {}, {}, {}
@@ -78,20 +87,25 @@ class _Scoped:
                 self.by_role[row["role"]] = row
             else:
                 self.site = row
+        # Thousands of nodes share a few (groups, role) combinations: resolve each once.
+        self._broad: dict[tuple, tuple] = {}
 
-    def chain(self, node, mac: str | None = None) -> list:
+    def chain(self, node_id: str, groups: tuple, role: str, mac: str | None = None) -> tuple:
         """Rows that apply to this node, most specific first."""
-        found = []
+        broad = self._broad.get((groups, role))
+        if broad is None:
+            rows = [self.by_group[g] for g in groups if g in self.by_group]
+            if role in self.by_role:
+                rows.append(self.by_role[role])
+            if self.site is not None:
+                rows.append(self.site)
+            broad = self._broad[(groups, role)] = tuple(rows)
+        specific = ()
         if mac is not None and mac in self.by_mac:
-            found.append(self.by_mac[mac])
-        if node["id"] in self.by_component:
-            found.append(self.by_component[node["id"]])
-        found.extend(self.by_group[g] for g in node["groups"] if g in self.by_group)
-        if node["role"] in self.by_role:
-            found.append(self.by_role[node["role"]])
-        if self.site is not None:
-            found.append(self.site)
-        return found
+            specific = (self.by_mac[mac],)
+        if node_id in self.by_component:
+            specific += (self.by_component[node_id],)
+        return specific + broad if specific else broad
 
 
 def _text(value) -> str:
@@ -99,94 +113,128 @@ def _text(value) -> str:
 
 
 class AnswerBuilder:
-    """Builds NodeAnswers; prerenders boot scripts when the boot URL is configured."""
+    """Builds NodeAnswers from node rows; prerenders scripts when the boot URL is configured."""
 
     def __init__(self, base_url: str | None, retry_base: float, retry_max: float) -> None:
         self.base_url = base_url
         self.retry_base = retry_base
         self.retry_max = retry_max
 
-    def build(self, snapshot: Snapshot) -> list[NodeAnswers]:
-        params = _Scoped(snapshot.boot_params, has_mac=True)
-        payloads = _Scoped(snapshot.payloads, has_mac=False)
-        interfaces: dict[str, list] = {}
-        for row in snapshot.interfaces:
-            interfaces.setdefault(row["component_id"], []).append(row)
-        return [self._node(node, interfaces.get(node["id"], ()), params, payloads) for node in snapshot.nodes]
+    def batch(self) -> NodeBatch:
+        """A builder for one load: the chunks of one snapshot share its resolution work."""
+        return NodeBatch(self)
 
-    def _node(self, node, nics, params: _Scoped, payloads: _Scoped) -> NodeAnswers:
+
+class NodeBatch:
+    def __init__(self, builder: AnswerBuilder) -> None:
+        self.builder = builder
+        self._scoped_for: tuple | None = None
+        self._params: _Scoped | None = None
+        self._payloads: _Scoped | None = None
+        # One object per distinct value: every node's role, arch, groups and
+        # identical user-data are the same few objects, not 100k copies.
+        self._shared: dict = {}
+        # Resolved cloud-init data per distinct payload chain.
+        self._cloud: dict[tuple, tuple] = {}
+
+    def __call__(self, nodes, params, payloads) -> list[NodeAnswers]:
+        if self._scoped_for is None or self._scoped_for[0] is not params or self._scoped_for[1] is not payloads:
+            self._params = _Scoped(params, has_mac=True)
+            self._payloads = _Scoped(payloads, has_mac=False)
+            self._scoped_for = (params, payloads)
+            self._cloud.clear()
+        return [self._node(node) for node in nodes]
+
+    def _share(self, value):
+        return self._shared.setdefault(value, value)
+
+    def _node(self, node) -> NodeAnswers:
         node_id = node["id"]
-        cloud_init, hostname = self._cloud_init(node, nics, payloads)
-        groups = list(node["groups"])
-        variables = {
-            "id": node_id,
-            "nid": _text(node["nid"]),
-            "role": node["role"],
-            "subRole": node["sub_role"],
-            "hostname": hostname,
-            "arch": node["arch"],
-            "type": node["type"],
-            "rack": _text(node["rack"]),
-            "unit": _text(node["unit"]),
-            "slot": _text(node["slot"]),
-            "group": groups[0] if groups else "",
-            "groups": ",".join(groups),
-        }
-        by_mac = {}
-        for nic in nics:
-            mac = nic["mac"]
-            by_mac[mac] = self._boot_entry(node, mac, "mac=" + mac, params, variables)
-        primary = by_mac[nics[0]["mac"]] if nics else self._boot_entry(node, "", "name=" + node_id, params, variables)
-        ips = [addr["ipAddress"] for nic in nics for addr in nic["ip_addrs"]
+        groups = self._share(tuple(node["groups"]))
+        role = self._share(node["role"])
+        macs = node["macs"]
+        cloud_init, hostname = self._cloud_init(node, groups, role)
+        values = (
+            node_id,
+            _text(node["nid"]),
+            role,
+            self._share(node["sub_role"]),
+            hostname,
+            self._share(node["arch"]),
+            self._share(node["type"]),
+            self._share(_text(node["rack"])),
+            _text(node["unit"]),
+            _text(node["slot"]),
+            groups[0] if groups else "",
+            self._share(",".join(groups)),
+        )
+        enabled = node["enabled"]
+        params = self._params
+        by_mac = {mac: self._boot_entry(node_id, enabled, mac, params.chain(node_id, groups, role, mac), values)
+                  for mac in macs}
+        if macs:
+            primary = by_mac[macs[0]]
+        else:
+            primary = self._boot_entry(node_id, enabled, "", params.chain(node_id, groups, role), values)
+        ips = [addr["ipAddress"] for addrs in node["ip_addrs"] for addr in addrs
                if isinstance(addr, dict) and isinstance(addr.get("ipAddress"), str)]
         return NodeAnswers(node_id, node["nid"], by_mac, primary, cloud_init, ips)
 
-    def _boot_entry(self, node, mac: str, chain_query: str, params: _Scoped, variables: dict) -> BootEntry:
-        node_id = node["id"]
-        chain = params.chain(node, mac or None)
-        variables = dict(variables, mac=mac)
-        if not node["enabled"]:
-            return BootEntry(node_id, mac, chain_query, "", "", "", variables, f"node {node_id} is disabled")
+    def _boot_entry(self, node_id: str, enabled: bool, mac: str, chain: tuple, values: tuple) -> BootEntry:
+        if not enabled:
+            return BootEntry(node_id, mac, "", "", "", values, f"node {node_id} is disabled")
         if not chain:
-            return BootEntry(node_id, mac, chain_query, "", "", "", variables,
-                             f"no boot parameters apply to node {node_id}")
+            return BootEntry(node_id, mac, "", "", "", values, f"no boot parameters apply to node {node_id}")
         row = chain[0]
-        entry = BootEntry(node_id, mac, chain_query, row["kernel"], row["initrd"], row["cmdline"], variables, None)
-        if self.base_url is not None:
-            entry.cache[self.base_url] = render_bootscript(
-                entry.kernel, entry.initrd, entry.cmdline, variables, node_id, mac, chain_query,
-                self.base_url, 0, self.retry_base, self.retry_max)
+        entry = BootEntry(node_id, mac, row["kernel"], row["initrd"], row["cmdline"], values, None)
+        builder = self.builder
+        if builder.base_url is not None:
+            entry.body = render_bootscript(
+                entry.kernel, entry.initrd, entry.cmdline, values, node_id, mac, entry.chain_query,
+                builder.base_url, 0, builder.retry_base, builder.retry_max)
         return entry
 
-    def _cloud_init(self, node, nics, payloads: _Scoped) -> tuple[CloudInitEntry, str]:
-        chain = payloads.chain(node)
-        user_data = next((row["user_data"] for row in chain if row["user_data"] is not None), "")
-        vendor_data = next((row["vendor_data"] for row in chain if row["vendor_data"] is not None), "")
+    def _resolved_payloads(self, chain: tuple) -> tuple:
+        """(user-data bytes, vendor-data bytes, merged meta-data) of one payload chain."""
+        key = tuple(map(id, chain))
+        found = self._cloud.get(key)
+        if found is None:
+            user = next((row["user_data"] for row in chain if row["user_data"] is not None), "")
+            vendor = next((row["vendor_data"] for row in chain if row["vendor_data"] is not None), "")
+            meta = {}
+            for row in reversed(chain):
+                if row["meta_data"]:
+                    meta.update(row["meta_data"])
+            meta.pop("instance-id", None)
+            found = self._cloud[key] = (user.encode(), vendor.encode(), meta)
+        return found
+
+    def _cloud_init(self, node, groups: tuple, role: str) -> tuple[CloudInitEntry, str]:
+        node_id = node["id"]
+        user_bytes, vendor_bytes, payload_meta = self._resolved_payloads(self._payloads.chain(node_id, groups, role))
         meta = {
-            "local-hostname": node["id"],
-            "component-id": node["id"],
+            "local-hostname": node_id,
+            "component-id": node_id,
             "type": node["type"],
-            "role": node["role"],
+            "role": role,
             "sub-role": node["sub_role"],
             "nid": node["nid"],
             "arch": node["arch"],
-            "groups": list(node["groups"]),
+            "groups": groups,
             "location": {"rack": node["rack"], "unit": node["unit"], "slot": node["slot"],
                          "subSlot": node["sub_slot"]},
-            "interfaces": [{"mac": nic["mac"], "ipAddrs": nic["ip_addrs"]} for nic in nics],
+            "interfaces": [{"mac": mac, "ipAddrs": addrs} for mac, addrs in zip(node["macs"], node["ip_addrs"],
+                                                                                 strict=True)],
+            **payload_meta,
         }
-        for row in reversed(chain):
-            meta.update(row["meta_data"] or {})
-        meta.pop("instance-id", None)
-        hostname = str(meta.get("local-hostname") or node["id"])
-        user_bytes = user_data.encode()
-        vendor_bytes = vendor_data.encode()
+        hostname = str(meta.get("local-hostname") or node_id)
+        meta_bytes = msgspec.json.encode(meta, order="sorted")
         # instance-id follows the cloud-init data itself: stable across restarts,
         # new only when what the node would receive changes.
         digest = hashlib.blake2b(digest_size=8)
-        for part in (user_bytes, msgspec.json.encode(meta, order="sorted"), vendor_bytes):
+        for part in (user_bytes, meta_bytes, vendor_bytes):
             digest.update(len(part).to_bytes(8, "big"))
             digest.update(part)
-        instance_id = f"{node['id']}-{digest.hexdigest()}"
-        meta_bytes = msgspec.json.encode({"instance-id": instance_id, **meta}, order="sorted")
-        return CloudInitEntry(node["id"], user_bytes, meta_bytes, vendor_bytes, instance_id), hostname
+        # Spliced in front rather than re-encoded: key order means nothing to a YAML/JSON reader.
+        meta_bytes = b'{"instance-id":"' + f"{node_id}-{digest.hexdigest()}".encode() + b'",' + meta_bytes[1:]
+        return CloudInitEntry(node_id, user_bytes, meta_bytes, vendor_bytes), hostname

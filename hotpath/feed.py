@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import gc
 import json
 import logging
 import random
@@ -198,8 +199,10 @@ class ChangeFeed:
             if len(touched) > FULL_RELOAD_THRESHOLD:
                 await self._full_reload(conn)
             else:
-                snapshot = await loader.load(conn, sorted(touched))
-                answers = self.builder.build(snapshot)
+                answers: list = []
+                batch = self.builder.batch()
+                await loader.load(conn, lambda rows, params, payloads: answers.extend(batch(rows, params, payloads)),
+                                  sorted(touched))
                 self._get_index().replace(touched, answers)
                 self.partial_updates += 1
         if pending.first_heard is not None:
@@ -207,11 +210,22 @@ class ChangeFeed:
 
     async def _full_reload(self, conn: asyncpg.Connection) -> None:
         started = time.perf_counter()
-        snapshot = await loader.load(conn)
-        index = Index.from_answers(self.builder.build(snapshot))
-        self._fingerprint = snapshot.fingerprint
+        index = Index()
+        batch = self.builder.batch()
+        # The build makes about ten objects per node and none of them form
+        # cycles: pause the cyclic collector instead of letting it rescan the
+        # growing index again and again.
+        gc.disable()
+        try:
+            fingerprint = await loader.load(conn, lambda rows, params, payloads: index.add(batch(rows, params, payloads)))
+        finally:
+            gc.enable()
+        self._fingerprint = fingerprint
         self._heard_since_check = 0
         self._publish(index)
+        # Park the long-lived index outside the collector's generations, so a
+        # collection during a boot storm does not walk a million objects.
+        gc.freeze()
         self.full_reloads += 1
         self.last_full_reload_s = time.perf_counter() - started
         self.ready.set()

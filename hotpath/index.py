@@ -23,16 +23,21 @@ class Index:
         self.by_nid: dict = {}
         self.cloud_by_id: dict = {}
         self.cloud_by_ip: dict = {}
-        # node id -> (macs, nid, ips) it put in, so it can take them out again.
+        # node id -> (nid, number of MACs, *MACs, *IPs) it put in, so it can take
+        # them out again; one flat tuple per node is the smallest way to keep that.
         self._keys: dict[str, tuple] = {}
         self.built_at = self.updated_at = time.time()
 
     @classmethod
     def from_answers(cls, answers: list[NodeAnswers]) -> Index:
         index = cls()
-        for node in answers:
-            index._insert(node)
+        index.add(answers)
         return index
+
+    def add(self, answers: list[NodeAnswers]) -> None:
+        """Insert answers while building a new index (before it is published)."""
+        for node in answers:
+            self._insert(node)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -62,13 +67,14 @@ class Index:
         self.cloud_by_id[node_id] = node.cloud_init
         for ip in node.ips:
             self.cloud_by_ip[ip] = node.cloud_init
-        self._keys[node_id] = (tuple(node.by_mac), node.nid, tuple(node.ips))
+        self._keys[node_id] = (node.nid, len(node.by_mac), *node.by_mac, *node.ips)
 
     def _remove(self, node_id: str) -> None:
         keys = self._keys.pop(node_id, None)
         if keys is None:
             return
-        macs, nid, ips = keys
+        nid, mac_count = keys[0], keys[1]
+        macs, ips = keys[2 : 2 + mac_count], keys[2 + mac_count :]
         for mac in macs:
             entry = self.by_mac.get(mac)
             if entry is not None and entry.node_id == node_id:

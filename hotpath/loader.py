@@ -1,49 +1,45 @@
-"""The SQL that reads what the boot path needs: nodes, interfaces, params, payloads.
+"""The SQL that reads what the boot path needs: nodes with their NICs, params, payloads.
 
-Every read runs in one REPEATABLE READ transaction so that a snapshot is
-consistent across the tables.  `ids=None` reads everything (full reload);
-otherwise only those components, plus the few broad-scoped rows (group,
-role, site) that resolution may need.
+Every read runs in one REPEATABLE READ transaction, so a load is one
+consistent snapshot across the tables.  Nodes stream through a cursor in
+chunks: the rows of a chunk are turned into answers and dropped before the
+next chunk arrives, so a 100k-node reload never holds 100k raw rows at once.
+`ids=None` reads everything (full reload); otherwise only those components,
+plus the broad-scoped rows (group, role, site) that resolution needs.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 
 import asyncpg
 
-_NODE_COLUMNS = """
-    c.id, c.type, c.state, c.role, c.sub_role, c.nid, c.arch, c.enabled, c.parent_id,
-    c.rack, c.unit, c.slot, c.sub_slot,
-    coalesce((SELECT array_agg(m.group_name ORDER BY m.group_name)
-              FROM smd.group_members m WHERE m.component_id = c.id), '{}') AS groups
-"""
+CHUNK_ROWS = 5_000
 
-_ALL_NODES = f"SELECT {_NODE_COLUMNS} FROM smd.components c WHERE c.type = 'Node'"
-_SOME_NODES = f"SELECT {_NODE_COLUMNS} FROM smd.components c WHERE c.type = 'Node' AND c.id = ANY($1::text[])"
+# One row per node, its interfaces folded in (ordered: the first is the primary).
+_NODES = """
+SELECT c.id, c.type, c.role, c.sub_role, c.nid, c.arch, c.enabled, c.rack, c.unit, c.slot, c.sub_slot,
+       coalesce((SELECT array_agg(m.group_name ORDER BY m.group_name)
+                 FROM smd.group_members m WHERE m.component_id = c.id), '{}') AS groups,
+       coalesce(n.macs, '{}') AS macs, coalesce(n.ip_addrs, '{}') AS ip_addrs
+FROM smd.components c
+LEFT JOIN LATERAL (
+    SELECT array_agg(i.mac ORDER BY i.created_at, i.mac) AS macs,
+           array_agg(i.ip_addrs ORDER BY i.created_at, i.mac) AS ip_addrs
+    FROM smd.ethernet_interfaces i WHERE i.component_id = c.id
+) n ON true
+WHERE c.type = 'Node'
+"""
+_ALL_NODES = _NODES
+_SOME_NODES = _NODES + " AND c.id = ANY($1::text[])"
 
-_ALL_INTERFACES = """
-    SELECT i.component_id, i.mac, i.ip_addrs FROM smd.ethernet_interfaces i
-    JOIN smd.components c ON c.id = i.component_id AND c.type = 'Node'
-    ORDER BY i.component_id, i.created_at, i.mac
+_PARAMS = "SELECT mac, component_id, group_name, role, kernel, initrd, cmdline FROM bss.boot_params"
+_SOME_PARAMS = _PARAMS + """
+    WHERE (mac IS NULL AND component_id IS NULL) OR component_id = ANY($1::text[])
+       OR mac IN (SELECT i.mac FROM smd.ethernet_interfaces i WHERE i.component_id = ANY($1::text[]))
 """
-_SOME_INTERFACES = """
-    SELECT i.component_id, i.mac, i.ip_addrs FROM smd.ethernet_interfaces i
-    WHERE i.component_id = ANY($1::text[])
-    ORDER BY i.component_id, i.created_at, i.mac
-"""
-
-_ALL_PARAMS = "SELECT mac, component_id, group_name, role, kernel, initrd, cmdline FROM bss.boot_params"
-_SOME_PARAMS = """
-    SELECT mac, component_id, group_name, role, kernel, initrd, cmdline FROM bss.boot_params
-    WHERE (mac IS NULL AND component_id IS NULL) OR mac = ANY($1::text[]) OR component_id = ANY($2::text[])
-"""
-
-_ALL_PAYLOADS = "SELECT component_id, group_name, role, user_data, meta_data, vendor_data FROM cloudinit.payloads"
-_SOME_PAYLOADS = """
-    SELECT component_id, group_name, role, user_data, meta_data, vendor_data FROM cloudinit.payloads
-    WHERE component_id IS NULL OR component_id = ANY($1::text[])
-"""
+_PAYLOADS = "SELECT component_id, group_name, role, user_data, meta_data, vendor_data FROM cloudinit.payloads"
+_SOME_PAYLOADS = _PAYLOADS + " WHERE component_id IS NULL OR component_id = ANY($1::text[])"
 
 # Which components a batch of change keys touches.  Deleted rows are not
 # found here; the caller adds the component ids the notification named.
@@ -68,31 +64,30 @@ FINGERPRINT = """
 """
 
 
-@dataclasses.dataclass(slots=True)
-class Snapshot:
-    nodes: list[asyncpg.Record]
-    interfaces: list[asyncpg.Record]
-    boot_params: list[asyncpg.Record]
-    payloads: list[asyncpg.Record]
-    fingerprint: tuple | None = None
+async def load(
+    conn: asyncpg.Connection,
+    consume: Callable[[list, list, list], None],
+    ids: list[str] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> tuple | None:
+    """Read a snapshot, handing `consume(node_rows, params, payloads)` one chunk at a time.
 
-
-async def load(conn: asyncpg.Connection, ids: list[str] | None = None) -> Snapshot:
+    Returns the fingerprint of a full load (None for a partial one).
+    """
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         if ids is None:
-            nodes = await conn.fetch(_ALL_NODES)
-            interfaces = await conn.fetch(_ALL_INTERFACES)
-            params = await conn.fetch(_ALL_PARAMS)
-            payloads = await conn.fetch(_ALL_PAYLOADS)
-            fingerprint = tuple(await conn.fetchrow(FINGERPRINT))
-            return Snapshot(nodes, interfaces, params, payloads, fingerprint)
-        nodes = await conn.fetch(_SOME_NODES, ids)
-        node_ids = [row["id"] for row in nodes]
-        interfaces = await conn.fetch(_SOME_INTERFACES, node_ids)
-        macs = [row["mac"] for row in interfaces]
-        params = await conn.fetch(_SOME_PARAMS, macs, node_ids)
-        payloads = await conn.fetch(_SOME_PAYLOADS, node_ids)
-        return Snapshot(nodes, interfaces, params, payloads)
+            params = await conn.fetch(_PARAMS)
+            payloads = await conn.fetch(_PAYLOADS)
+            cursor = await conn.cursor(_ALL_NODES)
+        else:
+            params = await conn.fetch(_SOME_PARAMS, ids)
+            payloads = await conn.fetch(_SOME_PAYLOADS, ids)
+            cursor = await conn.cursor(_SOME_NODES, ids)
+        while chunk := await cursor.fetch(chunk_rows):
+            consume(chunk, params, payloads)
+        if ids is None:
+            return tuple(await conn.fetchrow(FINGERPRINT))
+        return None
 
 
 async def affected_components(conn: asyncpg.Connection, ids, roles, groups, macs) -> set[str]:

@@ -2,14 +2,22 @@
 
 import msgspec
 
-from hotpath import loader
+from hotpath import _render, loader
 from hotpath.answers import AnswerBuilder
 from hotpath.index import Index
 from tests.seed import add_node, add_params, add_payload
 
 
+async def load_answers(conn, ids=None) -> list:
+    answers = []
+    batch = AnswerBuilder("http://b", 2.0, 60.0).batch()
+    await loader.load(conn, lambda rows, params, payloads: answers.extend(batch(rows, params, payloads)), ids,
+                      chunk_rows=2)  # small chunks: the chunked path is exercised too
+    return answers
+
+
 async def build(conn, ids=None) -> Index:
-    return Index.from_answers(AnswerBuilder("http://b", 2.0, 60.0).build(await loader.load(conn, ids)))
+    return Index.from_answers(await load_answers(conn, ids))
 
 
 async def test_boot_params_precedence(conn):
@@ -54,7 +62,7 @@ async def test_cloud_init_resolution_and_instance_id(conn):
     meta = msgspec.json.decode(entry.meta_data)
     assert (meta["site"], meta["tier"], meta["local-hostname"]) == ("s", "role", "c001")
     assert meta["instance-id"] == entry.instance_id != "ignored"
-    assert index.by_id["n1"].variables["hostname"] == "c001"
+    assert index.by_id["n1"].values[_render.VARIABLE_NAMES.index("hostname")] == "c001"
 
     # Same data, new process: same instance-id.  Changed data: a new one.
     assert (await build(conn)).cloud_by_id["n1"].instance_id == entry.instance_id
@@ -67,10 +75,12 @@ async def test_partial_load_reads_only_the_named_nodes(conn):
     await add_node(conn, "n2", ["00:00:00:00:00:02"])
     await add_params(conn, "mac2", mac="00:00:00:00:00:02", kernel="http://m2")
     await add_params(conn, "site", kernel="http://site")
-    snapshot = await loader.load(conn, ["n2", "gone"])
-    assert [row["id"] for row in snapshot.nodes] == ["n2"]
-    assert [row["mac"] for row in snapshot.interfaces] == ["00:00:00:00:00:02"]
-    assert {row["kernel"] for row in snapshot.boot_params} == {"http://m2", "http://site"}
+    seen = []
+    await loader.load(conn, lambda rows, params, payloads: seen.append((rows, params)), ["n2", "gone"])
+    ((rows, params),) = seen
+    assert [row["id"] for row in rows] == ["n2"]
+    assert list(rows[0]["macs"]) == ["00:00:00:00:00:02"]
+    assert {row["kernel"] for row in params} == {"http://m2", "http://site"}
 
 
 async def test_index_replace_moves_a_mac_between_nodes(conn):
@@ -79,7 +89,7 @@ async def test_index_replace_moves_a_mac_between_nodes(conn):
     index = await build(conn)
     await conn.execute("UPDATE smd.ethernet_interfaces SET component_id = 'n2' WHERE mac = '00:00:00:00:00:01'")
     await conn.execute("DELETE FROM smd.components WHERE id = 'n1'")
-    answers = AnswerBuilder("http://b", 2.0, 60.0).build(await loader.load(conn, ["n1", "n2"]))
+    answers = await load_answers(conn, ["n1", "n2"])
     index.replace({"n1", "n2"}, answers)
     assert index.by_mac["00:00:00:00:00:01"].node_id == "n2"
     assert "n1" not in index and 1 not in index.by_nid and index.by_nid[2].node_id == "n2"

@@ -11,24 +11,17 @@ from core.mac import try_normalize_mac
 from hotpath import _dispatch, _dispatch_py
 from hotpath.answers import AnswerBuilder
 from hotpath.index import Index
-from hotpath.loader import Snapshot
 
 NODES = [
-    {"id": "node-1", "type": "Node", "state": "Ready", "role": "Compute", "sub_role": "", "nid": 1,
-     "arch": "x86_64", "enabled": True, "parent_id": None, "rack": "R1", "unit": 3, "slot": 0, "sub_slot": 0,
-     "groups": ["rack1"]},
-    {"id": "node-2", "type": "Node", "state": "Ready", "role": "Storage", "sub_role": "", "nid": 2,
-     "arch": "aarch64", "enabled": False, "parent_id": None, "rack": None, "unit": None, "slot": 0,
-     "sub_slot": 0, "groups": []},
-    {"id": "node-3", "type": "Node", "state": "Ready", "role": "Service", "sub_role": "", "nid": 3,
-     "arch": "x86_64", "enabled": True, "parent_id": None, "rack": None, "unit": None, "slot": 0,
-     "sub_slot": 0, "groups": []},
-]
-INTERFACES = [
-    {"component_id": "node-1", "mac": "aa:bb:cc:00:00:01", "ip_addrs": [{"ipAddress": "10.1.0.1"}]},
-    {"component_id": "node-1", "mac": "aa:bb:cc:00:00:02", "ip_addrs": []},
-    {"component_id": "node-2", "mac": "aa:bb:cc:00:00:03", "ip_addrs": [{"ipAddress": "10.1.0.3"}]},
-    {"component_id": "node-3", "mac": "aa:bb:cc:00:00:04", "ip_addrs": []},
+    {"id": "node-1", "type": "Node", "role": "Compute", "sub_role": "", "nid": 1, "arch": "x86_64",
+     "enabled": True, "rack": "R1", "unit": 3, "slot": 0, "sub_slot": 0, "groups": ["rack1"],
+     "macs": ["aa:bb:cc:00:00:01", "aa:bb:cc:00:00:02"], "ip_addrs": [[{"ipAddress": "10.1.0.1"}], []]},
+    {"id": "node-2", "type": "Node", "role": "Storage", "sub_role": "", "nid": 2, "arch": "aarch64",
+     "enabled": False, "rack": None, "unit": None, "slot": 0, "sub_slot": 0, "groups": [],
+     "macs": ["aa:bb:cc:00:00:03"], "ip_addrs": [[{"ipAddress": "10.1.0.3"}]]},
+    {"id": "node-3", "type": "Node", "role": "Service", "sub_role": "", "nid": 3, "arch": "x86_64",
+     "enabled": True, "rack": None, "unit": None, "slot": 0, "sub_slot": 0, "groups": [],
+     "macs": ["aa:bb:cc:00:00:04"], "ip_addrs": [[]]},
 ]
 PARAMS = [
     {"mac": None, "component_id": None, "group_name": None, "role": "Compute", "kernel": "http://k/{{arch}}",
@@ -41,10 +34,8 @@ PAYLOADS = [{"component_id": None, "group_name": None, "role": None, "user_data"
 
 
 def make_index(base_url=None):
-    builder = AnswerBuilder(base_url, 2.0, 60.0)
-    return Index.from_answers(builder.build(Snapshot(NODES, INTERFACES, PARAMS, PAYLOADS)))
-
-
+    batch = AnswerBuilder(base_url, 2.0, 60.0).batch()
+    return Index.from_answers(batch(NODES, PARAMS, PAYLOADS))
 @pytest.fixture(params=["compiled", "twin"])
 def dispatcher(request):
     module = _dispatch if request.param == "compiled" else _dispatch_py
@@ -121,10 +112,10 @@ def test_hostile_host_header_falls_back(dispatcher):
 def test_configured_boot_url_is_prerendered():
     index = make_index("http://boot.example")
     entry = index.by_mac["aa:bb:cc:00:00:01"]
-    assert list(entry.cache) == ["http://boot.example"]
+    assert entry.body.startswith(b"#!ipxe") and entry.cache is None
     dispatcher = _dispatch.Dispatcher(index, "http://boot.example", "http://x", 2.0, 60.0, 10)
     body = dispatcher.dispatch("/boot/v1/bootscript", "mac=aa:bb:cc:00:00:01", "ignored:1")[2]
-    assert body is entry.cache["http://boot.example"]
+    assert body is entry.body and entry.cache is None
 
 
 def test_cloud_init_by_id_and_by_ip(dispatcher):

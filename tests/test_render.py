@@ -27,8 +27,8 @@ def test_fill_variables_twin(template, values):
 
 
 @settings(max_examples=300)
-@given(templates, templates, templates, variables, words, st.integers(0, 64),
-       st.floats(0.1, 30), st.floats(30, 600))
+@given(templates, templates, templates, st.lists(words, min_size=12, max_size=12).map(tuple), words,
+       st.integers(0, 64), st.floats(0.1, 30), st.floats(30, 600))
 def test_bootscript_twin(kernel, initrd, cmdline, values, node_id, retry, base, cap):
     args = (kernel, initrd, cmdline, values, node_id, "aa:bb:cc:dd:ee:ff", "mac=aa:bb:cc:dd:ee:ff",
             "http://boot:8080", retry, base, cap)
@@ -48,10 +48,19 @@ def test_wait_and_first_stage_twins(message, delay):
     assert _render.render_first_stage("http://b:1") == _render_py.render_first_stage("http://b:1")
 
 
+NO_VALUES = ("",) * 12
+
+
+def test_node_variables_twin():
+    values = tuple(str(i) for i in range(12))
+    assert _render.node_variables(values, "m") == _render_py.node_variables(values, "m")
+    assert set(_render.node_variables(values, "m")) == {*_render.VARIABLE_NAMES, "mac"}
+
+
 def test_bootscript_shape():
     script = _render.render_bootscript(
         "http://images/{{arch}}/vmlinuz", "http://images/{{arch}}/initrd", "console=ttyS0 nid={{nid}}",
-        {"arch": "x86_64", "nid": "17"}, "node-17", "aa:bb:cc:dd:ee:ff", "mac=aa:bb:cc:dd:ee:ff",
+        ("node-17", "17", "Compute", "", "node-17", "x86_64", "Node", "", "", "0", "", ""), "node-17", "aa:bb:cc:dd:ee:ff", "mac=aa:bb:cc:dd:ee:ff",
         "http://boot:27778", 0, 2.0, 60.0).decode()
     assert script.splitlines() == [
         "#!ipxe",
@@ -67,14 +76,14 @@ def test_bootscript_shape():
 
 def test_stored_arguments_are_not_doubled():
     script = _render.render_bootscript(
-        "http://k", "http://i", "initrd=custom BOOTIF=01-11-22-33-44-55-66 ds=nocloud;s=http://x/", {},
+        "http://k", "http://i", "initrd=custom BOOTIF=01-11-22-33-44-55-66 ds=nocloud;s=http://x/", NO_VALUES,
         "n1", "aa:bb:cc:dd:ee:ff", "mac=aa:bb:cc:dd:ee:ff", "http://b", 0, 2.0, 60.0).decode()
     kernel_line = script.splitlines()[1]
     assert kernel_line.count("initrd=") == 1 and kernel_line.count("BOOTIF=") == 1 and kernel_line.count("ds=") == 1
 
 
 def test_no_initrd_means_no_initrd_line():
-    script = _render.render_bootscript("http://k", "", "", {}, "n1", "aa:bb:cc:dd:ee:ff", "mac=x", "http://b",
+    script = _render.render_bootscript("http://k", "", "", NO_VALUES, "n1", "aa:bb:cc:dd:ee:ff", "mac=x", "http://b",
                                        0, 2.0, 60.0).decode()
     assert "initrd" not in script
 
