@@ -35,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     boot = serve_commands.add_parser("boot", help="the boot path (iPXE scripts and cloud-init), on granian")
     boot.add_argument("--interface", choices=("rsgi", "asgi"),
                       help="granian interface (default CHAMICORE_BOOT_INTERFACE, rsgi: the faster one)")
+    serve_commands.add_parser("admin", help="the admin REST API (Starlette), on granian")
     return parser
 
 
@@ -71,9 +72,12 @@ def run(argv: list[str] | None = None) -> int:
             asyncio.run(run_status(dsn))
             return 0
         if args.command == "serve":
-            from cli.serve import serve_boot
+            from cli.serve import serve_admin, serve_boot
 
-            serve_boot(config, args.interface)
+            if args.service == "admin":
+                serve_admin(config)
+            else:
+                serve_boot(config, args.interface)
             return 0
         if args.command == "up":
             from cli.up import run_up

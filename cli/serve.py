@@ -44,3 +44,23 @@ def serve_boot(config: Config, interface: str | None = None) -> None:
         websockets=False,
     )
     server.serve()
+
+
+def serve_admin(config: Config) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces, Loops
+
+    if not config.database_url:
+        raise CLIError("admin", "CHAMICORE_DATABASE_URL is not set",
+                       "set it, or use `chamicore up` which starts an embedded PostgreSQL", EXIT_CONFIG)
+    Granian(
+        "admin_api.app:create_app",
+        factory=True,
+        address=config.admin_listen.host,
+        port=config.admin_listen.port,
+        interface=Interfaces.ASGI,
+        workers=config.admin_workers,
+        loop=Loops.uvloop,
+        log_access=False,
+        websockets=False,
+    ).serve()

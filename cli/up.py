@@ -48,7 +48,10 @@ def _local(address: Address) -> str:
 
 def _services(config: Config) -> list[Service]:
     python = [sys.executable, "-m", "cli.main", "serve"]
-    return [Service("boot path", [*python, "boot"], _local(config.boot_listen) + "/readiness")]
+    return [
+        Service("boot path", [*python, "boot"], _local(config.boot_listen) + "/readiness"),
+        Service("admin API", [*python, "admin"], _local(config.admin_listen) + "/readiness"),
+    ]
 
 
 def _wait_ready(service: Service, deadline: float) -> None:
@@ -124,6 +127,8 @@ def run_up(config: Config, data_dir: Path) -> int:
         print(f"  PostgreSQL  {where}")
         boot = _local(config.boot_listen)
         print(f"  boot path   {boot}  (DHCP bootfile for iPXE: {boot}/boot/v1/boot.ipxe)")
+        admin = _local(config.admin_listen)
+        print(f"  admin API   {admin}  (OpenAPI: {admin}/api/openapi.json, docs: {admin}/api/docs)")
         print("Press Ctrl-C to stop.", flush=True)
 
         while True:

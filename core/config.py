@@ -104,6 +104,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BOOT_URL", None, _url("http", "https"),
             "URL at which booting nodes reach the boot path; unset: derived from the request's Host"),
     Setting("BOOT_WORKERS", "1", _positive_int, "boot path worker processes (each holds the whole index)"),
+    Setting("ADMIN_WORKERS", "1", _positive_int, "admin API worker processes"),
     Setting("BOOT_INTERFACE", "rsgi", str, "granian interface of the boot path: rsgi (faster) or asgi"),
     Setting("BOOT_MAX_CONNECTIONS", "16384", _positive_int,
             "connections one boot worker serves at once (granian backpressure and backlog)"),
@@ -137,6 +138,7 @@ class Config:
     admin_listen: Address
     boot_url: str | None
     boot_workers: int
+    admin_workers: int
     boot_interface: str
     boot_max_connections: int
     trusted_proxies: tuple

@@ -1,0 +1,130 @@
+"""The admin API application: routes, error handling, metrics, lifecycle.
+
+    granian --interface asgi --factory admin_api.app:create_app
+    chamicore serve admin
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import asyncpg
+import msgspec
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
+
+from admin_api import openapi, service
+from admin_api.bss import bootparams, telemetry
+from admin_api.cloudinit import payloads
+from admin_api.http import problem_response
+from admin_api.nodes import bulk, provision
+from admin_api.routing import Router, starlette_routes
+from admin_api.smd import components, groups, interfaces
+from core import db
+from core.config import Config, load_config
+from core.problems import Problem, ProblemError, title_for
+
+log = logging.getLogger("chamicore.admin")
+
+ROUTERS: list[Router] = [
+    service.router,
+    components.router,
+    interfaces.router,
+    groups.groups_router,
+    groups.partitions_router,
+    bootparams.router,
+    payloads.router,
+    bulk.router,
+    provision.router,
+    telemetry.router,
+]
+
+
+def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    return problem_response(Problem(title=title_for(status), status=status, detail=detail), headers)
+
+
+async def on_problem(request: Request, exc: ProblemError) -> Response:
+    return problem_response(exc.problem, exc.headers or None)
+
+
+async def on_http_error(request: Request, exc: HTTPException) -> Response:
+    detail = exc.detail if exc.status_code != 404 else f"no such resource: {request.url.path[:200]}"
+    return _problem(exc.status_code, detail, dict(exc.headers or {}))
+
+
+async def on_database_error(request: Request, exc: asyncpg.PostgresError) -> Response:
+    # Routes check what they can and answer precisely; this is the safety net
+    # for races (two writers at once) and anything they did not foresee.
+    detail = getattr(exc, "detail", None) or str(exc)
+    if isinstance(exc, asyncpg.UniqueViolationError):
+        return _problem(409, f"conflicts with an existing entry: {detail}")
+    if isinstance(exc, asyncpg.ForeignKeyViolationError):
+        return _problem(409, f"conflicts with related data: {detail}")
+    if isinstance(exc, asyncpg.CheckViolationError | asyncpg.DataError):
+        return _problem(422, f"the database refused a value: {exc}")
+    if isinstance(exc, asyncpg.SerializationError | asyncpg.DeadlockDetectedError):
+        return _problem(503, "a concurrent change got in the way; retry", {"Retry-After": "1"})
+    if isinstance(exc, asyncpg.TooManyConnectionsError | asyncpg.CannotConnectNowError):
+        return _problem(503, "the database is busy or starting; retry", {"Retry-After": "2"})
+    log.exception("database error on %s %s", request.method, request.url.path)
+    return _problem(500, "the database failed unexpectedly; see the admin API log")
+
+
+async def on_unavailable(request: Request, exc: Exception) -> Response:
+    return _problem(503, f"the database is unreachable ({type(exc).__name__}); retry", {"Retry-After": "2"})
+
+
+async def on_crash(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _problem(500, "an unexpected error; it is logged on the admin API")
+
+
+def create_app(config: Config | None = None) -> Starlette:
+    """Factory for granian (`--factory`) and tests: reads CHAMICORE_* settings unless given a Config."""
+    config = config or load_config()
+    if not config.database_url:
+        raise ValueError("the admin API needs CHAMICORE_DATABASE_URL (chamicore up sets it)")
+    metrics = service.Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        app.state.pool = await db.create_pool(config.database_url, min_size=1, max_size=20,
+                                              server_settings={"application_name": "chamicore-admin"})
+        try:
+            yield
+        finally:
+            await app.state.pool.close()
+
+    routes = starlette_routes(ROUTERS)
+    try:
+        import swagger_ui_bundle
+
+        routes.append(Mount("/api/docs/assets", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path)))
+    except ImportError:  # the docs page degrades; the API itself does not need it
+        log.warning("swagger-ui-bundle is not installed: /api/docs will not render")
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(service.MetricsMiddleware, metrics=metrics)],
+        exception_handlers={
+            ProblemError: on_problem,
+            HTTPException: on_http_error,
+            asyncpg.PostgresError: on_database_error,
+            asyncpg.InterfaceError: on_unavailable,
+            OSError: on_unavailable,
+            TimeoutError: on_unavailable,
+            Exception: on_crash,
+        },
+    )
+    app.state.config = config
+    app.state.metrics = metrics
+    app.state.openapi = msgspec.json.encode(openapi.build(ROUTERS, service.version()))
+    return app

@@ -1,0 +1,1 @@
+"""Boot Script Service: boot parameters and boot-path telemetry."""

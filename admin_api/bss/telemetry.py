@@ -1,0 +1,98 @@
+"""/boot/v1/telemetry: what the boot path saw of each node (written in batches by it)."""
+
+from __future__ import annotations
+
+import datetime
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from admin_api.http import json_response, problem, query_int, query_list
+from admin_api.resources import paging
+from admin_api.routing import Param, Router
+
+router = Router("telemetry")
+BASE = "/boot/v1/telemetry"
+
+
+class NodeSeen(msgspec.Struct, rename="camel"):
+    component_id: str
+    endpoint: str
+    source_ip: str | None
+    seen_at: datetime.datetime
+    requests: int
+
+
+class TelemetryList(msgspec.Struct, rename="camel"):
+    kind: str
+    total: int
+    limit: int
+    offset: int
+    items: list[NodeSeen]
+
+
+class TelemetrySummary(msgspec.Struct, rename="camel"):
+    kind: str
+    window_minutes: int
+    nodes: int
+    seen_in_window: int
+    seen_earlier: int
+    never_seen: int
+    requests_in_window_by_endpoint: dict[str, int]
+
+
+def _item(row) -> NodeSeen:
+    return NodeSeen(component_id=row["component_id"], endpoint=row["endpoint"],
+                    source_ip=str(row["source_ip"]) if row["source_ip"] else None, seen_at=row["seen_at"],
+                    requests=row["requests"])
+
+
+@router.get(BASE, scope="read:bss", summary="Last boot-path request per node", response=TelemetryList,
+            params=(Param("componentId", "these nodes only"), Param("seenWithin", "minutes", "integer"),
+                    Param("limit", "page size", "integer"), Param("offset", "items to skip", "integer")))
+async def list_telemetry(request: Request) -> Response:
+    limit, offset = paging(request)
+    where, args = [], []
+    if ids := query_list(request, "componentId"):
+        args.append(ids)
+        where.append(f"component_id = ANY(${len(args)}::text[])")
+    if "seenWithin" in request.query_params:
+        args.append(query_int(request, "seenWithin", 60, 1, 10 ** 6))
+        where.append(f"seen_at >= now() - make_interval(mins => ${len(args)})")
+    condition = (" WHERE " + " AND ".join(where)) if where else ""
+    async with request.app.state.pool.acquire() as conn:
+        total = await conn.fetchval(f"SELECT count(*) FROM bss.boot_telemetry{condition}", *args)
+        rows = await conn.fetch(f"SELECT * FROM bss.boot_telemetry{condition} ORDER BY seen_at DESC, component_id "
+                                f"LIMIT {limit} OFFSET {offset}", *args)
+    return json_response(TelemetryList(kind="BootTelemetryList", total=total, limit=limit, offset=offset,
+                                       items=[_item(r) for r in rows]))
+
+
+@router.get(BASE + "/summary", scope="read:bss", summary="Nodes seen in the last N minutes, and never seen",
+            response=TelemetrySummary, params=(Param("minutes", "the window (default 15)", "integer"),))
+async def summary(request: Request) -> Response:
+    minutes = query_int(request, "minutes", 15, 1, 10 ** 6)
+    async with request.app.state.pool.acquire() as conn:
+        row = await conn.fetchrow(
+            """SELECT (SELECT count(*) FROM smd.components WHERE type = 'Node') AS nodes,
+                      count(*) FILTER (WHERE t.seen_at >= now() - make_interval(mins => $1)) AS recent,
+                      count(*) FILTER (WHERE t.seen_at < now() - make_interval(mins => $1)) AS earlier
+               FROM bss.boot_telemetry t JOIN smd.components c ON c.id = t.component_id AND c.type = 'Node'""",
+            minutes)
+        by_endpoint = await conn.fetch(
+            "SELECT endpoint, sum(requests)::bigint AS n FROM bss.boot_telemetry "
+            "WHERE seen_at >= now() - make_interval(mins => $1) GROUP BY endpoint", minutes)
+    return json_response(TelemetrySummary(
+        kind="BootTelemetrySummary", window_minutes=minutes, nodes=row["nodes"], seen_in_window=row["recent"],
+        seen_earlier=row["earlier"], never_seen=row["nodes"] - row["recent"] - row["earlier"],
+        requests_in_window_by_endpoint={r["endpoint"]: r["n"] for r in by_endpoint}))
+
+
+@router.get(BASE + "/{id}", scope="read:bss", summary="Last boot-path request of one node", response=NodeSeen)
+async def one(request: Request) -> Response:
+    async with request.app.state.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM bss.boot_telemetry WHERE component_id = $1", request.path_params["id"])
+    if row is None:
+        raise problem(404, f"the boot path has not seen {request.path_params['id'][:255]!r}")
+    return json_response(_item(row))

@@ -1,0 +1,55 @@
+"""What cloud-init accepts as user-data or vendor-data, checked before it is stored.
+
+A payload that cloud-init would silently ignore, or a #cloud-config that is
+not valid YAML, is caught here (422) rather than on a booting node.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import yaml
+
+from admin_api.http import field_problem
+
+# The starts cloud-init's user-data handlers recognise.
+SCRIPT_STARTS = ("#!", "#include", "#include-once", "#cloud-boothook", "#part-handler", "#upstart-job",
+                 "## template: jinja", "#cloud-config-jsonp")
+ACCEPTED = "#cloud-config, #cloud-config-archive, #!script, #include, #cloud-boothook, #part-handler, " \
+           "## template: jinja, or a MIME multipart message"
+
+
+def check_user_data(text: str | None, path: str) -> None:
+    if not text:
+        return
+    if "\x00" in text:
+        raise field_problem(path, "must not contain NUL characters")
+    if text.startswith("#cloud-config-archive"):
+        document = _yaml(text, path)
+        if not isinstance(document, list):
+            raise field_problem(path, "a #cloud-config-archive is a YAML list of parts")
+        return
+    if text.startswith("#cloud-config") and not text.startswith("#cloud-config-jsonp"):
+        document = _yaml(text, path)
+        if document is not None and not isinstance(document, dict):
+            raise field_problem(path, "#cloud-config must be a YAML mapping (key: value)")
+        return
+    if text.startswith(SCRIPT_STARTS):
+        return
+    if text[:200].lower().startswith(("content-type:", "mime-version:")):
+        message = email.message_from_string(text, policy=email.policy.default)
+        if not message.is_multipart():
+            raise field_problem(path, "a MIME payload must be multipart (Content-Type: multipart/mixed)")
+        return
+    raise field_problem(path, f"cloud-init would ignore this; start it with {ACCEPTED}")
+
+
+def _yaml(text: str, path: str):
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise field_problem(path, f"not valid YAML{where}: {reason}") from None

@@ -1,0 +1,160 @@
+"""Request and response plumbing shared by every admin route.
+
+Bodies are read with a size cap (413), mutations must say they are JSON
+(415), decoding goes straight into the route's msgspec type so unknown
+fields, wrong types and bad enums are 422 problems with field paths, and
+every answer is encoded by msgspec.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from core.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem, ProblemError, title_for
+
+T = TypeVar("T")
+
+MAX_BODY = 1 << 20  # 1 MiB
+MAX_BULK_BODY = 32 << 20  # 32 MiB
+JSON_TYPES = ("application/json",)
+MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/json")
+
+_PATH_RE = re.compile(r"- at `(\$[^`]*)`")
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(content), status_code=status, headers=headers, media_type="application/json")
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response:
+    return Response(_encoder.encode(problem), status_code=problem.status, headers=headers,
+                    media_type=PROBLEM_CONTENT_TYPE)
+
+
+def problem(status: int, detail: str, **kwargs) -> ProblemError:
+    return ProblemError(status, detail, **kwargs)
+
+
+def field_problem(field: str, detail: str, status: int = 422) -> ProblemError:
+    return ProblemError(status, f"{field}: {detail}", errors=[FieldError(field, detail)])
+
+
+async def read_body(request: Request, limit: int = MAX_BODY, content_types: tuple[str, ...] = JSON_TYPES) -> bytes:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type not in content_types:
+        raise problem(415, f"send the body as {' or '.join(content_types)} (got {media_type or 'no content type'})")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise problem(413, f"the body is larger than {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise problem(413, f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def decode(body: bytes, type_: type[T]) -> T:
+    """JSON into `type_`, or a 400 (not JSON) / 422 (not the right shape) problem."""
+    try:
+        return msgspec.json.decode(body, type=type_)
+    except msgspec.ValidationError as exc:
+        raise validation_problem(exc) from None
+    except msgspec.DecodeError as exc:
+        raise problem(400, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise problem(400, "the body is nested too deeply") from None
+
+
+def convert(value: Any, type_: type[T], prefix: str = "$") -> T:
+    try:
+        return msgspec.convert(value, type=type_)
+    except msgspec.ValidationError as exc:
+        raise validation_problem(exc, prefix) from None
+
+
+def validation_problem(exc: msgspec.ValidationError, prefix: str = "$") -> ProblemError:
+    message = str(exc)
+    match = _PATH_RE.search(message)
+    path = match.group(1) if match else "$"
+    if prefix != "$":
+        path = prefix + path[1:]
+    detail = _PATH_RE.sub("", message).strip()
+    return ProblemError(422, f"{path}: {detail}", errors=[FieldError(path, detail)])
+
+
+async def read_json(request: Request, type_: type[T], limit: int = MAX_BODY) -> T:
+    return decode(await read_body(request, limit), type_)
+
+
+def query_int(request: Request, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 12:
+        raise field_problem(name, f"expected a whole number, got {raw[:40]!r}", 400)
+    value = int(raw)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise field_problem(name, f"must be {bound}", 400)
+    return value
+
+
+def query_list(request: Request, name: str) -> list[str]:
+    """`?type=Node,Switch&type=BMC` -> ["Node", "Switch", "BMC"] (comma = OR)."""
+    values = []
+    for raw in request.query_params.getlist(name):
+        values.extend(v.strip() for v in raw.split(",") if v.strip())
+    return values
+
+
+def check_if_match(request: Request, current_etag: str) -> None:
+    """PUT needs the ETag it read: 428 without it, 412 when it changed since."""
+    sent = request.headers.get("if-match")
+    if sent is None:
+        raise problem(428, "send If-Match with the ETag from your last GET, so no one else's change is overwritten")
+    candidates = [tag.strip() for tag in sent.split(",")]
+    if "*" not in candidates and current_etag not in candidates and f"W/{current_etag}" not in candidates:
+        raise problem(412, "the resource changed since you read it; GET it again and retry",
+                      headers={"ETag": current_etag})
+
+
+def not_modified(request: Request, etag: str) -> bool:
+    sent = request.headers.get("if-none-match")
+    return sent is not None and (sent.strip() == "*" or etag in [t.strip() for t in sent.split(",")])
+
+
+async def read_patch(request: Request) -> dict:
+    """The `spec` part of a JSON merge patch body (RFC 7396)."""
+    patch = decode(await read_body(request, content_types=MERGE_PATCH_TYPES), dict)
+    unknown = sorted(set(patch) - {"spec", "metadata", "kind", "apiVersion"})
+    if unknown:
+        raise field_problem(f"$.{unknown[0][:64]}", "unknown field; a patch changes `spec`")
+    spec = patch.get("spec", {})
+    if not isinstance(spec, dict):
+        raise field_problem("$.spec", "a spec patch is an object")
+    return spec
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def title(status: int) -> str:
+    return title_for(status)

@@ -1,0 +1,1 @@
+"""Whole-node operations across domains: bulk import, provisioning, decommissioning."""

@@ -1,0 +1,219 @@
+"""POST /hsm/v2/import: register up to 10,000 nodes in one all-or-nothing request.
+
+The body is a JSON array or NDJSON (one node per line).  Every item is
+checked before anything is written, and every bad item is reported by its
+index; then the whole batch goes in with one statement per table, in one
+transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from admin_api.http import MAX_BULK_BODY, json_response, query_list, read_body, validation_problem
+from admin_api.nodes.schemas import NodeImport, check_boot_params, check_cloud_init
+from admin_api.routing import Param, Router
+from admin_api.smd.schemas import checked_interface
+from core import events
+from core.identity import generate_id
+from core.problems import FieldError, ProblemError
+
+router = Router("import")
+MAX_ITEMS = 10_000
+MAX_REPORTED = 1_000
+CONTENT_TYPES = ("application/json", "application/x-ndjson")
+_item_decoder = msgspec.json.Decoder(NodeImport)
+
+
+class ImportResult(msgspec.Struct, rename="camel"):
+    kind: str
+    created: int
+    ids: list[str]
+    dry_run: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class Prepared:
+    index: int
+    id: str
+    item: NodeImport
+    nics: list[tuple[str, str, list, str]]  # (interface id, mac, ip_addrs, description)
+
+
+class ItemErrors:
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+        self.bad_items: set[int] = set()
+
+    def add(self, index: int, field: str, detail: str) -> None:
+        self.bad_items.add(index)
+        if len(self.errors) < MAX_REPORTED:
+            self.errors.append(FieldError(field, detail))
+
+    def raise_if_any(self, total: int, status: int = 422) -> None:
+        if self.errors:
+            raise ProblemError(status, f"{len(self.bad_items)} of {total} items cannot be imported; nothing was "
+                                       f"imported (each is listed in errors[] by index)", errors=self.errors)
+
+
+def _raw_items(body: bytes, ndjson: bool) -> list[bytes]:
+    if ndjson:
+        return [line for line in body.split(b"\n") if line.strip()]
+    try:
+        return msgspec.json.decode(body, type=list[msgspec.Raw])
+    except msgspec.ValidationError:
+        raise ProblemError(422, "the body must be a JSON array of nodes (or NDJSON, one node per line)") from None
+    except msgspec.DecodeError as exc:
+        raise ProblemError(400, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProblemError(400, "the body is nested too deeply") from None
+
+
+def _prepare(index: int, raw: bytes, errors: ItemErrors) -> Prepared | None:
+    where = f"$[{index}]"
+    try:
+        item = _item_decoder.decode(raw)
+        nics = []
+        for j, nic in enumerate(item.network_interfaces):
+            mac, addresses = checked_interface(nic, f"{where}.networkInterfaces[{j}]")
+            nics.append((nic.id or mac.replace(":", ""), mac, addresses, nic.description))
+        check_boot_params(item.boot_params, f"{where}.bootParams")
+        check_cloud_init(item.cloud_init, f"{where}.cloudInit")
+    except msgspec.ValidationError as exc:
+        problem = validation_problem(exc, where).problem
+        errors.add(index, problem.errors[0].field, problem.errors[0].detail)
+        return None
+    except msgspec.DecodeError as exc:
+        errors.add(index, where, f"not valid JSON: {exc}")
+        return None
+    except RecursionError:
+        errors.add(index, where, "nested too deeply")
+        return None
+    except ProblemError as exc:
+        first = exc.problem.errors[0] if exc.problem.errors else FieldError(where, exc.problem.detail or "")
+        errors.add(index, first.field, first.detail)
+        return None
+    return Prepared(index, item.id or generate_id(item.type.value), item, nics)
+
+
+def _check_batch(nodes: list[Prepared], errors: ItemErrors) -> None:
+    """Duplicates inside the batch itself."""
+    first_id: dict[str, int] = {}
+    first_mac: dict[str, int] = {}
+    first_nid: dict[int, int] = {}
+    for node in nodes:
+        where = f"$[{node.index}]"
+        if node.id in first_id:
+            errors.add(node.index, f"{where}.id", f"{node.id!r} is also item {first_id[node.id]}")
+        first_id.setdefault(node.id, node.index)
+        if node.item.nid is not None:
+            if node.item.nid in first_nid:
+                errors.add(node.index, f"{where}.nid", f"nid {node.item.nid} is also item {first_nid[node.item.nid]}")
+            first_nid.setdefault(node.item.nid, node.index)
+        for j, nic in enumerate(node.nics):
+            if nic[1] in first_mac:
+                errors.add(node.index, f"{where}.networkInterfaces[{j}].macAddr",
+                           f"{nic[1]} is also in item {first_mac[nic[1]]}")
+            first_mac.setdefault(nic[1], node.index)
+
+
+async def _check_database(conn, nodes: list[Prepared], errors: ItemErrors) -> None:
+    """What already exists: ids, MACs, interface ids and nids taken; parents missing."""
+    by_id = {n.id: n for n in nodes}
+    for row in await conn.fetch("SELECT id FROM smd.components WHERE id = ANY($1::text[])", list(by_id)):
+        node = by_id[row["id"]]
+        errors.add(node.index, f"$[{node.index}].id", f"component {node.id!r} already exists")
+    owner_of_mac = {nic[1]: (n, j) for n in nodes for j, nic in enumerate(n.nics)}
+    for row in await conn.fetch("SELECT mac, component_id FROM smd.ethernet_interfaces WHERE mac = ANY($1::text[])",
+                                list(owner_of_mac)):
+        node, j = owner_of_mac[row["mac"]]
+        errors.add(node.index, f"$[{node.index}].networkInterfaces[{j}].macAddr",
+                   f"{row['mac']} already belongs to component {row['component_id']!r}")
+    nic_ids = {nic[0]: (n, j) for n in nodes for j, nic in enumerate(n.nics)}
+    for row in await conn.fetch("SELECT id FROM smd.ethernet_interfaces WHERE id = ANY($1::text[])", list(nic_ids)):
+        node, j = nic_ids[row["id"]]
+        errors.add(node.index, f"$[{node.index}].networkInterfaces[{j}].id", f"interface {row['id']!r} exists")
+    nids = {n.item.nid: n for n in nodes if n.item.nid is not None}
+    for row in await conn.fetch("SELECT nid, id FROM smd.components WHERE nid = ANY($1::bigint[])", list(nids)):
+        node = nids[row["nid"]]
+        errors.add(node.index, f"$[{node.index}].nid", f"nid {row['nid']} already belongs to {row['id']!r}")
+    parents = {n.item.parent_id for n in nodes if n.item.parent_id is not None} - set(by_id)
+    if parents:
+        known = {r["id"] for r in await conn.fetch("SELECT id FROM smd.components WHERE id = ANY($1::text[])",
+                                                   list(parents))}
+        for node in nodes:
+            if node.item.parent_id in parents - known:
+                errors.add(node.index, f"$[{node.index}].parentId", f"no component {node.item.parent_id!r}")
+
+
+async def _insert(conn, nodes: list[Prepared]) -> None:
+    items = [n.item for n in nodes]
+    ids = [n.id for n in nodes]
+    # Parents are set after every row exists, so a batch may hold parents and children in any order.
+    await conn.execute(
+        """INSERT INTO smd.components (id, type, state, role, sub_role, nid, arch, enabled, rack, unit, slot, sub_slot)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[],
+                                $8::boolean[], $9::text[], $10::int[], $11::int[], $12::int[])""",
+        ids, [i.type.value for i in items], [i.state.value for i in items],
+        [i.role.value if i.role else "" for i in items], [i.sub_role for i in items], [i.nid for i in items],
+        [i.arch for i in items], [i.enabled for i in items], [i.location.rack for i in items],
+        [i.location.unit for i in items], [i.location.slot for i in items], [i.location.sub_slot for i in items])
+    children = [(n.id, n.item.parent_id) for n in nodes if n.item.parent_id is not None]
+    if children:
+        await conn.execute("UPDATE smd.components c SET parent_id = u.parent FROM unnest($1::text[], $2::text[]) "
+                           "AS u(id, parent) WHERE c.id = u.id", [c[0] for c in children], [c[1] for c in children])
+    nics = [(nic[0], n.id, nic[1], nic[2], nic[3]) for n in nodes for nic in n.nics]
+    if nics:
+        await conn.execute(
+            "INSERT INTO smd.ethernet_interfaces (id, component_id, mac, ip_addrs, description) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[])",
+            *[list(column) for column in zip(*nics, strict=True)])
+    params = [(f"{n.id}-boot", n.id, n.item.boot_params) for n in nodes if n.item.boot_params is not None]
+    if params:
+        await conn.execute(
+            "INSERT INTO bss.boot_params (id, component_id, kernel, initrd, cmdline) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])",
+            [p[0] for p in params], [p[1] for p in params], [p[2].kernel for p in params],
+            [p[2].initrd for p in params], [p[2].cmdline for p in params])
+    payloads = [(f"{n.id}-cloud-init", n.id, n.item.cloud_init) for n in nodes if n.item.cloud_init is not None]
+    if payloads:
+        await conn.execute(
+            "INSERT INTO cloudinit.payloads (id, component_id, user_data, meta_data, vendor_data) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[])",
+            [p[0] for p in payloads], [p[1] for p in payloads], [p[2].user_data for p in payloads],
+            [p[2].meta_data for p in payloads], [p[2].vendor_data for p in payloads])
+    await events.emit_many(conn, "smd", "components", "created", ids,
+                           [{"type": n.item.type.value, "macs": [nic[1] for nic in n.nics], "imported": True}
+                            for n in nodes])
+
+
+@router.post("/hsm/v2/import", scope="write:smd", summary="Bulk import of nodes (JSON array or NDJSON), all or nothing",
+             request=list[NodeImport], response=ImportResult, content_types=CONTENT_TYPES,
+             params=(Param("dryRun", "true: check everything, write nothing"),))
+async def import_nodes(request: Request) -> Response:
+    body = await read_body(request, MAX_BULK_BODY, CONTENT_TYPES)
+    ndjson = request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/x-ndjson"
+    raws = _raw_items(body, ndjson)
+    if not raws:
+        raise ProblemError(422, "nothing to import: the body holds no nodes")
+    if len(raws) > MAX_ITEMS:
+        raise ProblemError(422, f"{len(raws)} nodes in one request; the limit is {MAX_ITEMS}: split the file")
+    errors = ItemErrors()
+    nodes = [node for i, raw in enumerate(raws) if (node := _prepare(i, raw, errors)) is not None]
+    _check_batch(nodes, errors)
+    errors.raise_if_any(len(raws))
+    dry_run = (query_list(request, "dryRun") or ["false"])[0].lower() in ("1", "true", "yes")
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        await _check_database(conn, nodes, errors)
+        errors.raise_if_any(len(raws), status=409 if not any(
+            e.field.endswith(".parentId") for e in errors.errors) else 422)
+        if not dry_run:
+            await _insert(conn, nodes)
+    result = ImportResult(kind="ImportResult", created=0 if dry_run else len(nodes), ids=[n.id for n in nodes],
+                          dry_run=dry_run)
+    return json_response(result, 200 if dry_run else 201)
+

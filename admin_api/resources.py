@@ -1,0 +1,80 @@
+"""Building envelope answers: one resource, a page of them, ETags, sorting, sparse fields."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from admin_api.http import field_problem, json_response, not_modified, query_int, query_list
+from core.envelope import ListMetadata, Resource, ResourceList, ResourceMetadata, etag_for
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 10_000
+
+
+def metadata(resource_id: str, row) -> ResourceMetadata:
+    return ResourceMetadata(id=resource_id, etag=etag_of(resource_id, row),
+                            created_at=row["created_at"], updated_at=row["updated_at"])
+
+
+def etag_of(resource_id: str, row) -> str:
+    return etag_for(resource_id, row["updated_at"].isoformat())
+
+
+def answer(resource: Resource, status: int = 200, location: str | None = None) -> Response:
+    headers = {"ETag": resource.metadata.etag}
+    if location:
+        headers["Location"] = location
+    return json_response(resource, status, headers)
+
+
+def paging(request: Request) -> tuple[int, int]:
+    return (query_int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+            query_int(request, "offset", 0, 0))
+
+
+def order_by(request: Request, columns: dict[str, str], default: str = "id") -> str:
+    """`?sort=nid,-id` -> "nid ASC, id DESC", over an allowed set of fields only."""
+    terms = []
+    for field in query_list(request, "sort") or [default]:
+        descending = field.startswith("-")
+        name = field.lstrip("+-")
+        if name not in columns:
+            raise field_problem("sort", f"cannot sort by {name[:40]!r}; choose from {', '.join(sorted(columns))}", 400)
+        terms.append(f"{columns[name]} {'DESC' if descending else 'ASC'}")
+    if "id" in columns and not any(t.startswith(columns["id"] + " ") for t in terms):
+        terms.append(f"{columns['id']} ASC")  # a stable order for paging
+    return ", ".join(terms)
+
+
+def sparse_fields(request: Request, allowed: frozenset[str]) -> list[str] | None:
+    fields = query_list(request, "fields")
+    if not fields:
+        return None
+    unknown = [f for f in fields if f not in allowed]
+    if unknown:
+        raise field_problem("fields", f"unknown field {unknown[0][:40]!r}; choose from {', '.join(sorted(allowed))}",
+                            400)
+    return fields
+
+
+def list_answer(request: Request, kind: str, api_version: str, items: list[Resource], total: int, limit: int,
+                offset: int, fields: list[str] | None = None) -> Response:
+    digest = hashlib.blake2b(digest_size=10)
+    digest.update(f"{total}|{limit}|{offset}|{fields}".encode())
+    for item in items:
+        digest.update(f"|{item.metadata.id}|{item.metadata.etag}".encode())
+    etag = f'"{digest.hexdigest()}"'
+    if not_modified(request, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    body: Any = ResourceList(kind=kind, api_version=api_version,
+                             metadata=ListMetadata(total=total, limit=limit, offset=offset), items=items)
+    if fields is not None:
+        body = msgspec.to_builtins(body)
+        for item in body["items"]:
+            item["spec"] = {k: v for k, v in item["spec"].items() if k in fields}
+    return json_response(body, headers={"ETag": etag})

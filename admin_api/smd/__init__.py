@@ -1,0 +1,1 @@
+"""Inventory (State Manager Data): components, Ethernet interfaces, groups and partitions."""

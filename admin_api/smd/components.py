@@ -1,0 +1,231 @@
+"""/hsm/v2/State/Components: the inventory of components."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from admin_api.http import (
+    MERGE_PATCH_TYPES,
+    check_if_match,
+    convert,
+    field_problem,
+    merge_patch,
+    problem,
+    query_list,
+    read_json,
+    read_patch,
+)
+from admin_api.resources import (
+    answer,
+    etag_of,
+    list_answer,
+    metadata,
+    order_by,
+    paging,
+    sparse_fields,
+)
+from admin_api.routing import Param, Router
+from admin_api.smd import interfaces
+from admin_api.smd.schemas import ComponentCreateSpec, ComponentSpec, Location
+from core import events
+from core.envelope import Resource, ResourceList, ResourceRequest
+from core.identity import ComponentState, ComponentType, Role, generate_id, is_valid_id
+
+KIND, API_VERSION = "Component", "hsm/v2"
+BASE = "/hsm/v2/State/Components"
+router = Router("components")
+
+COLUMNS = ("id, type, state, role, sub_role, nid, arch, enabled, parent_id, rack, unit, slot, sub_slot, "
+           "created_at, updated_at")
+SORTABLE = {"id": "id", "type": "type", "state": "state", "role": "role", "nid": "nid", "rack": "rack",
+            "unit": "unit", "createdAt": "created_at", "updatedAt": "updated_at"}
+SPEC_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(ComponentSpec))
+LIST_PARAMS = (
+    Param("type", "component types, comma = OR"), Param("state", "states, comma = OR"),
+    Param("role", "roles, comma = OR"), Param("rack", "racks, comma = OR"), Param("parentId", "parent ids"),
+    Param("nid", "node numbers"), Param("group", "member of any of these groups"),
+    Param("limit", "page size (1-10000, default 100)", "integer"), Param("offset", "items to skip", "integer"),
+    Param("sort", "fields, `-` for descending, e.g. `nid,-id`"), Param("fields", "spec fields to return"),
+)
+
+
+def to_spec(row) -> ComponentSpec:
+    return ComponentSpec(
+        type=ComponentType(row["type"]), state=ComponentState(row["state"]),
+        role=Role(row["role"]) if row["role"] else None, sub_role=row["sub_role"], nid=row["nid"],
+        arch=row["arch"], enabled=row["enabled"], parent_id=row["parent_id"],
+        location=Location(rack=row["rack"], unit=row["unit"], slot=row["slot"], sub_slot=row["sub_slot"]),
+    )
+
+
+def to_resource(row) -> Resource[ComponentSpec]:
+    return Resource(kind=KIND, api_version=API_VERSION, metadata=metadata(row["id"], row), spec=to_spec(row))
+
+
+def component_values(spec: ComponentSpec) -> tuple:
+    loc = spec.location
+    return (spec.type.value, spec.state.value, spec.role.value if spec.role else "", spec.sub_role, spec.nid,
+            spec.arch, spec.enabled, spec.parent_id, loc.rack, loc.unit, loc.slot, loc.sub_slot)
+
+
+def _event_data(spec: ComponentSpec) -> dict:
+    return msgspec.to_builtins(spec)
+
+
+async def fetch_row(conn, component_id: str, *, lock: bool = False):
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM smd.components WHERE id = $1"
+                              + (" FOR UPDATE" if lock else ""), component_id)
+    if row is None:
+        raise problem(404, f"no component {component_id[:255]!r}")
+    return row
+
+
+def path_id(request: Request) -> str:
+    component_id = request.path_params["id"]
+    if not is_valid_id(component_id):
+        raise problem(404, f"no component {component_id[:255]!r} (not a valid component id)")
+    return component_id
+
+
+async def check_references(conn, spec: ComponentSpec, own_id: str | None, path: str = "$.spec") -> None:
+    """Parent must exist (and not be itself); nid must be free."""
+    if spec.parent_id is not None:
+        if spec.parent_id == own_id:
+            raise field_problem(f"{path}.parentId", "a component cannot be its own parent")
+        if not await conn.fetchval("SELECT true FROM smd.components WHERE id = $1", spec.parent_id):
+            raise field_problem(f"{path}.parentId", f"no component {spec.parent_id!r}")
+    if spec.nid is not None:
+        holder = await conn.fetchval("SELECT id FROM smd.components WHERE nid = $1 AND id IS DISTINCT FROM $2",
+                                     spec.nid, own_id)
+        if holder:
+            raise problem(409, f"nid {spec.nid} already belongs to component {holder!r}")
+
+
+@router.get(BASE, scope="read:smd", summary="List components", response=ResourceList[ComponentSpec],
+            params=LIST_PARAMS)
+async def list_components(request: Request) -> Response:
+    limit, offset = paging(request)
+    where, args = [], []
+
+    def add(condition: str, value) -> None:
+        args.append(value)
+        where.append(condition.format(f"${len(args)}"))
+
+    for name, enum in (("type", ComponentType), ("state", ComponentState), ("role", Role)):
+        values = query_list(request, name)
+        if values:
+            bad = [v for v in values if v not in enum.__members__]
+            if bad:
+                raise field_problem(name, f"unknown {name} {bad[0][:40]!r}; one of {', '.join(enum.__members__)}", 400)
+            add(f"{name} = ANY({{}}::text[])", values)
+    if racks := query_list(request, "rack"):
+        add("rack = ANY({}::text[])", racks)
+    if parents := query_list(request, "parentId"):
+        add("parent_id = ANY({}::text[])", parents)
+    if nids := query_list(request, "nid"):
+        if not all(n.isascii() and n.isdigit() and len(n) < 17 for n in nids):
+            raise field_problem("nid", "node numbers are whole numbers", 400)
+        add("nid = ANY({}::bigint[])", [int(n) for n in nids])
+    if groups := query_list(request, "group"):
+        add("id IN (SELECT component_id FROM smd.group_members WHERE group_name = ANY({}::text[]))", groups)
+    fields = sparse_fields(request, SPEC_FIELDS)
+    condition = (" WHERE " + " AND ".join(where)) if where else ""
+    order = order_by(request, SORTABLE)
+    pool = request.app.state.pool
+    async with pool.acquire() as conn:
+        total = await conn.fetchval(f"SELECT count(*) FROM smd.components{condition}", *args)
+        rows = await conn.fetch(f"SELECT {COLUMNS} FROM smd.components{condition} ORDER BY {order} "
+                                f"LIMIT {limit} OFFSET {offset}", *args)
+    return list_answer(request, "ComponentList", API_VERSION, [to_resource(r) for r in rows], total, limit, offset,
+                       fields)
+
+
+@router.post(BASE, scope="write:smd", summary="Create a component (and its interfaces)",
+             request=ResourceRequest[ComponentCreateSpec], response=Resource[ComponentSpec])
+async def create_component(request: Request) -> Response:
+    body = await read_json(request, ResourceRequest[ComponentCreateSpec])
+    spec = body.spec
+    component_id = body.metadata.id or generate_id(spec.type.value)
+    if not is_valid_id(component_id):
+        raise field_problem("$.metadata.id", "not a valid component id")
+    nics = [interfaces.prepare_inline(nic, f"$.spec.networkInterfaces[{i}]")
+            for i, nic in enumerate(spec.network_interfaces)]
+    interfaces.check_distinct_macs(nics, "$.spec.networkInterfaces")
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval("SELECT true FROM smd.components WHERE id = $1", component_id):
+            raise problem(409, f"component {component_id!r} already exists")
+        await check_references(conn, spec, component_id)
+        await interfaces.check_macs_free(conn, [nic[1] for nic in nics])
+        row = await conn.fetchrow(
+            f"INSERT INTO smd.components (id, type, state, role, sub_role, nid, arch, enabled, parent_id, rack, unit, "
+            f"slot, sub_slot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}",
+            component_id, *component_values(spec))
+        await events.emit(conn, "smd", "components", "created", component_id, _event_data(to_spec(row)))
+        await interfaces.insert_many(conn, component_id, nics)
+    return answer(to_resource(row), 201, f"{BASE}/{component_id}")
+
+
+@router.get(BASE + "/{id}", scope="read:smd", summary="Get one component", response=Resource[ComponentSpec])
+async def get_component(request: Request) -> Response:
+    async with request.app.state.pool.acquire() as conn:
+        row = await fetch_row(conn, path_id(request))
+    resource = to_resource(row)
+    if request.headers.get("if-none-match") == resource.metadata.etag:
+        return Response(status_code=304, headers={"ETag": resource.metadata.etag})
+    return answer(resource)
+
+
+async def _update(request: Request, component_id: str, conn, spec: ComponentSpec):
+    await check_references(conn, spec, component_id)
+    row = await conn.fetchrow(
+        f"UPDATE smd.components SET type = $2, state = $3, role = $4, sub_role = $5, nid = $6, arch = $7, "
+        f"enabled = $8, parent_id = $9, rack = $10, unit = $11, slot = $12, sub_slot = $13, updated_at = now() "
+        f"WHERE id = $1 RETURNING {COLUMNS}", component_id, *component_values(spec))
+    await events.emit(conn, "smd", "components", "updated", component_id, _event_data(spec))
+    return row
+
+
+@router.put(BASE + "/{id}", scope="write:smd", summary="Replace a component (If-Match required)",
+            request=ResourceRequest[ComponentSpec], response=Resource[ComponentSpec])
+async def replace_component(request: Request) -> Response:
+    component_id = path_id(request)
+    body = await read_json(request, ResourceRequest[ComponentSpec])
+    if body.metadata.id not in (None, component_id):
+        raise field_problem("$.metadata.id", f"does not match the id in the path ({component_id!r})")
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        current = await fetch_row(conn, component_id, lock=True)
+        check_if_match(request, etag_of(component_id, current))
+        row = await _update(request, component_id, conn, body.spec)
+    return answer(to_resource(row))
+
+
+@router.patch(BASE + "/{id}", scope="write:smd", summary="Change a component (JSON merge patch, RFC 7396)",
+              request=dict, response=Resource[ComponentSpec], content_types=MERGE_PATCH_TYPES)
+async def patch_component(request: Request) -> Response:
+    component_id = path_id(request)
+    patch = await read_patch(request)
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        current = await fetch_row(conn, component_id, lock=True)
+        if "if-match" in request.headers:
+            check_if_match(request, etag_of(component_id, current))
+        merged = merge_patch(msgspec.to_builtins(to_spec(current)), patch)
+        spec = convert(merged, ComponentSpec, "$.spec")
+        row = await _update(request, component_id, conn, spec)
+    return answer(to_resource(row))
+
+
+@router.delete(BASE + "/{id}", scope="write:smd", summary="Delete a component, its interfaces and memberships")
+async def delete_component(request: Request) -> Response:
+    component_id = path_id(request)
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        await fetch_row(conn, component_id, lock=True)
+        children = await conn.fetch("SELECT id FROM smd.components WHERE parent_id = $1 ORDER BY id LIMIT 6",
+                                    component_id)
+        if children:
+            names = ", ".join(repr(r["id"]) for r in children[:5]) + (" ..." if len(children) > 5 else "")
+            raise problem(409, f"component {component_id!r} is the parent of {names}; re-parent or delete those first")
+        await conn.execute("DELETE FROM smd.components WHERE id = $1", component_id)
+        await events.emit(conn, "smd", "components", "deleted", component_id)
+    return Response(status_code=204)

@@ -1,0 +1,38 @@
+"""CloudEvents written to the transactional outbox (events.outbox).
+
+A mutation writes its event in the same transaction as the change, so an
+event exists exactly when the change committed; the relay in sync/ ships
+them to NATS later.  Types read `chamicore.<domain>.<resource>.<action>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+SOURCE = "/chamicore/admin-api"
+
+
+def event_type(domain: str, resource: str, action: str) -> str:
+    return f"chamicore.{domain}.{resource}.{action}"
+
+
+async def emit(conn: asyncpg.Connection, domain: str, resource: str, action: str, subject: str,
+               data: Any = None) -> None:
+    await conn.execute(
+        "INSERT INTO events.outbox (source, type, subject, data) VALUES ($1, $2, $3, $4)",
+        SOURCE, event_type(domain, resource, action), subject, data)
+
+
+async def emit_many(conn: asyncpg.Connection, domain: str, resource: str, action: str, subjects: Sequence[str],
+                    data: Sequence[Any] | None = None) -> None:
+    """One event per subject, in one statement (bulk import writes thousands)."""
+    if not subjects:
+        return
+    await conn.execute(
+        "INSERT INTO events.outbox (source, type, subject, data) "
+        "SELECT $1, $2, s, d FROM unnest($3::text[], $4::jsonb[]) AS u(s, d)",
+        SOURCE, event_type(domain, resource, action), list(subjects),
+        list(data) if data is not None else [None] * len(subjects))
