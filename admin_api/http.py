@@ -96,7 +96,7 @@ async def read_json(request: Request, type_: type[T], limit: int = MAX_BODY) -> 
 
 def query_int(request: Request, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 12:
         raise field_problem(name, f"expected a whole number, got {raw[:40]!r}", 400)

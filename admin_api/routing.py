@@ -8,6 +8,7 @@ the OpenAPI document cannot drift from the code.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
@@ -23,6 +24,28 @@ class Param:
     description: str
     type: str = "string"
     location: str = "query"
+    schema: dict | None = None  # JSON schema of the value, when more than its type
+
+    def json_schema(self) -> dict:
+        return self.schema or {"type": self.type}
+
+
+def one_of(values) -> str:
+    """Pattern of a comma-separated list drawn from `values` (filters, sort, fields)."""
+    choice = "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+    return f"^(({choice})(,({choice}))*)?$"  # empty: the filter is not applied
+
+
+def sort_param(columns) -> Param:
+    choice = "|".join(re.escape(v) for v in sorted(columns, key=len, reverse=True))
+    return Param("sort", f"fields to sort by, `-` for descending ({', '.join(sorted(columns))})",
+                 schema={"type": "string", "pattern": f"^([-+]?({choice})(,[-+]?({choice}))*)?$"})
+
+
+LIMIT = Param("limit", "page size (1-10000, default 100)", "integer",
+              schema={"type": "integer", "minimum": 1, "maximum": 10_000})
+OFFSET = Param("offset", "items to skip", "integer", schema={"type": "integer", "minimum": 0})
+PAGING = (LIMIT, OFFSET)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -72,10 +95,23 @@ class Router:
 
 
 def starlette_routes(routers: list[Router]) -> list[Route]:
-    routes = []
+    """One Starlette route per path, dispatching on the method, so that a 405
+    names every method the path allows (Allow header)."""
+    by_path: dict[str, dict[str, Operation]] = {}
     for router in routers:
         for op in router.operations:
-            route = Route(op.path, op.endpoint, methods=[op.method])
-            route.operation = op  # found again by the auth layer and the metrics
-            routes.append(route)
+            by_path.setdefault(op.path, {})[op.method] = op
+    routes = []
+    for path, operations in by_path.items():
+        route = Route(path, _dispatcher(operations), methods=list(operations))
+        route.operations = operations  # found again by the auth layer
+        routes.append(route)
     return routes
+
+
+def _dispatcher(operations: dict[str, Operation]) -> Endpoint:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        return await operations[method].endpoint(request)
+
+    return dispatch

@@ -7,6 +7,7 @@ them to NATS later.  Types read `chamicore.<domain>.<resource>.<action>`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,7 @@ async def emit_many(conn: asyncpg.Connection, domain: str, resource: str, action
         return
     await conn.execute(
         "INSERT INTO events.outbox (source, type, subject, data) "
-        "SELECT $1, $2, s, d FROM unnest($3::text[], $4::jsonb[]) AS u(s, d)",
+        "SELECT $1, $2, s, d::jsonb FROM unnest($3::text[], $4::text[]) AS u(s, d)",
         SOURCE, event_type(domain, resource, action), list(subjects),
-        list(data) if data is not None else [None] * len(subjects))
+        # As text: a list of JSON arrays would otherwise read as one 2-D array.
+        [json.dumps(d) for d in data] if data is not None else [None] * len(subjects))

@@ -94,16 +94,17 @@ async def conn(dsn):
     await connection.close()
 
 
-class BootServer:
-    """`chamicore serve boot` in a child process, on a free port."""
+class ServiceServer:
+    """`chamicore serve boot|admin` in a child process, on a free port."""
 
-    def __init__(self, dsn: str, interface: str = "rsgi", **env: str) -> None:
+    def __init__(self, dsn: str, interface: str = "rsgi", service: str = "boot", **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.service = service
         self.env = dict(
             os.environ,
             CHAMICORE_DATABASE_URL=dsn,
-            CHAMICORE_BOOT_LISTEN=f"127.0.0.1:{self.port}",
+            **{f"CHAMICORE_{service.upper()}_LISTEN": f"127.0.0.1:{self.port}"},
             CHAMICORE_FEED_CHECK_S="1",
             CHAMICORE_TELEMETRY_FLUSH_S="0.2",
             CHAMICORE_LOG_LEVEL="warning",
@@ -112,9 +113,10 @@ class BootServer:
         self.interface = interface
         self.process: subprocess.Popen | None = None
 
-    def start(self, wait_ready: bool = True) -> BootServer:
+    def start(self, wait_ready: bool = True) -> ServiceServer:
+        extra = ["--interface", self.interface] if self.service == "boot" else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "boot", "--interface", self.interface],
+            [sys.executable, "-m", "cli.main", "serve", self.service, *extra],
             env=self.env, cwd=ROOT, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
@@ -136,13 +138,13 @@ class BootServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"boot server exited: {self.process.stderr.read().decode()[-2000:]}")
+                raise RuntimeError(f"{self.service} server exited: {self.process.stderr.read().decode()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return
             except OSError:
                 time.sleep(0.05)
-        raise TimeoutError("boot server did not listen")
+        raise TimeoutError(f"{self.service} server did not listen")
 
     def wait_ready(self, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -150,7 +152,7 @@ class BootServer:
             if self.get("/readiness")[0] == 200:
                 return
             time.sleep(0.05)
-        raise TimeoutError("boot server never became ready")
+        raise TimeoutError(f"{self.service} server never became ready")
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -169,9 +171,23 @@ def boot_server(dsn):
     servers = []
 
     def start(interface: str = "rsgi", wait_ready: bool = True, server_dsn: str | None = None, **env):
-        server = BootServer(server_dsn or dsn, interface, **env)
+        server = ServiceServer(server_dsn or dsn, interface, **env)
         servers.append(server)
         return server.start(wait_ready)
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def admin_server(dsn):
+    servers = []
+
+    def start(**env):
+        server = ServiceServer(dsn, service="admin", **env)
+        servers.append(server)
+        return server.start()
 
     yield start
     for server in servers:

@@ -23,6 +23,9 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     for command in ("up", "config", "db", "serve"):
         assert command in result.stdout
+    serve = chamicore("serve", "--help")
+    for command in ("boot", "admin"):
+        assert command in serve.stdout
 
 
 def test_config_prints_every_setting_masked():
@@ -81,8 +84,8 @@ def _alive(processes):
 
 def test_up_runs_everything_and_stops_cleanly_twice():
     data_dir = _tmp_root() / "up"
-    port = free_port()
-    env = dict(os.environ, CHAMICORE_BOOT_LISTEN=f"127.0.0.1:{port}")
+    port, admin_port = free_port(), free_port()
+    env = dict(os.environ, CHAMICORE_BOOT_LISTEN=f"127.0.0.1:{port}", CHAMICORE_ADMIN_LISTEN=f"127.0.0.1:{admin_port}")
     env.pop("CHAMICORE_DATABASE_URL", None)
     for round_ in (1, 2):
         process = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--data-dir", str(data_dir)],
@@ -98,12 +101,15 @@ def test_up_runs_everything_and_stops_cleanly_twice():
         output = "".join(lines)
         assert "Chamicore is up" in output and f"http://127.0.0.1:{port}" in output
         assert ("5 migration(s) applied" in output) if round_ == 1 else ("schema is up to date" in output)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readiness", timeout=5) as response:
-            assert msgspec.json.decode(response.read())["status"] == "ready"
+        for ready_port in (port, admin_port):
+            with urllib.request.urlopen(f"http://127.0.0.1:{ready_port}/readiness", timeout=5) as response:
+                assert msgspec.json.decode(response.read())["status"] == "ready"
+        assert f"admin API   http://127.0.0.1:{admin_port}" in output
         # pg_ctl detaches the postmaster, so find it by its pid file, not as a child.
         postmaster = int((data_dir / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0])
         children = [*_descendants(process.pid), psutil.Process(postmaster)]
-        assert any("granian" in " ".join(c.cmdline()) or "serve" in c.cmdline() for c in children)
+        served = [c.cmdline()[-1] for c in children if "serve" in c.cmdline()]
+        assert "boot" in served and "admin" in served
 
         process.send_signal(signal.SIGTERM if round_ == 1 else signal.SIGINT)
         rest = process.communicate(timeout=60)[0]

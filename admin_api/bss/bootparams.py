@@ -20,7 +20,7 @@ from admin_api.http import (
     read_patch,
 )
 from admin_api.resources import answer, etag_of, list_answer, metadata, order_by, paging
-from admin_api.routing import Param, Router
+from admin_api.routing import PAGING, Param, Router, sort_param
 from admin_api.scoped import check_scope_free, check_scope_targets, scope_of
 from admin_api.smd.schemas import Id
 from core import events
@@ -116,8 +116,7 @@ async def write(conn, params_id: str, spec: BootParamsSpec, *, create: bool):
 
 @router.get(BASE, scope="read:bss", summary="List boot parameters", response=ResourceList[BootParamsSpec],
             params=(Param("mac", "MAC scope"), Param("componentId", "component scope"), Param("group", "group scope"),
-                    Param("role", "role scope"), Param("limit", "page size", "integer"),
-                    Param("offset", "items to skip", "integer"), Param("sort", "id, createdAt, updatedAt")))
+                    Param("role", "role scope"), *PAGING, sort_param(SORTABLE)))
 async def list_params(request: Request) -> Response:
     limit, offset = paging(request)
     where, args = [], []

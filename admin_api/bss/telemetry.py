@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 import msgspec
@@ -10,9 +11,11 @@ from starlette.responses import Response
 
 from admin_api.http import json_response, problem, query_int, query_list
 from admin_api.resources import paging
-from admin_api.routing import Param, Router
+from admin_api.routing import PAGING, Param, Router
 
 router = Router("telemetry")
+MINUTES = Param("minutes", "the window in minutes (default 15)", "integer",
+                schema={"type": "integer", "minimum": 1, "maximum": 10 ** 6})
 BASE = "/boot/v1/telemetry"
 
 
@@ -49,8 +52,7 @@ def _item(row) -> NodeSeen:
 
 
 @router.get(BASE, scope="read:bss", summary="Last boot-path request per node", response=TelemetryList,
-            params=(Param("componentId", "these nodes only"), Param("seenWithin", "minutes", "integer"),
-                    Param("limit", "page size", "integer"), Param("offset", "items to skip", "integer")))
+            params=(Param("componentId", "these nodes only"), dataclasses.replace(MINUTES, name="seenWithin", description="seen within this many minutes"), *PAGING))
 async def list_telemetry(request: Request) -> Response:
     limit, offset = paging(request)
     where, args = [], []
@@ -70,7 +72,7 @@ async def list_telemetry(request: Request) -> Response:
 
 
 @router.get(BASE + "/summary", scope="read:bss", summary="Nodes seen in the last N minutes, and never seen",
-            response=TelemetrySummary, params=(Param("minutes", "the window (default 15)", "integer"),))
+            response=TelemetrySummary, params=(MINUTES,))
 async def summary(request: Request) -> Response:
     minutes = query_int(request, "minutes", 15, 1, 10 ** 6)
     async with request.app.state.pool.acquire() as conn:

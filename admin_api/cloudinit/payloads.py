@@ -20,7 +20,7 @@ from admin_api.http import (
     read_patch,
 )
 from admin_api.resources import answer, etag_of, list_answer, metadata, order_by, paging
-from admin_api.routing import Param, Router
+from admin_api.routing import PAGING, Param, Router, sort_param
 from admin_api.scoped import check_scope_free, check_scope_targets, scope_of
 from admin_api.smd.schemas import Id
 from core import events
@@ -98,8 +98,7 @@ async def write(conn, payload_id: str, spec: PayloadSpec, *, create: bool):
 
 @router.get(BASE, scope="read:cloudinit", summary="List cloud-init payloads", response=ResourceList[PayloadSpec],
             params=(Param("componentId", "component scope"), Param("group", "group scope"),
-                    Param("role", "role scope"), Param("limit", "page size", "integer"),
-                    Param("offset", "items to skip", "integer"), Param("sort", "id, createdAt, updatedAt")))
+                    Param("role", "role scope"), *PAGING, sort_param(SORTABLE)))
 async def list_payloads(request: Request) -> Response:
     limit, offset = paging(request)
     where, args = [], []

@@ -9,6 +9,7 @@ transaction.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import msgspec
 from starlette.requests import Request
@@ -128,12 +129,15 @@ async def _check_database(conn, nodes: list[Prepared], errors: ItemErrors) -> No
         node = by_id[row["id"]]
         errors.add(node.index, f"$[{node.index}].id", f"component {node.id!r} already exists")
     owner_of_mac = {nic[1]: (n, j) for n in nodes for j, nic in enumerate(n.nics)}
+    taken_macs = set()
     for row in await conn.fetch("SELECT mac, component_id FROM smd.ethernet_interfaces WHERE mac = ANY($1::text[])",
                                 list(owner_of_mac)):
         node, j = owner_of_mac[row["mac"]]
+        taken_macs.add(row["mac"])
         errors.add(node.index, f"$[{node.index}].networkInterfaces[{j}].macAddr",
                    f"{row['mac']} already belongs to component {row['component_id']!r}")
-    nic_ids = {nic[0]: (n, j) for n in nodes for j, nic in enumerate(n.nics)}
+    # An interface id clash matters only where the MAC itself is free (ids default to the MAC).
+    nic_ids = {nic[0]: (n, j) for n in nodes for j, nic in enumerate(n.nics) if nic[1] not in taken_macs}
     for row in await conn.fetch("SELECT id FROM smd.ethernet_interfaces WHERE id = ANY($1::text[])", list(nic_ids)):
         node, j = nic_ids[row["id"]]
         errors.add(node.index, f"$[{node.index}].networkInterfaces[{j}].id", f"interface {row['id']!r} exists")
@@ -168,10 +172,13 @@ async def _insert(conn, nodes: list[Prepared]) -> None:
                            "AS u(id, parent) WHERE c.id = u.id", [c[0] for c in children], [c[1] for c in children])
     nics = [(nic[0], n.id, nic[1], nic[2], nic[3]) for n in nodes for nic in n.nics]
     if nics:
+        # jsonb values travel as text: a list of lists would read as a 2-D array.
         await conn.execute(
             "INSERT INTO smd.ethernet_interfaces (id, component_id, mac, ip_addrs, description) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[])",
-            *[list(column) for column in zip(*nics, strict=True)])
+            "SELECT i, c, m, a::jsonb, d FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
+            "AS u(i, c, m, a, d)",
+            [n[0] for n in nics], [n[1] for n in nics], [n[2] for n in nics], [json.dumps(n[3]) for n in nics],
+            [n[4] for n in nics])
     params = [(f"{n.id}-boot", n.id, n.item.boot_params) for n in nodes if n.item.boot_params is not None]
     if params:
         await conn.execute(
@@ -183,9 +190,10 @@ async def _insert(conn, nodes: list[Prepared]) -> None:
     if payloads:
         await conn.execute(
             "INSERT INTO cloudinit.payloads (id, component_id, user_data, meta_data, vendor_data) "
-            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::jsonb[], $5::text[])",
+            "SELECT i, c, u, m::jsonb, v FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
+            "AS x(i, c, u, m, v)",
             [p[0] for p in payloads], [p[1] for p in payloads], [p[2].user_data for p in payloads],
-            [p[2].meta_data for p in payloads], [p[2].vendor_data for p in payloads])
+            [json.dumps(p[2].meta_data) for p in payloads], [p[2].vendor_data for p in payloads])
     await events.emit_many(conn, "smd", "components", "created", ids,
                            [{"type": n.item.type.value, "macs": [nic[1] for nic in n.nics], "imported": True}
                             for n in nodes])

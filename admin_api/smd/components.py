@@ -26,7 +26,7 @@ from admin_api.resources import (
     paging,
     sparse_fields,
 )
-from admin_api.routing import Param, Router
+from admin_api.routing import PAGING, Param, Router, one_of, sort_param
 from admin_api.smd import interfaces
 from admin_api.smd.schemas import ComponentCreateSpec, ComponentSpec, Location
 from core import events
@@ -43,11 +43,14 @@ SORTABLE = {"id": "id", "type": "type", "state": "state", "role": "role", "nid":
             "unit": "unit", "createdAt": "created_at", "updatedAt": "updated_at"}
 SPEC_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(ComponentSpec))
 LIST_PARAMS = (
-    Param("type", "component types, comma = OR"), Param("state", "states, comma = OR"),
-    Param("role", "roles, comma = OR"), Param("rack", "racks, comma = OR"), Param("parentId", "parent ids"),
-    Param("nid", "node numbers"), Param("group", "member of any of these groups"),
-    Param("limit", "page size (1-10000, default 100)", "integer"), Param("offset", "items to skip", "integer"),
-    Param("sort", "fields, `-` for descending, e.g. `nid,-id`"), Param("fields", "spec fields to return"),
+    Param("type", "component types, comma = OR", schema={"type": "string", "pattern": one_of(ComponentType)}),
+    Param("state", "states, comma = OR", schema={"type": "string", "pattern": one_of(ComponentState)}),
+    Param("role", "roles, comma = OR", schema={"type": "string", "pattern": one_of(Role)}),
+    Param("rack", "racks, comma = OR"), Param("parentId", "parent ids, comma = OR"),
+    Param("nid", "node numbers, comma = OR", schema={"type": "string", "pattern": r"^(\d{1,15}(,\d{1,15})*)?$"}),
+    Param("group", "member of any of these groups"),
+    *PAGING, sort_param(SORTABLE),
+    Param("fields", "spec fields to return", schema={"type": "string", "pattern": one_of(SPEC_FIELDS)}),
 )
 
 

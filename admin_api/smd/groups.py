@@ -25,7 +25,7 @@ from admin_api.http import (
     read_patch,
 )
 from admin_api.resources import answer, etag_of, list_answer, metadata, order_by, paging
-from admin_api.routing import Param, Router
+from admin_api.routing import PAGING, Param, Router, sort_param
 from admin_api.smd.schemas import Id
 from core import events
 from core.envelope import Resource, ResourceList, ResourceRequest
@@ -116,8 +116,7 @@ def make_router(base: str, exclusive: bool) -> Router:
             raise problem(409, "a component belongs to one partition at most") from None
 
     @router.get(base, scope="read:smd", summary=f"List {noun}s", response=ResourceList[GroupSpec],
-                params=(Param("tag", "having any of these tags"), Param("limit", "page size", "integer"),
-                        Param("offset", "items to skip", "integer"), Param("sort", "name, createdAt, updatedAt")))
+                params=(Param("tag", "having any of these tags"), *PAGING, sort_param(SORTABLE)))
     async def list_groups(request: Request) -> Response:
         limit, offset = paging(request)
         where, args = ["g.exclusive = $1"], [exclusive]

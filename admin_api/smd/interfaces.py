@@ -18,7 +18,7 @@ from admin_api.http import (
     read_patch,
 )
 from admin_api.resources import answer, etag_of, list_answer, metadata, order_by, paging
-from admin_api.routing import Param, Router
+from admin_api.routing import PAGING, Param, Router, sort_param
 from admin_api.smd.schemas import InlineInterface, InterfaceSpec, IpAddr, checked_interface
 from core import events
 from core.envelope import Resource, ResourceList, ResourceRequest
@@ -32,6 +32,10 @@ router = Router("interfaces")
 COLUMNS = "id, component_id, mac, ip_addrs, description, created_at, updated_at"
 SORTABLE = {"id": "id", "componentId": "component_id", "macAddr": "mac", "createdAt": "created_at",
             "updatedAt": "updated_at"}
+
+_HEX2 = "[0-9A-Fa-f]{2}"
+MAC_RE = (f"({_HEX2}(:{_HEX2}){{5}}|{_HEX2}(-{_HEX2}){{5}}|[0-9A-Fa-f]{{4}}\\.[0-9A-Fa-f]{{4}}\\.[0-9A-Fa-f]{{4}}"
+          f"|[0-9A-Fa-f]{{12}})")
 
 # (id, mac, ip_addrs, description), ready to insert
 Prepared = tuple[str, str, list, str]
@@ -110,9 +114,9 @@ async def _component_exists(conn, component_id: str) -> None:
 
 @router.get(BASE, scope="read:smd", summary="List Ethernet interfaces", response=ResourceList[InterfaceSpec],
             params=(Param("componentId", "owning components, comma = OR"),
-                    Param("mac", "MACs in any accepted spelling, comma = OR"),
-                    Param("limit", "page size", "integer"), Param("offset", "items to skip", "integer"),
-                    Param("sort", "fields, `-` for descending")))
+                    Param("mac", "MACs in any accepted spelling, comma = OR",
+                          schema={"type": "string", "pattern": f"^({MAC_RE}(,{MAC_RE})*)?$"}),
+                    *PAGING, sort_param(SORTABLE)))
 async def list_interfaces(request: Request) -> Response:
     limit, offset = paging(request)
     where, args = [], []
