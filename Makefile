@@ -37,6 +37,7 @@ system-deps:
 bench: install system-deps
 	$(PY) -m pytest bench/ --benchmark-columns=min,median,mean,max,rounds -p no:cacheprovider
 	$(PY) -m bench.bootstorm
+	$(PY) -m bench.adminload
 
 lint: install
 	$(PY) -m ruff check .

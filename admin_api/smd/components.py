@@ -50,6 +50,7 @@ LIST_PARAMS = (
     Param("nid", "node numbers, comma = OR", schema={"type": "string", "pattern": r"^(\d{1,15}(,\d{1,15})*)?$"}),
     Param("group", "member of any of these groups"),
     *PAGING, sort_param(SORTABLE),
+    Param("after", "keyset paging: items whose id sorts after this one (with the default order)"),
     Param("fields", "spec fields to return", schema={"type": "string", "pattern": one_of(SPEC_FIELDS)}),
 )
 
@@ -133,12 +134,20 @@ async def list_components(request: Request) -> Response:
         add("nid = ANY({}::bigint[])", [int(n) for n in nids])
     if groups := query_list(request, "group"):
         add("id IN (SELECT component_id FROM smd.group_members WHERE group_name = ANY({}::text[]))", groups)
+    count_where = list(where)
+    if after := request.query_params.get("after"):
+        # Keyset paging: cheap at any depth, unlike a large offset.
+        if query_list(request, "sort") not in ([], ["id"]):
+            raise field_problem("after", "works with the default order (sort=id) only", 400)
+        add("id > {}", after)
     fields = sparse_fields(request, SPEC_FIELDS)
     condition = (" WHERE " + " AND ".join(where)) if where else ""
+    count_condition = (" WHERE " + " AND ".join(count_where)) if count_where else ""
     order = order_by(request, SORTABLE)
     pool = request.app.state.pool
     async with pool.acquire() as conn:
-        total = await conn.fetchval(f"SELECT count(*) FROM smd.components{condition}", *args)
+        total = await conn.fetchval(f"SELECT count(*) FROM smd.components{count_condition}",
+                                    *args[:len(count_where)])
         rows = await conn.fetch(f"SELECT {COLUMNS} FROM smd.components{condition} ORDER BY {order} "
                                 f"LIMIT {limit} OFFSET {offset}", *args)
     return list_answer(request, "ComponentList", API_VERSION, [to_resource(r) for r in rows], total, limit, offset,

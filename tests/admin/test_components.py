@@ -99,6 +99,9 @@ async def test_list_filters_paging_sorting_fields_and_etag(api):
     page = (await api.get(f"{BASE}?limit=2&offset=2&sort=nid")).json()
     assert page["metadata"] == {"total": 7, "limit": 2, "offset": 2}
     assert [i["metadata"]["id"] for i in page["items"]] == ["n3", "n4"]
+    keyset = (await api.get(f"{BASE}?limit=2&after=n3")).json()
+    assert [i["metadata"]["id"] for i in keyset["items"]] == ["n4", "n5"] and keyset["metadata"]["total"] == 7
+    problem_of(await api.get(f"{BASE}?after=n3&sort=-nid"), 400)
     sparse = (await api.get(f"{BASE}?fields=type,nid&limit=1")).json()
     assert sparse["items"][0]["spec"] == {"type": "Node", "nid": 1}
     first = await api.get(f"{BASE}?type=Node")
