@@ -20,6 +20,8 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from admin_api import openapi, service
+from admin_api.auth import accounts, audit, credentials, tokens
+from admin_api.auth.guard import Authenticator
 from admin_api.bss import bootparams, telemetry
 from admin_api.cloudinit import payloads
 from admin_api.http import problem_response
@@ -31,6 +33,8 @@ from core.config import Config, load_config
 from core.problems import Problem, ProblemError, title_for
 
 log = logging.getLogger("chamicore.admin")
+# Granted by the built-in roles already; their routes arrive with discovery and power.
+FUTURE_SCOPES = frozenset(("read:discovery", "write:discovery", "read:power", "write:power"))
 
 ROUTERS: list[Router] = [
     service.router,
@@ -43,6 +47,10 @@ ROUTERS: list[Router] = [
     bulk.router,
     provision.router,
     telemetry.router,
+    tokens.router,
+    accounts.router,
+    credentials.router,
+    audit.router,
 ]
 
 
@@ -92,14 +100,17 @@ def create_app(config: Config | None = None) -> Starlette:
     if not config.database_url:
         raise ValueError("the admin API needs CHAMICORE_DATABASE_URL (chamicore up sets it)")
     metrics = service.Metrics()
+    auth = Authenticator(config)  # refuses to start without a signing secret, unless in dev mode
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
         app.state.pool = await db.create_pool(config.database_url, min_size=1, max_size=20,
                                               server_settings={"application_name": "chamicore-admin"})
         try:
+            await auth.start(app.state.pool)
             yield
         finally:
+            await auth.stop()
             await app.state.pool.close()
 
     routes = starlette_routes(ROUTERS)
@@ -126,5 +137,9 @@ def create_app(config: Config | None = None) -> Starlette:
     )
     app.state.config = config
     app.state.metrics = metrics
+    app.state.auth = auth
+    app.state.credentials_box = credentials.credentials_box(config)
+    app.state.outside_issuers = tokens.OutsideIssuers(config.trusted_issuers)
+    app.state.known_scopes = {op.scope for r in ROUTERS for op in r.operations if op.scope} | FUTURE_SCOPES
     app.state.openapi = msgspec.json.encode(openapi.build(ROUTERS, service.version()))
     return app

@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from core.problems import ProblemError
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -61,6 +63,7 @@ class Operation:
     status: int = 200
     params: tuple[Param, ...] = ()
     content_types: tuple[str, ...] = ("application/json",)
+    audited: bool = True  # mutations are recorded in auth.audit (the token endpoint audits itself)
 
 
 class Router:
@@ -70,10 +73,11 @@ class Router:
 
     def route(self, method: str, path: str, *, scope: str | None, summary: str, request: type | None = None,
               response: type | None = None, status: int = 200, params: tuple[Param, ...] = (),
-              content_types: tuple[str, ...] = ("application/json",)) -> Callable[[Endpoint], Endpoint]:
+              content_types: tuple[str, ...] = ("application/json",),
+              audited: bool = True) -> Callable[[Endpoint], Endpoint]:
         def register(endpoint: Endpoint) -> Endpoint:
             self.operations.append(Operation(method, path, endpoint, scope, summary, self.tag, request, response,
-                                             status, params, content_types))
+                                             status, params, content_types, audited))
             return endpoint
 
         return register
@@ -109,9 +113,42 @@ def starlette_routes(routers: list[Router]) -> list[Route]:
     return routes
 
 
+MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+
+
+def _check_query(request: Request, op: Operation) -> None:
+    """A misspelt filter (`?tpye=Node`) must not silently list everything."""
+    allowed = {p.name for p in op.params if p.location == "query"}
+    for name in request.query_params:
+        if name not in allowed:
+            taken = ", ".join(sorted(allowed)) or "none"
+            raise ProblemError(400, f"unknown query parameter {name[:40]!r}; this route takes: {taken}")
+
+
 def _dispatcher(operations: dict[str, Operation]) -> Endpoint:
+    """Checks the token against the operation's scope, runs it, and audits every mutation."""
+
     async def dispatch(request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
-        return await operations[method].endpoint(request)
+        op = operations[method]
+        auth = request.app.state.auth
+        audited = method in MUTATING and op.audited
+        principal = None
+        status = 500
+        try:
+            if op.scope is not None:
+                principal = auth.authorize(request, op.scope)
+            request.state.principal = principal
+            _check_query(request, op)
+            response = await op.endpoint(request)
+            status = response.status_code
+            return response
+        except ProblemError as exc:
+            status = exc.problem.status
+            raise
+        finally:
+            if audited:
+                actor = principal["sub"] if principal else "anonymous"
+                await auth.audit(request, f"{method} {op.path}", request.url.path, actor, status)
 
     return dispatch

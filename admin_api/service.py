@@ -85,7 +85,10 @@ class MetricsMiddleware:
 
 @router.get("/health", scope=None, summary="Liveness")
 async def health(request: Request) -> Response:
-    return json_response({"status": "ok", "service": "admin"})
+    body = {"status": "ok", "service": "admin"}
+    if request.app.state.auth.dev_mode:
+        body["warning"] = "CHAMICORE_DEV_MODE is on: authentication is OFF; never run like this in production"
+    return json_response(body)
 
 
 @router.get("/readiness", scope=None, summary="Ready when the database answers and the schema is current")

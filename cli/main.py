@@ -36,6 +36,11 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument("--interface", choices=("rsgi", "asgi"),
                       help="granian interface (default CHAMICORE_BOOT_INTERFACE, rsgi: the faster one)")
     serve_commands.add_parser("admin", help="the admin REST API (Starlette), on granian")
+
+    auth = commands.add_parser("auth", help="token signing keys")
+    auth_commands = auth.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
+    auth_commands.add_parser("rotate-keys", help="start signing with a new key; the old one stays published "
+                                                 "until its tokens expire")
     return parser
 
 
@@ -78,6 +83,12 @@ def run(argv: list[str] | None = None) -> int:
                 serve_admin(config)
             else:
                 serve_boot(config, args.interface)
+            return 0
+        if args.command == "auth":
+            from cli.authcmd import rotate_keys
+            from cli.dbcmd import require_database_url
+
+            asyncio.run(rotate_keys(config, require_database_url(config)))
             return 0
         if args.command == "up":
             from cli.up import run_up

@@ -20,9 +20,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from admin_api.auth.bootstrap import bootstrap_admin, credentials_path
 from cli.dbcmd import run_migrate
 from cli.errors import EXIT_FAILURE, CLIError
+from core import db
 from core.config import Address, Config, mask_url
+from core.crypto import create_key_file
 from core.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
 READY_TIMEOUT_S = 60
@@ -86,6 +89,14 @@ def _stop_children(services: list[Service]) -> None:
             service.process.wait()
 
 
+async def _bootstrap(dsn: str, data_dir: Path, config: Config) -> Path | None:
+    conn = await db.connect(dsn)
+    try:
+        return await bootstrap_admin(conn, data_dir, f"{config.token_issuer}/auth/v1/token")
+    finally:
+        await conn.close()
+
+
 def run_up(config: Config, data_dir: Path) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = open(data_dir / "up.lock", "w")  # noqa: SIM115 - held for the whole run
@@ -117,6 +128,11 @@ def run_up(config: Config, data_dir: Path) -> int:
         asyncio.run(run_migrate(dsn))
 
         env = dict(os.environ, CHAMICORE_DATABASE_URL=dsn, CHAMICORE_DATA_DIR=str(data_dir))
+        # Keys for secrets at rest: the operator's if set, else files kept (0600) under the data dir.
+        for setting, name in (("SECRET_KEY", "secret.key"), ("CREDENTIALS_KEY", "credentials.key")):
+            if not os.environ.get(f"CHAMICORE_{setting}") and not os.environ.get(f"CHAMICORE_{setting}_FILE"):
+                env[f"CHAMICORE_{setting}_FILE"] = str(create_key_file(data_dir / "secrets" / name))
+        written = asyncio.run(_bootstrap(dsn, data_dir, config))
         deadline = time.monotonic() + READY_TIMEOUT_S
         for service in services:
             service.process = subprocess.Popen(service.argv, env=env, start_new_session=True)
@@ -129,6 +145,8 @@ def run_up(config: Config, data_dir: Path) -> int:
         print(f"  boot path   {boot}  (DHCP bootfile for iPXE: {boot}/boot/v1/boot.ipxe)")
         admin = _local(config.admin_listen)
         print(f"  admin API   {admin}  (OpenAPI: {admin}/api/openapi.json, docs: {admin}/api/docs)")
+        print(f"  admin credentials  {credentials_path(data_dir)}"
+              + ("  (new: client_credentials for the admin role)" if written else ""))
         print("Press Ctrl-C to stop.", flush=True)
 
         while True:

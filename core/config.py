@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -80,6 +81,20 @@ def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network
     return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in value.split(",") if item.strip())
 
 
+def _issuers(value: str) -> tuple:
+    if not value.strip():
+        return ()
+    try:
+        items = json.loads(value)
+    except ValueError:
+        raise ValueError("expected a JSON list of {issuer, jwksUri, audience}") from None
+    if not isinstance(items, list) or not all(
+            isinstance(i, dict) and isinstance(i.get("issuer"), str) and isinstance(i.get("jwksUri"), str)
+            for i in items):
+        raise ValueError("expected a JSON list of {issuer, jwksUri, audience}")
+    return tuple((i["issuer"], i["jwksUri"], i.get("audience") or "chamicore") for i in items)
+
+
 def _default_data_dir() -> str:
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "chamicore")
@@ -120,7 +135,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("KEA_URL", None, _url("http", "https"), "Kea control agent URL; unset: no Kea sync"),
     Setting("DEV_MODE", "false", _bool, "turns admin API auth checks off (never in production)"),
     Setting("SECRET_KEY", None, str, "key that encrypts the token signing keys", secret=True),
+    Setting("SECRET_KEY_FILE", None, str, "file holding CHAMICORE_SECRET_KEY (`chamicore up` creates one)"),
     Setting("CREDENTIALS_KEY", None, str, "key that encrypts BMC credentials", secret=True),
+    Setting("CREDENTIALS_KEY_FILE", None, str, "file holding CHAMICORE_CREDENTIALS_KEY (`chamicore up` creates one)"),
+    Setting("TOKEN_LIFETIME_S", "3600", _positive_int, "lifetime of issued access tokens, in seconds"),
+    Setting("ISSUER", None, _url("http", "https"),
+            "issuer (iss) of Chamicore tokens, the same for every admin replica; unset: http://<CHAMICORE_ADMIN_LISTEN>"),
+    Setting("TRUSTED_ISSUERS", "", _issuers,
+            "outside identity providers for token exchange: JSON list of {issuer, jwksUri, audience}"),
     Setting("LOG_LEVEL", "info", str, "debug, info, warning or error"),
 )
 
@@ -152,8 +174,20 @@ class Config:
     kea_url: str | None
     dev_mode: bool
     secret_key: str | None
+    secret_key_file: str | None
     credentials_key: str | None
+    credentials_key_file: str | None
+    token_lifetime_s: int
+    issuer: str | None
+    trusted_issuers: tuple
     log_level: str
+
+    @property
+    def token_issuer(self) -> str:
+        if self.issuer:
+            return self.issuer
+        host = "127.0.0.1" if self.admin_listen.host in ("0.0.0.0", "::") else self.admin_listen.host
+        return f"http://{host}:{self.admin_listen.port}"
 
     @property
     def resolved_data_dir(self) -> Path:

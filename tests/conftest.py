@@ -4,6 +4,7 @@ a freshly migrated database per test, and boot-path servers on free ports."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -108,6 +109,8 @@ class ServiceServer:
             CHAMICORE_FEED_CHECK_S="1",
             CHAMICORE_TELEMETRY_FLUSH_S="0.2",
             CHAMICORE_LOG_LEVEL="warning",
+            CHAMICORE_SECRET_KEY="test-signing-key-0123456789abcdef",
+            CHAMICORE_CREDENTIALS_KEY="test-credentials-key-0123456789abcdef",
             **env,
         )
         self.interface = interface
@@ -178,6 +181,25 @@ def boot_server(dsn):
     yield start
     for server in servers:
         server.stop()
+
+
+def service_token(server: ServiceServer, dsn: str, client_id: str = "test-admin", roles=("admin",)) -> str:
+    """A bearer token from a running admin server, for a service account made on the spot."""
+    from admin_api.auth.accounts import create_account
+
+    async def make() -> str:
+        conn = await db.connect(dsn)
+        try:
+            return await create_account(conn, client_id, list(roles))
+        finally:
+            await conn.close()
+
+    secret = asyncio.run(make())
+    body = f"grant_type=client_credentials&client_id={client_id}&client_secret={secret}".encode()
+    request = urllib.request.Request(server.url + "/auth/v1/token", data=body, method="POST",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["access_token"]
 
 
 @pytest.fixture

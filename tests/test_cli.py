@@ -1,10 +1,12 @@
 """The `chamicore` command as an operator runs it."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 
 import msgspec
@@ -100,11 +102,21 @@ def test_up_runs_everything_and_stops_cleanly_twice():
                 break
         output = "".join(lines)
         assert "Chamicore is up" in output and f"http://127.0.0.1:{port}" in output
-        assert ("5 migration(s) applied" in output) if round_ == 1 else ("schema is up to date" in output)
+        assert ("6 migration(s) applied" in output) if round_ == 1 else ("schema is up to date" in output)
         for ready_port in (port, admin_port):
             with urllib.request.urlopen(f"http://127.0.0.1:{ready_port}/readiness", timeout=5) as response:
                 assert msgspec.json.decode(response.read())["status"] == "ready"
         assert f"admin API   http://127.0.0.1:{admin_port}" in output
+        credentials = data_dir / "credentials" / "admin.json"
+        assert str(credentials) in output and ("(new:" in output) == (round_ == 1)
+        assert credentials.stat().st_mode & 0o777 == 0o600
+        admin = json.loads(credentials.read_text())
+        form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": admin["client_id"],
+                                       "client_secret": admin["client_secret"]}).encode()
+        with urllib.request.urlopen(urllib.request.Request(admin["token_url"].replace("27779", str(admin_port)),
+                                                           data=form), timeout=10) as response:
+            assert "write:auth" in json.loads(response.read())["scope"]
+        assert oct((data_dir / "secrets" / "secret.key").stat().st_mode & 0o777) == "0o600"
         # pg_ctl detaches the postmaster, so find it by its pid file, not as a child.
         postmaster = int((data_dir / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0])
         children = [*_descendants(process.pid), psutil.Process(postmaster)]

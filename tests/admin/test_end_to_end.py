@@ -4,23 +4,25 @@ import json
 import time
 import urllib.request
 
-from tests.conftest import wait_until
+from tests.conftest import service_token, wait_until
 
 
 def call(server, method, path, body=None, headers=None):
     data = json.dumps(body).encode() if body is not None else None
+    auth = {"Authorization": f"Bearer {server.token}"} if getattr(server, "token", None) else {}
     request = urllib.request.Request(server.url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+                                     headers={"Content-Type": "application/json", **auth, **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), response.read()
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
     except urllib.error.HTTPError as error:
         with error:
-            return error.code, dict(error.headers), error.read()
+            return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
 
 
-def test_created_node_boots_and_edits_propagate(admin_server, boot_server):
+def test_created_node_boots_and_edits_propagate(admin_server, boot_server, dsn):
     admin = admin_server()
+    admin.token = service_token(admin, dsn)
     boot = boot_server()
     status, _, body = call(admin, "POST", "/hsm/v2/State/Components", {"metadata": {"id": "node-e2e"}, "spec": {
         "type": "Node", "role": "Compute", "nid": 7, "state": "Ready",
@@ -56,12 +58,16 @@ def test_created_node_boots_and_edits_propagate(admin_server, boot_server):
     assert seen["endpoint"] == "bootscript" and seen["requests"] >= 2
 
 
-def test_admin_refuses_garbage_over_the_wire(admin_server):
+def test_admin_refuses_garbage_over_the_wire(admin_server, dsn):
     admin = admin_server()
+    status, headers, _ = call(admin, "GET", "/hsm/v2/State/Components")
+    assert status == 401 and headers["www-authenticate"].startswith("Bearer")
+    admin.token = service_token(admin, dsn)
     status, headers, body = call(admin, "POST", "/hsm/v2/State/Components", None)
     assert status in (400, 422) and headers["content-type"] == "application/problem+json"
     request = urllib.request.Request(admin.url + "/hsm/v2/State/Components", data=b"{" * 10 + b"\x00",
-                                     method="POST", headers={"Content-Type": "application/json"})
+                                     method="POST", headers={"Content-Type": "application/json",
+                                                             "Authorization": f"Bearer {admin.token}"})
     try:
         urllib.request.urlopen(request, timeout=5)
     except urllib.error.HTTPError as error:

@@ -23,6 +23,7 @@ async def test_openapi_is_generated_from_the_handlers_types(api):
     assert document["openapi"] == "3.1.0"
     post = document["paths"]["/hsm/v2/State/Components"]["post"]
     assert post["x-required-scope"] == "write:smd"
+    assert post["security"] == [{"bearer": ["write:smd"]}]
     assert post["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "ResourceRequest_ComponentCreateSpec_")
     spec = document["components"]["schemas"]["ComponentSpec"]

@@ -1,0 +1,169 @@
+"""Who may call what: bearer tokens checked against each route's scope.
+
+Missing, malformed, expired, wrong-audience, wrong-signature or revoked
+token: 401 with `WWW-Authenticate: Bearer`.  A valid token without the
+route's scope: 403 naming the scope.  CHAMICORE_DEV_MODE=true turns the
+checks off (and says so loudly, at start and on /health).
+
+Each admin process keeps the published keys and the revocations in memory
+and refreshes them on `pg_notify('chamicore_auth')`, so a revocation takes
+effect everywhere within a second without a query per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import asyncpg
+from starlette.requests import Request
+
+from admin_api.auth import keys
+from core import db
+from core.config import Config
+from core.crypto import SecretBox, SecretKeyMissing, read_key
+from core.problems import ProblemError
+from core.tokens import TokenError, TokenVerifier
+
+log = logging.getLogger("chamicore.admin.auth")
+CHANNEL = "chamicore_auth"
+DEV_PRINCIPAL = {"sub": "dev-mode", "scope": "*", "roles": ["admin"]}
+MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+class Authenticator:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.dev_mode = config.dev_mode
+        self.verifier = TokenVerifier(config.token_issuer)
+        try:
+            self.box: SecretBox | None = SecretBox(
+                read_key(config.secret_key, config.secret_key_file, "SECRET_KEY"), "signing-keys")
+        except SecretKeyMissing:
+            if not self.dev_mode:
+                raise
+            self.box = None  # dev mode without a key: checks off, no tokens issued
+        self.pool: asyncpg.Pool | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.reloads = 0
+
+    async def start(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        if self.dev_mode:
+            log.warning("CHAMICORE_DEV_MODE is on: the admin API accepts every request WITHOUT authentication")
+        if self.box is not None:
+            async with pool.acquire() as conn:
+                await keys.ensure_active_key(conn, self.box)
+        await self.reload()
+        self._tasks = [asyncio.create_task(self._listen(), name="chamicore-auth-listener"),
+                       asyncio.create_task(self._prune(), name="chamicore-auth-prune")]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+    async def reload(self) -> None:
+        async with self.pool.acquire() as conn:
+            self.verifier.set_keys(await keys.published(conn))
+            self.verifier.set_revocations(await conn.fetch(
+                "SELECT jti, subject, revoked_at FROM auth.revocations WHERE expires_at > now()"))
+        self.reloads += 1
+
+    async def _listen(self) -> None:
+        attempt = 0
+
+        def connected() -> None:
+            nonlocal attempt
+            attempt = 0
+
+        while True:
+            try:
+                await self._listen_once(on_connected=connected)
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, TimeoutError) as exc:
+                delay = min(5.0, 0.1 * 2 ** attempt) * random.uniform(0.5, 1.0)
+                attempt = min(attempt + 1, 16)
+                log.warning("auth listener: %s; retrying in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def _listen_once(self, on_connected) -> None:
+        conn = await db.connect(self.config.database_url, timeout=5,
+                                server_settings={"application_name": "chamicore-auth-listener"})
+        lost, wake = asyncio.Event(), asyncio.Event()
+        try:
+            conn.add_termination_listener(lambda _c: (lost.set(), wake.set()))
+            await conn.add_listener(CHANNEL, lambda *_args: wake.set())
+            await self.reload()  # anything missed while disconnected
+            on_connected()
+            while True:
+                await wake.wait()
+                wake.clear()
+                if lost.is_set():
+                    raise ConnectionError("auth listener connection lost")
+                await self.reload()
+        finally:
+            conn.terminate()
+
+    async def _prune(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            try:
+                await self.prune_once()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("auth prune: %s", exc)
+
+    async def prune_once(self) -> None:
+        """Drop revocations that no valid token can match any more, and keys past publication."""
+        async with self.pool.acquire() as conn:
+            await conn.execute("DELETE FROM auth.revocations WHERE expires_at < now()")
+            await conn.execute("DELETE FROM auth.signing_keys WHERE publish_until < now()")
+
+    # -- per request --------------------------------------------------------
+
+    def authorize(self, request: Request, scope: str) -> dict:
+        if self.dev_mode:
+            return DEV_PRINCIPAL
+        header = request.headers.get("authorization")
+        if not header:
+            raise unauthorized("send a bearer token (Authorization: Bearer <token>); get one at /auth/v1/token",
+                               "invalid_request")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthorized("the Authorization header must be `Bearer <token>`", "invalid_request")
+        try:
+            claims = self.verifier.verify(token.strip())
+        except TokenError as exc:
+            raise unauthorized(exc.reason, "invalid_token") from None
+        if scope not in claims.get("scope", "").split():
+            raise ProblemError(403, f"this needs the scope {scope!r}, which your token does not carry",
+                               type="urn:chamicore:problem:insufficient-scope",
+                               headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'})
+        return claims
+
+    async def audit(self, request: Request, action: str, resource: str, actor: str, status: int,
+                    detail: dict | None = None) -> None:
+        outcome = "success" if status < 400 else ("denied" if status in (401, 403) else "failure")
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    "INSERT INTO auth.audit (actor, action, resource, status, outcome, source_ip, detail) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    actor, action, resource[:1000], status, outcome, client_ip(request), detail)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.error("audit: could not record %s %s by %s (%s): %s", action, resource, actor, status, exc)
+
+
+def unauthorized(detail: str, error: str) -> ProblemError:
+    return ProblemError(401, detail, type="urn:chamicore:problem:unauthorized",
+                        headers={"WWW-Authenticate": f'Bearer realm="chamicore", error="{error}"'})
