@@ -92,40 +92,50 @@ def test_up_runs_everything_and_stops_cleanly_twice():
     for round_ in (1, 2):
         process = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--data-dir", str(data_dir)],
                                    cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        lines = []
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            assert line, "up exited early:\n" + "".join(lines)
-            lines.append(line)
-            if "Press Ctrl-C to stop" in line:
-                break
-        output = "".join(lines)
-        assert "Chamicore is up" in output and f"http://127.0.0.1:{port}" in output
-        assert ("6 migration(s) applied" in output) if round_ == 1 else ("schema is up to date" in output)
-        for ready_port in (port, admin_port):
-            with urllib.request.urlopen(f"http://127.0.0.1:{ready_port}/readiness", timeout=5) as response:
-                assert msgspec.json.decode(response.read())["status"] == "ready"
-        assert f"admin API   http://127.0.0.1:{admin_port}" in output
-        credentials = data_dir / "credentials" / "admin.json"
-        assert str(credentials) in output and ("(new:" in output) == (round_ == 1)
-        assert credentials.stat().st_mode & 0o777 == 0o600
-        admin = json.loads(credentials.read_text())
-        form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": admin["client_id"],
-                                       "client_secret": admin["client_secret"]}).encode()
-        with urllib.request.urlopen(urllib.request.Request(admin["token_url"].replace("27779", str(admin_port)),
-                                                           data=form), timeout=10) as response:
-            assert "write:auth" in json.loads(response.read())["scope"]
-        assert oct((data_dir / "secrets" / "secret.key").stat().st_mode & 0o777) == "0o600"
-        # pg_ctl detaches the postmaster, so find it by its pid file, not as a child.
-        postmaster = int((data_dir / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0])
-        children = [*_descendants(process.pid), psutil.Process(postmaster)]
-        served = [c.cmdline()[-1] for c in children if "serve" in c.cmdline()]
-        assert "boot" in served and "admin" in served
-
-        process.send_signal(signal.SIGTERM if round_ == 1 else signal.SIGINT)
-        rest = process.communicate(timeout=60)[0]
-        assert process.returncode == 0, rest
-        assert "stopped" in rest
-        wait_until(lambda procs=children: not _alive(procs), timeout=10)
+        try:
+            _check_round(process, round_, data_dir, port, admin_port)
+        finally:
+            if process.poll() is None:  # a failed check must not leave the system running
+                process.send_signal(signal.SIGTERM)
+                process.communicate(timeout=60)
     assert (data_dir / "postgres" / "pgdata" / "PG_VERSION").exists()
+
+
+def _check_round(process, round_, data_dir, port, admin_port):
+    """One `up`: it says what runs where, everything answers, and a signal stops it all."""
+    lines = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        assert line, "up exited early:\n" + "".join(lines)
+        lines.append(line)
+        if "Press Ctrl-C to stop" in line:
+            break
+    output = "".join(lines)
+    assert "Chamicore is up" in output and f"http://127.0.0.1:{port}" in output
+    assert ("6 migration(s) applied" in output) if round_ == 1 else ("schema is up to date" in output)
+    for ready_port in (port, admin_port):
+        with urllib.request.urlopen(f"http://127.0.0.1:{ready_port}/readiness", timeout=5) as response:
+            assert msgspec.json.decode(response.read())["status"] == "ready"
+    assert f"admin API   http://127.0.0.1:{admin_port}" in output
+    credentials = data_dir / "credentials" / "admin.json"
+    assert str(credentials) in output and ("(new:" in output) == (round_ == 1)
+    assert credentials.stat().st_mode & 0o777 == 0o600
+    admin = json.loads(credentials.read_text())
+    form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": admin["client_id"],
+                                   "client_secret": admin["client_secret"]}).encode()
+    with urllib.request.urlopen(urllib.request.Request(admin["token_url"].replace("27779", str(admin_port)),
+                                                       data=form), timeout=10) as response:
+        assert "write:auth" in json.loads(response.read())["scope"]
+    assert oct((data_dir / "secrets" / "secret.key").stat().st_mode & 0o777) == "0o600"
+    # pg_ctl detaches the postmaster, so find it by its pid file, not as a child.
+    postmaster = int((data_dir / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0])
+    children = [*_descendants(process.pid), psutil.Process(postmaster)]
+    served = [c.cmdline()[-1] for c in children if "serve" in c.cmdline()]
+    assert "boot" in served and "admin" in served
+
+    process.send_signal(signal.SIGTERM if round_ == 1 else signal.SIGINT)
+    rest = process.communicate(timeout=60)[0]
+    assert process.returncode == 0, rest
+    assert "stopped" in rest
+    wait_until(lambda procs=children: not _alive(procs), timeout=10)
