@@ -3,8 +3,33 @@ MAC, component, group or role (none: the site default), and its checks."""
 
 from __future__ import annotations
 
-from admin_api.http import field_problem, problem
-from core.mac import InvalidMac, normalize_mac
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from admin_api.http import (
+    MERGE_PATCH_TYPES,
+    check_if_match,
+    convert,
+    field_problem,
+    merge_patch,
+    problem,
+    query_list,
+    read_json,
+    read_patch,
+)
+from admin_api.resources import answer, etag_of, list_answer, order_by, paging
+from admin_api.routing import PAGING, Param, Router, sort_param
+from core import events
+from core.envelope import Resource, ResourceList, ResourceRequest
+from core.identity import generate_id, is_valid_id
+from core.mac import InvalidMac, normalize_mac, try_normalize_mac
+
+SORTABLE = {"id": "id", "createdAt": "created_at", "updatedAt": "updated_at"}
 
 SCOPE_FIELDS = {"mac": "mac", "componentId": "component_id", "group": "group_name", "role": "role"}
 
@@ -52,3 +77,139 @@ async def check_scope_free(conn, table: str, columns: dict[str, str | None], own
 
 def _attr(name: str) -> str:
     return {"componentId": "component_id"}.get(name, name)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScopedTable:
+    """A table of entries scoped like boot parameters and cloud-init payloads, and how to
+    turn its rows into answers; `register_routes` gives it the whole CRUD."""
+
+    table: str
+    columns: str
+    base: str
+    kind: str
+    api_version: str
+    noun: str
+    id_prefix: str
+    spec_type: type
+    scope_fields: tuple[str, ...]
+    domain: str
+    resource: str
+    read_scope: str
+    write_scope: str
+    to_resource: Callable[[Any], Resource]
+    check: Callable[[Any], None]  # validation beyond the scope, raising 422 problems
+    fields: Callable[[Any], dict[str, Any]]  # the non-scope columns and their values
+    event_data: Callable[[Any, dict], Any]
+
+
+def register_routes(router: Router, t: ScopedTable) -> None:
+    def path_id(request: Request) -> str:
+        entry_id = request.path_params["id"]
+        if not is_valid_id(entry_id):
+            raise problem(404, f"no {t.noun} {entry_id[:255]!r} (not a valid id)")
+        return entry_id
+
+    async def fetch_row(conn, entry_id: str, *, lock: bool = False):
+        row = await conn.fetchrow(f"SELECT {t.columns} FROM {t.table} WHERE id = $1" + (" FOR UPDATE" if lock else ""),
+                                  entry_id)
+        if row is None:
+            raise problem(404, f"no {t.noun} {entry_id!r}")
+        return row
+
+    async def write(conn, entry_id: str, spec, *, create: bool):
+        scope = scope_of(spec, t.scope_fields)
+        t.check(spec)
+        await check_scope_targets(conn, scope)
+        await check_scope_free(conn, t.table, scope, entry_id)
+        values = {**scope, **t.fields(spec)}
+        names = list(values)
+        if create:
+            sql = (f"INSERT INTO {t.table} (id, {', '.join(names)}) VALUES "
+                   f"($1, {', '.join(f'${i + 2}' for i in range(len(names)))}) RETURNING {t.columns}")
+        else:
+            sql = (f"UPDATE {t.table} SET {', '.join(f'{n} = ${i + 2}' for i, n in enumerate(names))}, "
+                   f"updated_at = now() WHERE id = $1 RETURNING {t.columns}")
+        row = await conn.fetchrow(sql, entry_id, *values.values())
+        await events.emit(conn, t.domain, t.resource, "created" if create else "updated", entry_id,
+                          t.event_data(row, scope))
+        return row
+
+    filters = tuple(Param(name, f"{name} scope, comma = OR") for name in t.scope_fields)
+
+    @router.get(t.base, scope=t.read_scope, summary=f"List {t.noun}s", response=ResourceList[t.spec_type],
+                params=(*filters, *PAGING, sort_param(SORTABLE)))
+    async def list_entries(request: Request) -> Response:
+        limit, offset = paging(request)
+        where, args = [], []
+        for name in t.scope_fields:
+            values = query_list(request, name)
+            if name == "mac":
+                values = [try_normalize_mac(v) or v for v in values]
+            if values:
+                args.append(values)
+                where.append(f"{SCOPE_FIELDS[name]} = ANY(${len(args)}::text[])")
+        condition = (" WHERE " + " AND ".join(where)) if where else ""
+        async with request.app.state.pool.acquire() as conn:
+            total = await conn.fetchval(f"SELECT count(*) FROM {t.table}{condition}", *args)
+            rows = await conn.fetch(f"SELECT {t.columns} FROM {t.table}{condition} "
+                                    f"ORDER BY {order_by(request, SORTABLE)} LIMIT {limit} OFFSET {offset}", *args)
+        return list_answer(request, f"{t.kind}List", t.api_version, [t.to_resource(r) for r in rows], total, limit,
+                           offset)
+
+    @router.post(t.base, scope=t.write_scope, summary=f"Create {t.noun} for a scope",
+                 request=ResourceRequest[t.spec_type], response=Resource[t.spec_type])
+    async def create_entry(request: Request) -> Response:
+        body = await read_json(request, ResourceRequest[t.spec_type])
+        entry_id = body.metadata.id or generate_id(t.id_prefix)
+        if not is_valid_id(entry_id):
+            raise field_problem("$.metadata.id", "not a valid id")
+        async with request.app.state.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval(f"SELECT true FROM {t.table} WHERE id = $1", entry_id):
+                raise problem(409, f"{t.noun} {entry_id!r} already exists")
+            row = await write(conn, entry_id, body.spec, create=True)
+        return answer(t.to_resource(row), 201, f"{t.base}/{entry_id}")
+
+    @router.get(t.base + "/{id}", scope=t.read_scope, summary=f"Get {t.noun}", response=Resource[t.spec_type])
+    async def get_entry(request: Request) -> Response:
+        async with request.app.state.pool.acquire() as conn:
+            return answer(t.to_resource(await fetch_row(conn, path_id(request))))
+
+    @router.put(t.base + "/{id}", scope=t.write_scope, summary=f"Replace {t.noun} (If-Match required)",
+                request=ResourceRequest[t.spec_type], response=Resource[t.spec_type])
+    async def replace_entry(request: Request) -> Response:
+        entry_id = path_id(request)
+        body = await read_json(request, ResourceRequest[t.spec_type])
+        if body.metadata.id not in (None, entry_id):
+            raise field_problem("$.metadata.id", f"does not match the id in the path ({entry_id!r})")
+        async with request.app.state.pool.acquire() as conn, conn.transaction():
+            current = await fetch_row(conn, entry_id, lock=True)
+            check_if_match(request, etag_of(entry_id, current))
+            row = await write(conn, entry_id, body.spec, create=False)
+        return answer(t.to_resource(row))
+
+    @router.patch(t.base + "/{id}", scope=t.write_scope, summary=f"Change {t.noun} (JSON merge patch)",
+                  request=dict, response=Resource[t.spec_type], content_types=MERGE_PATCH_TYPES)
+    async def patch_entry(request: Request) -> Response:
+        entry_id = path_id(request)
+        patch = await read_patch(request)
+        async with request.app.state.pool.acquire() as conn, conn.transaction():
+            current = await fetch_row(conn, entry_id, lock=True)
+            if "if-match" in request.headers:
+                check_if_match(request, etag_of(entry_id, current))
+            merged = merge_patch(msgspec.to_builtins(t.to_resource(current).spec), patch)
+            row = await write(conn, entry_id, convert(merged, t.spec_type, "$.spec"), create=False)
+        return answer(t.to_resource(row))
+
+    @router.delete(t.base + "/{id}", scope=t.write_scope, summary=f"Delete {t.noun}")
+    async def delete_entry(request: Request) -> Response:
+        entry_id = path_id(request)
+        async with request.app.state.pool.acquire() as conn, conn.transaction():
+            await fetch_row(conn, entry_id, lock=True)
+            await conn.execute(f"DELETE FROM {t.table} WHERE id = $1", entry_id)
+            await events.emit(conn, t.domain, t.resource, "deleted", entry_id)
+        return Response(status_code=204)
+
+    for endpoint, name in ((list_entries, "list"), (create_entry, "create"), (get_entry, "get"),
+                           (replace_entry, "replace"), (patch_entry, "patch"), (delete_entry, "delete")):
+        endpoint.__name__ = f"{name}_{t.resource}"  # distinct OpenAPI operation ids
