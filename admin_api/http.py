@@ -15,7 +15,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem, ProblemError, title_for
+from core.problems import PROBLEM_CONTENT_TYPE, FieldError, Problem, ProblemError
 
 T = TypeVar("T")
 
@@ -155,6 +155,3 @@ def merge_patch(target: Any, patch: Any) -> Any:
             result[key] = merge_patch(result.get(key), value)
     return result
 
-
-def title(status: int) -> str:
-    return title_for(status)

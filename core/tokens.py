@@ -7,7 +7,6 @@ revoked token is refused by every process within a second.
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 import jwt
@@ -72,6 +71,3 @@ class TokenVerifier:
             raise TokenError("the tokens of this subject were revoked")
         return claims
 
-
-def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)

@@ -6,7 +6,6 @@ signed has expired (`publish_until`), then drops out.
 
 from __future__ import annotations
 
-import datetime
 import json
 import secrets
 
@@ -69,6 +68,3 @@ async def signing_key(conn: asyncpg.Connection, box: SecretBox):
     pem = box.open(bytes(row["private_key_enc"]), row["kid"])
     return row["kid"], serialization.load_pem_private_key(pem, password=None)
 
-
-def utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
