@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import random
+import secrets
 import statistics
 import sys
 import tempfile
@@ -72,9 +73,21 @@ async def timed_sql(dsn: str, queries: list[tuple[str, tuple]], concurrency: int
     return latencies
 
 
+async def admin_token(dsn: str, base: str) -> str:
+    from admin_api.auth.accounts import create_account
+
+    conn = await db.connect(dsn)
+    secret = await create_account(conn, "bench-admin", ["admin"])
+    await conn.close()
+    async with aiohttp.ClientSession(base_url=base) as session, session.post("/auth/v1/token", data={
+            "grant_type": "client_credentials", "client_id": "bench-admin", "client_secret": secret}) as response:
+        return (await response.json())["access_token"]
+
+
 async def run(dsn: str, base: str, components: int, requests: int) -> dict:
     results: dict = {}
-    async with aiohttp.ClientSession(base_url=base) as session:
+    headers = {"Authorization": f"Bearer {await admin_token(dsn, base)}"}
+    async with aiohttp.ClientSession(base_url=base, headers=headers) as session:
         started = time.perf_counter()
         for first in range(1, components + 1, BATCH):
             nodes = [{"id": f"node-{i}", "role": "Compute", "nid": i, "state": "Ready",
@@ -137,7 +150,8 @@ def main() -> None:
         port = free_port()
         server = Server("admin API", [*server_cpu, sys.executable, "-m", "cli.main", "serve", "admin"], port,
                         "/readiness", {"CHAMICORE_DATABASE_URL": cluster.dsn, "CHAMICORE_LOG_LEVEL": "warning",
-                                       "CHAMICORE_ADMIN_LISTEN": f"127.0.0.1:{port}"})
+                                       "CHAMICORE_ADMIN_LISTEN": f"127.0.0.1:{port}",
+                                       "CHAMICORE_SECRET_KEY": secrets.token_urlsafe(32)})
         with server:
             results = asyncio.run(run(cluster.dsn, f"http://127.0.0.1:{port}", args.components, args.requests))
     finally:
