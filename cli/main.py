@@ -36,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     boot.add_argument("--interface", choices=("rsgi", "asgi"),
                       help="granian interface (default CHAMICORE_BOOT_INTERFACE, rsgi: the faster one)")
     serve_commands.add_parser("admin", help="the admin REST API (Starlette), on granian")
+    serve_commands.add_parser("sync", help="the sync daemons the configuration enables (event relay to NATS)")
 
     auth = commands.add_parser("auth", help="token signing keys")
     auth_commands = auth.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
@@ -77,10 +78,12 @@ def run(argv: list[str] | None = None) -> int:
             asyncio.run(run_status(dsn))
             return 0
         if args.command == "serve":
-            from cli.serve import serve_admin, serve_boot
+            from cli.serve import serve_admin, serve_boot, serve_sync
 
             if args.service == "admin":
                 serve_admin(config)
+            elif args.service == "sync":
+                serve_sync(config)
             else:
                 serve_boot(config, args.interface)
             return 0

@@ -64,3 +64,20 @@ def serve_admin(config: Config) -> None:
         log_access=False,
         websockets=False,
     ).serve()
+
+
+def serve_sync(config: Config) -> None:
+    import asyncio
+    import logging
+
+    from sync.runner import enabled_jobs, run_jobs
+
+    if not config.database_url:
+        raise CLIError("sync", "CHAMICORE_DATABASE_URL is not set",
+                       "set it, or use `chamicore up` which starts an embedded PostgreSQL", EXIT_CONFIG)
+    jobs = enabled_jobs(config)
+    if not jobs:
+        raise CLIError("sync", "no sync daemon is configured",
+                       "set CHAMICORE_NATS_URL to relay events to NATS JetStream", EXIT_CONFIG)
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_jobs(jobs))

@@ -40,7 +40,7 @@ class _Stop(Exception):
 class Service:
     name: str
     argv: list[str]
-    ready_url: str
+    ready_url: str | None
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
@@ -51,13 +51,18 @@ def _local(address: Address) -> str:
 
 def _services(config: Config) -> list[Service]:
     python = [sys.executable, "-m", "cli.main", "serve"]
-    return [
+    services = [
         Service("boot path", [*python, "boot"], _local(config.boot_listen) + "/readiness"),
         Service("admin API", [*python, "admin"], _local(config.admin_listen) + "/readiness"),
     ]
+    if config.nats_url:  # the sync daemons run only when something is configured for them
+        services.append(Service("sync daemons", [*python, "sync"], None))
+    return services
 
 
 def _wait_ready(service: Service, deadline: float) -> None:
+    if service.ready_url is None:
+        return
     while time.monotonic() < deadline:
         if service.process.poll() is not None:
             raise CLIError(service.name, f"exited with status {service.process.returncode} while starting",
@@ -145,6 +150,8 @@ def run_up(config: Config, data_dir: Path) -> int:
         print(f"  boot path   {boot}  (DHCP bootfile for iPXE: {boot}/boot/v1/boot.ipxe)")
         admin = _local(config.admin_listen)
         print(f"  admin API   {admin}  (OpenAPI: {admin}/api/openapi.json, docs: {admin}/api/docs)")
+        if config.nats_url:
+            print(f"  sync        outbox relay to {config.nats_url}")
         print(f"  admin credentials  {credentials_path(data_dir)}"
               + ("  (new: client_credentials for the admin role)" if written else ""))
         print("Press Ctrl-C to stop.", flush=True)

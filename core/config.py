@@ -132,6 +132,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FEED_CHECK_S", "30", _positive_float, "period of the boot path's cheap consistency check"),
     Setting("TELEMETRY_FLUSH_S", "2", _positive_float, "how often boot telemetry is written to the database"),
     Setting("NATS_URL", None, _url("nats", "tls"), "NATS JetStream URL for the event relay; unset: no relay"),
+    Setting("OUTBOX_RETENTION_S", "604800", _positive_int, "how long relayed events stay in events.outbox"),
     Setting("KEA_URL", None, _url("http", "https"), "Kea control agent URL; unset: no Kea sync"),
     Setting("DEV_MODE", "false", _bool, "turns admin API auth checks off (never in production)"),
     Setting("SECRET_KEY", None, str, "key that encrypts the token signing keys", secret=True),
@@ -171,6 +172,7 @@ class Config:
     feed_check_s: float
     telemetry_flush_s: float
     nats_url: str | None
+    outbox_retention_s: int
     kea_url: str | None
     dev_mode: bool
     secret_key: str | None

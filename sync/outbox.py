@@ -1,0 +1,100 @@
+"""The outbox relay: events.outbox rows to NATS JetStream, in order, none lost.
+
+Rows are published oldest first (by seq) as CloudEvents 1.0 JSON on
+`chamicore.<domain>.<resource>.<action>` in the stream CHAMICORE, with
+`Nats-Msg-Id` set to the event id, and marked sent only after JetStream
+acknowledged them.  If NATS is away the rows wait in the table; a publish
+repeated after a crash is dropped by JetStream's duplicate window.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import asyncpg
+import nats
+from nats.js.api import StreamConfig
+
+from sync.service import Job
+
+log = logging.getLogger("chamicore.sync.outbox")
+
+STREAM = "CHAMICORE"
+SUBJECTS = ["chamicore.>"]
+BATCH = 500
+
+
+def cloud_event(row) -> bytes:
+    return json.dumps({
+        "specversion": "1.0",
+        "id": str(row["id"]),
+        "source": row["source"],
+        "type": row["type"],
+        "subject": row["subject"],
+        "time": row["time"].isoformat().replace("+00:00", "Z"),
+        "datacontenttype": row["datacontenttype"],
+        "data": row["data"],
+    }, separators=(",", ":")).encode()
+
+
+class OutboxRelay(Job):
+    name = "outbox"
+    channel = "chamicore_outbox"
+    period_s = 5.0
+
+    def __init__(self, dsn: str, nats_url: str, retention_s: int = 7 * 86400) -> None:
+        super().__init__(dsn)
+        self.nats_url = nats_url
+        self.retention_s = retention_s
+        self.published = 0
+        self._nc = None
+        self._js = None
+
+    async def _jetstream(self):
+        if self._nc is None or self._nc.is_closed or not self._nc.is_connected:
+            if self._nc is not None:
+                await self._close()
+            self._nc = await nats.connect(self.nats_url, connect_timeout=2, max_reconnect_attempts=0,
+                                          allow_reconnect=False)
+            self._js = self._nc.jetstream(timeout=5)
+            try:
+                await self._js.add_stream(StreamConfig(name=STREAM, subjects=SUBJECTS))
+            except nats.js.errors.BadRequestError:
+                pass  # exists already (perhaps with settings an operator chose): keep it
+        return self._js
+
+    async def _close(self) -> None:
+        try:
+            await self._nc.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection may fail; it is gone either way
+            pass
+        self._nc = self._js = None
+
+    async def work_once(self, conn: asyncpg.Connection) -> bool:
+        rows = await conn.fetch(
+            "SELECT seq, id, source, type, subject, time, datacontenttype, data FROM events.outbox "
+            "WHERE sent_at IS NULL ORDER BY seq LIMIT $1", BATCH)
+        sent: list[int] = []
+        try:
+            if rows:
+                js = await self._jetstream()
+                for row in rows:
+                    await js.publish(row["type"], cloud_event(row), stream=STREAM,
+                                     headers={"Nats-Msg-Id": str(row["id"])})
+                    sent.append(row["seq"])
+        except Exception:
+            # Keep what did get through, then let the service back off and retry the rest.
+            if self._nc is not None:
+                await self._close()
+            raise
+        finally:
+            if sent:
+                await self._mark(conn, sent)
+        await conn.execute("DELETE FROM events.outbox WHERE sent_at < now() - make_interval(secs => $1)",
+                           self.retention_s)
+        return len(rows) == BATCH
+
+    async def _mark(self, conn: asyncpg.Connection, seqs: list[int]) -> None:
+        await conn.execute("UPDATE events.outbox SET sent_at = now() WHERE seq = ANY($1::bigint[])", seqs)
+        self.published += len(seqs)

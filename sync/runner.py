@@ -1,0 +1,36 @@
+"""`chamicore serve sync`: run the daemons the configuration enables, until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from core.config import Config
+from sync.outbox import OutboxRelay
+from sync.service import Job
+
+log = logging.getLogger("chamicore.sync")
+STOP_TIMEOUT_S = 10
+
+
+def enabled_jobs(config: Config) -> list[Job]:
+    jobs: list[Job] = []
+    if config.nats_url:
+        jobs.append(OutboxRelay(config.database_url, config.nats_url, config.outbox_retention_s))
+    return jobs
+
+
+async def run_jobs(jobs: list[Job]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    tasks = [asyncio.create_task(job.run(), name=f"chamicore-sync-{job.name}") for job in jobs]
+    log.info("sync: running %s", ", ".join(job.name for job in jobs))
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    # Bounded: a daemon stuck on the network does not hold up the stop.
+    await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+    log.info("sync: stopped")

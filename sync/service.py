@@ -1,0 +1,99 @@
+"""The life of a sync daemon: leadership by advisory lock, a wake-up channel, backoff.
+
+Any number of replicas may run one job; the one holding the job's
+PostgreSQL advisory lock (a session lock on its own connection) is active,
+the others stand by and try again every few seconds.  If the active one
+dies, its connection closes, the lock is released by PostgreSQL and a
+standby takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import logging
+import random
+
+import asyncpg
+
+from core import db
+
+log = logging.getLogger("chamicore.sync")
+
+
+class JobState(enum.StrEnum):
+    STARTING = "starting"
+    STANDBY = "standby"
+    ACTIVE = "active"
+    STOPPED = "stopped"
+
+
+def lock_key(job: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"chamicore.sync.{job}".encode(), digest_size=8).digest(), "big", signed=True)
+
+
+class Job:
+    """Subclasses set `name`, `channel` (or None) and implement `work_once`."""
+
+    name = "job"
+    channel: str | None = None
+    period_s = 30.0  # a full pass even without notifications: the safety net
+    standby_retry_s = 2.0
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.state = JobState.STARTING
+        self.last_error: str | None = None
+        self.passes = 0
+        self._wake = asyncio.Event()
+
+    async def work_once(self, conn: asyncpg.Connection) -> bool:
+        """Do one batch; return True if there may be more to do right away."""
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            conn = None
+            try:
+                conn = await db.connect(self.dsn, timeout=5,
+                                        server_settings={"application_name": f"chamicore-sync-{self.name}"})
+                if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(self.name)):
+                    if self.state != JobState.STANDBY:
+                        log.info("%s: another replica is active; standing by", self.name)
+                    self.state = JobState.STANDBY
+                    await conn.close()
+                    conn = None
+                    await asyncio.sleep(self.standby_retry_s)
+                    continue
+                log.info("%s: active", self.name)
+                self.state = JobState.ACTIVE
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: (lost.set(), self._wake.set()))
+                if self.channel:
+                    await conn.add_listener(self.channel, lambda *_args: self._wake.set())
+                attempt = 0
+                while not lost.is_set():
+                    more = await self.work_once(conn)
+                    self.passes += 1
+                    self.last_error = None
+                    if more:
+                        continue
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self.period_s)
+                    except TimeoutError:
+                        pass
+                    self._wake.clear()
+                raise ConnectionError("lost the database connection")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a daemon logs, backs off and carries on
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                delay = min(10.0, 0.2 * 2 ** attempt) * random.uniform(0.5, 1.0)
+                attempt = min(attempt + 1, 16)
+                log.warning("%s: %s; retrying in %.1f s", self.name, self.last_error, delay)
+                await asyncio.sleep(delay)
+            finally:
+                if conn is not None:
+                    conn.terminate()  # also releases the advisory lock
