@@ -139,3 +139,18 @@ def _check_round(process, round_, data_dir, port, admin_port):
     assert process.returncode == 0, rest
     assert "stopped" in rest
     wait_until(lambda procs=children: not _alive(procs), timeout=10)
+
+
+def test_rotate_keys_and_sync_configuration_errors(dsn):
+    env = {"CHAMICORE_DATABASE_URL": dsn, "CHAMICORE_SECRET_KEY": "cli-test-secret-0123456789abcdef"}
+    first = chamicore("auth", "rotate-keys", env=env)
+    assert first.returncode == 0 and first.stdout.startswith("signing with key ")
+    second = chamicore("auth", "rotate-keys", env=env)
+    assert "stays published until its tokens expire" in second.stdout
+    missing = chamicore("auth", "rotate-keys", env={"CHAMICORE_DATABASE_URL": dsn})
+    assert missing.returncode == 3 and "CHAMICORE_SECRET_KEY" in missing.stderr and "hint:" in missing.stderr
+    unset = dict(os.environ, CHAMICORE_DATABASE_URL=dsn)
+    unset.pop("CHAMICORE_NATS_URL", None)
+    sync = subprocess.run([sys.executable, "-m", "cli.main", "serve", "sync"], cwd=ROOT, capture_output=True, text=True,
+                          env=unset, timeout=60)
+    assert sync.returncode == 3 and "CHAMICORE_NATS_URL" in sync.stderr
