@@ -16,7 +16,8 @@ async def test_storm_counts_every_answer(conn, boot_server, ramp):
     assert summary["answered_connections"] == 80
     assert summary["requests"] == 60 * 4 + 20 * 2  # known: script + 3 documents; unknown: script + retry
     if ramp:
-        assert summary["held_connections"] == 80 and summary["duration_s"] >= ramp
+        # Asks spread uniformly over the ramp: the last of 80 comes near its end.
+        assert summary["held_connections"] == 80 and summary["duration_s"] >= ramp * 0.8
 
 
 async def test_storm_reports_refused_connections():
