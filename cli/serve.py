@@ -78,6 +78,7 @@ def serve_sync(config: Config) -> None:
     jobs = enabled_jobs(config)
     if not jobs:
         raise CLIError("sync", "no sync daemon is configured",
-                       "set CHAMICORE_NATS_URL to relay events to NATS JetStream", EXIT_CONFIG)
+                       "set CHAMICORE_NATS_URL (event relay) and/or CHAMICORE_KEA_URL (DHCP reservations)",
+                       EXIT_CONFIG)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run_jobs(jobs))

@@ -55,7 +55,7 @@ def _services(config: Config) -> list[Service]:
         Service("boot path", [*python, "boot"], _local(config.boot_listen) + "/readiness"),
         Service("admin API", [*python, "admin"], _local(config.admin_listen) + "/readiness"),
     ]
-    if config.nats_url:  # the sync daemons run only when something is configured for them
+    if config.nats_url or config.kea_url:  # the sync daemons run only when something is configured for them
         services.append(Service("sync daemons", [*python, "sync"], None))
     return services
 
@@ -152,6 +152,8 @@ def run_up(config: Config, data_dir: Path) -> int:
         print(f"  admin API   {admin}  (OpenAPI: {admin}/api/openapi.json, docs: {admin}/api/docs)")
         if config.nats_url:
             print(f"  sync        outbox relay to {config.nats_url}")
+        if config.kea_url:
+            print(f"  sync        Kea reservations through {config.kea_url}")
         print(f"  admin credentials  {credentials_path(data_dir)}"
               + ("  (new: client_credentials for the admin role)" if written else ""))
         print("Press Ctrl-C to stop.", flush=True)

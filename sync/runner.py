@@ -7,6 +7,7 @@ import logging
 import signal
 
 from core.config import Config
+from sync.kea import KeaSync
 from sync.outbox import OutboxRelay
 from sync.service import Job
 
@@ -18,6 +19,10 @@ def enabled_jobs(config: Config) -> list[Job]:
     jobs: list[Job] = []
     if config.nats_url:
         jobs.append(OutboxRelay(config.database_url, config.nats_url, config.outbox_retention_s))
+    if config.kea_url:
+        listen = config.boot_listen
+        boot_url = config.boot_url or f"http://{listen.host}:{listen.port}"
+        jobs.append(KeaSync(config.database_url, config.kea_url, boot_url))
     return jobs
 
 
