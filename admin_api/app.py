@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from admin_api import openapi, service
+from admin_api import openapi, service, syncstatus
 from admin_api.auth import accounts, audit, credentials, tokens
 from admin_api.auth.guard import Authenticator
 from admin_api.bss import bootparams, telemetry
@@ -51,6 +51,7 @@ ROUTERS: list[Router] = [
     accounts.router,
     credentials.router,
     audit.router,
+    syncstatus.router,
 ]
 
 

@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     serve_commands.add_parser("admin", help="the admin REST API (Starlette), on granian")
     serve_commands.add_parser("sync", help="the sync daemons the configuration enables (event relay to NATS)")
 
+    sync = commands.add_parser("sync", help="sync daemons")
+    sync_commands = sync.add_subparsers(dest="sync_command", metavar="ACTION", required=True)
+    sync_commands.add_parser("status", help="every replica: active or standby, last success, last error, counts")
+
     auth = commands.add_parser("auth", help="token signing keys")
     auth_commands = auth.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
     auth_commands.add_parser("rotate-keys", help="start signing with a new key; the old one stays published "
@@ -87,6 +91,11 @@ def run(argv: list[str] | None = None) -> int:
             else:
                 serve_boot(config, args.interface)
             return 0
+        if args.command == "sync":
+            from cli.dbcmd import require_database_url
+            from cli.synccmd import print_status
+
+            return asyncio.run(print_status(require_database_url(config)))
         if args.command == "auth":
             from cli.authcmd import rotate_keys
             from cli.dbcmd import require_database_url

@@ -108,6 +108,10 @@ class KeaSync(Job):
         self.reservations = 0
         self.pushes = 0
 
+    def counts(self) -> dict:
+        return {"passes": self.passes, "reservations": self.reservations, "pushes": self.pushes,
+                "problems": self.problems[:50]}
+
     async def command(self, session: aiohttp.ClientSession, command: str, arguments: dict | None = None) -> dict:
         body = {"command": command, "service": ["dhcp4"]}
         if arguments is not None:

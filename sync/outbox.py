@@ -95,6 +95,9 @@ class OutboxRelay(Job):
                            self.retention_s)
         return len(rows) == BATCH
 
+    def counts(self) -> dict:
+        return {"passes": self.passes, "published": self.published}
+
     async def _mark(self, conn: asyncpg.Connection, seqs: list[int]) -> None:
         await conn.execute("UPDATE events.outbox SET sent_at = now() WHERE seq = ANY($1::bigint[])", seqs)
         self.published += len(seqs)

@@ -13,7 +13,9 @@ import asyncio
 import enum
 import hashlib
 import logging
+import os
 import random
+import socket
 
 import asyncpg
 
@@ -46,11 +48,40 @@ class Job:
         self.state = JobState.STARTING
         self.last_error: str | None = None
         self.passes = 0
+        self.instance = f"{socket.gethostname()}:{os.getpid()}"
         self._wake = asyncio.Event()
 
     async def work_once(self, conn: asyncpg.Connection) -> bool:
         """Do one batch; return True if there may be more to do right away."""
         raise NotImplementedError
+
+    def counts(self) -> dict:
+        """What this job reports in sync.status besides its state."""
+        return {"passes": self.passes}
+
+    async def report(self, conn: asyncpg.Connection, success: bool = False) -> None:
+        """Write this replica's line of sync.status (`chamicore sync status` reads it)."""
+        await conn.execute(
+            """INSERT INTO sync.status AS s (job, instance, state, last_success, last_error, last_error_at, counts,
+                                             updated_at)
+               VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END, $5, CASE WHEN $5::text IS NOT NULL THEN now() END,
+                       $6, now())
+               ON CONFLICT (job, instance) DO UPDATE SET state = excluded.state,
+                   last_success = coalesce(excluded.last_success, s.last_success),
+                   last_error = coalesce(excluded.last_error, s.last_error),
+                   last_error_at = coalesce(excluded.last_error_at, s.last_error_at),
+                   counts = excluded.counts, updated_at = now()""",
+            self.name, self.instance, self.state.value, success, self.last_error, self.counts())
+
+    async def _report_error(self) -> None:
+        try:
+            conn = await db.connect(self.dsn, timeout=2)
+            try:
+                await self.report(conn)
+            finally:
+                await conn.close()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            pass  # the database itself may be what failed
 
     async def run(self) -> None:
         attempt = 0
@@ -63,6 +94,7 @@ class Job:
                     if self.state != JobState.STANDBY:
                         log.info("%s: another replica is active; standing by", self.name)
                     self.state = JobState.STANDBY
+                    await self.report(conn)
                     await conn.close()
                     conn = None
                     await asyncio.sleep(self.standby_retry_s)
@@ -78,6 +110,7 @@ class Job:
                     more = await self.work_once(conn)
                     self.passes += 1
                     self.last_error = None
+                    await self.report(conn, success=True)
                     if more:
                         continue
                     try:
@@ -93,6 +126,7 @@ class Job:
                 delay = min(10.0, 0.2 * 2 ** attempt) * random.uniform(0.5, 1.0)
                 attempt = min(attempt + 1, 16)
                 log.warning("%s: %s; retrying in %.1f s", self.name, self.last_error, delay)
+                await self._report_error()
                 await asyncio.sleep(delay)
             finally:
                 if conn is not None:

@@ -190,6 +190,13 @@ def test_standby_takes_over_when_the_active_relay_is_killed(dsn, nats_server):
                     os.killpg(active.pid, signal.SIGKILL)
             await wait_for(lambda: _zero(conn), 30)
             assert standby.poll() is None
+            # The replica that took over says so in sync.status, as `chamicore sync status` shows it.
+            status = subprocess.run([sys.executable, "-m", "cli.main", "sync", "status"], cwd=ROOT, env=env,
+                                    capture_output=True, text=True, timeout=30)
+            assert status.returncode == 0, status.stderr
+            active_lines = [line for line in status.stdout.splitlines() if line.startswith("outbox   active")]
+            assert any(f":{standby.pid} " in line for line in active_lines), status.stdout
+            assert '"published"' in status.stdout
         finally:
             for process in (active, standby):
                 if process and process.poll() is None:

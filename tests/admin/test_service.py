@@ -63,3 +63,12 @@ async def test_telemetry_endpoints(api, conn):
     assert [i["componentId"] for i in listed["items"]] == ["n1"] and listed["items"][0]["sourceIp"] == "10.0.0.1"
     assert (await api.get("/boot/v1/telemetry/n2")).json()["requests"] == 4
     assert (await api.get("/boot/v1/telemetry/n3")).status_code == 404
+
+
+async def test_sync_status_endpoint(api, conn):
+    await conn.execute("INSERT INTO sync.status (job, instance, state, last_success, counts) "
+                       "VALUES ('outbox', 'host-a:1', 'active', now(), '{\"published\": 5}'), "
+                       "('outbox', 'host-b:2', 'standby', NULL, '{}')")
+    replicas = (await api.get("/sync/v1/status")).json()
+    assert [(r["instance"], r["state"]) for r in replicas] == [("host-a:1", "active"), ("host-b:2", "standby")]
+    assert replicas[0]["counts"] == {"published": 5} and replicas[0]["lastSuccess"]

@@ -1,0 +1,28 @@
+"""`chamicore sync status`."""
+
+from __future__ import annotations
+
+import json
+
+from admin_api.syncstatus import QUERY, to_status
+from cli.dbcmd import _connect
+
+
+async def print_status(dsn: str) -> int:
+    conn = await _connect(dsn)
+    try:
+        rows = await conn.fetch(QUERY)
+    finally:
+        await conn.close()
+    if not rows:
+        print("no sync daemon has reported yet (chamicore serve sync; CHAMICORE_NATS_URL / CHAMICORE_KEA_URL)")
+        return 0
+    for row in rows:
+        status = to_status(row)
+        success = status.last_success.isoformat(timespec="seconds") if status.last_success else "never"
+        print(f"{status.job:<8} {status.state:<8} {status.instance:<28} reported {status.seconds_since_report:>6.1f} s "
+              f"ago  last success {success}")
+        if status.last_error:
+            print(f"{'':<8} last error ({status.last_error_at:%Y-%m-%d %H:%M:%S}): {status.last_error}")
+        print(f"{'':<8} {json.dumps(status.counts)}")
+    return 0
