@@ -9,7 +9,9 @@ other PXE firmware gets the iPXE binary for its architecture.
 
 Stock Kea 2.2 has no host_cmds hook, so the sync goes through the control
 agent: config-get, reconcile, config-test, config-set, config-write, and
-only when something changed.  Bad data (an IP outside every subnet, an IP
+only when something changed.  A Kea that lists `reservation-add` (the
+host_cmds hook) gets its reservations through reservation-add and
+reservation-del instead, and a config push only for the client classes.  Bad data (an IP outside every subnet, an IP
 reserved twice) is reported and skipped; the rest is still pushed.
 """
 
@@ -128,19 +130,50 @@ class KeaSync(Job):
         rows = await conn.fetch(INTERFACES)
         timeout = aiohttp.ClientTimeout(total=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
+            listed = (await self.command(session, "list-commands")).get("arguments") or []
+            host_cmds = "reservation-add" in listed
             current = (await self.command(session, "config-get"))["arguments"]
             current.pop("hash", None)
             dhcp4 = current["Dhcp4"]
             by_subnet, problems = desired_reservations(rows, dhcp4.get("subnet4", []), self.next_server)
-            wanted = reconcile(dhcp4, by_subnet, client_classes(self.boot_url, self.next_server))
             self.problems = problems
             self.reservations = sum(len(v) for v in by_subnet.values())
             for problem in problems:
                 log.warning("kea: %s", problem)
+            classes = client_classes(self.boot_url, self.next_server)
+            if host_cmds:
+                await self._sync_host_cmds(session, dhcp4, by_subnet)
+                # Reservations live in the host database here; the config carries only the classes.
+                wanted = reconcile(dhcp4, {}, classes)
+                for mine, theirs in zip(wanted.get("subnet4", []), dhcp4.get("subnet4", []), strict=True):
+                    mine["reservations"] = theirs.get("reservations", [])
+            else:
+                wanted = reconcile(dhcp4, by_subnet, classes)
             if wanted != dhcp4:
                 await self.command(session, "config-test", {"Dhcp4": wanted})
                 await self.command(session, "config-set", {"Dhcp4": wanted})
                 await self.command(session, "config-write", {})
                 self.pushes += 1
-                log.info("kea: pushed %d reservations", self.reservations)
+                log.info("kea: pushed the configuration (%d reservations)", self.reservations)
         return False
+
+    async def _sync_host_cmds(self, session: aiohttp.ClientSession, dhcp4: dict,
+                              by_subnet: dict[int, list[dict]]) -> None:
+        for subnet in dhcp4.get("subnet4", []):
+            subnet_id = subnet["id"]
+            answer = await self.command(session, "reservation-get-all", {"subnet-id": subnet_id})
+            present = {h["hw-address"]: h for h in (answer.get("arguments") or {}).get("hosts", [])
+                       if h.get("user-context", {}).get("chamicore") is True and "hw-address" in h}
+            wanted = {r["hw-address"]: r for r in by_subnet.get(subnet_id, [])}
+            for mac, host in present.items():
+                target = wanted.get(mac)
+                if target is None or any(host.get(k) != v for k, v in target.items()):
+                    await self.command(session, "reservation-del", {
+                        "subnet-id": subnet_id, "identifier-type": "hw-address", "identifier": mac})
+                    self.pushes += 1
+            for mac, reservation in wanted.items():
+                host = present.get(mac)
+                if host is None or any(host.get(k) != v for k, v in reservation.items()):
+                    await self.command(session, "reservation-add",
+                                       {"reservation": {**reservation, "subnet-id": subnet_id}})
+                    self.pushes += 1

@@ -124,8 +124,12 @@ async def test_reservations_follow_the_inventory(conn, dsn, kea):
         assert not {"52:54:00:00:0c:01", "52:54:00:00:0d:01"} & set(kea.reservations())
         assert any("192.168.7.7 is outside every Kea subnet" in p for p in sync.problems)
         assert any("10.1.0.11 is already reserved" in p for p in sync.problems)
-        reported = await conn.fetchrow("SELECT state, counts FROM sync.status WHERE job = 'kea'")
-        assert reported["state"] == "active" and reported["counts"]["reservations"] >= 2
+        query = "SELECT state, counts FROM sync.status WHERE job = 'kea'"
+        deadline = time.monotonic() + 10  # the pass that pushed reports right after the push
+        while (reported := await conn.fetchrow(query))["counts"].get("reservations", 0) < 2:
+            assert time.monotonic() < deadline, reported
+            await asyncio.sleep(0.05)
+        assert reported["state"] == "active"
         assert any("outside every Kea subnet" in p for p in reported["counts"]["problems"])
     finally:
         task.cancel()
