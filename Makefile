@@ -35,8 +35,10 @@ system-deps:
 	fi
 
 bench: install system-deps
+	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m pytest bench/ --benchmark-columns=min,median,mean,max,rounds -p no:cacheprovider
 	$(PY) -m bench.bootstorm
+	$(PY) -m bench.scalecurve
 	$(PY) -m bench.adminload
 
 lint: install

@@ -32,6 +32,7 @@ import urllib.request
 from pathlib import Path
 
 from bench import fleet
+from bench.plot import plot_bootstorm
 from core import db, migrate
 from core.embedded import EmbeddedPostgres, pgserver_bin_dir, system_bin_dir
 from hotpath import loader
@@ -334,6 +335,8 @@ def report(results: dict, storms: list[int]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bootstorm.json").write_text(json.dumps(results, indent=2))
     (RESULTS / "bootstorm.md").write_text(text + "\n")
+    png = plot_bootstorm(results, RESULTS / "bootstorm.png")
+    print(f"\nwritten: {RESULTS}/bootstorm.json, bootstorm.md" + (", bootstorm.png" if png else ""))
 
 
 if __name__ == "__main__":
