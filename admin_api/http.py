@@ -115,10 +115,13 @@ def query_list(request: Request, name: str) -> list[str]:
     return values
 
 
-def check_if_match(request: Request, current_etag: str) -> None:
-    """PUT needs the ETag it read: 428 without it, 412 when it changed since."""
+def check_if_match(request: Request, current_etag: str, *, required: bool = True) -> None:
+    """PUT needs the ETag it read: 428 without it, 412 when it changed since.
+    PATCH (required=False) checks it only when sent."""
     sent = request.headers.get("if-match")
     if sent is None:
+        if not required:
+            return
         raise problem(428, "send If-Match with the ETag from your last GET, so no one else's change is overwritten")
     candidates = [tag.strip() for tag in sent.split(",")]
     if "*" not in candidates and current_etag not in candidates and f"W/{current_etag}" not in candidates:

@@ -195,8 +195,7 @@ def register_routes(router: Router, t: ScopedTable) -> None:
         patch = await read_patch(request)
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             current = await fetch_row(conn, entry_id, lock=True)
-            if "if-match" in request.headers:
-                check_if_match(request, etag_of(entry_id, current))
+            check_if_match(request, etag_of(entry_id, current), required=False)
             merged = merge_patch(msgspec.to_builtins(t.to_resource(current).spec), patch)
             row = await write(conn, entry_id, convert(merged, t.spec_type, "$.spec"), create=False)
         return answer(t.to_resource(row))

@@ -220,8 +220,7 @@ async def patch_component(request: Request) -> Response:
     patch = await read_patch(request)
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         current = await fetch_row(conn, component_id, lock=True)
-        if "if-match" in request.headers:
-            check_if_match(request, etag_of(component_id, current))
+        check_if_match(request, etag_of(component_id, current), required=False)
         merged = merge_patch(msgspec.to_builtins(to_spec(current)), patch)
         spec = convert(merged, ComponentSpec, "$.spec")
         row = await _update(request, component_id, conn, spec)

@@ -183,8 +183,7 @@ def make_router(base: str, exclusive: bool) -> Router:
         patch = await read_patch(request)
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             current = await fetch_row(conn, name, lock=True)
-            if "if-match" in request.headers:
-                check_if_match(request, etag_of(name, current))
+            check_if_match(request, etag_of(name, current), required=False)
             merged = merge_patch(msgspec.to_builtins(to_resource(current).spec), patch)
             row = await update(conn, name, convert(merged, GroupSpec, "$.spec"))
         return answer(to_resource(row))

@@ -194,8 +194,7 @@ async def patch_interface(request: Request) -> Response:
     patch = await read_patch(request)
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         current = await fetch_row(conn, nic_id, lock=True)
-        if "if-match" in request.headers:
-            check_if_match(request, etag_of(nic_id, current))
+        check_if_match(request, etag_of(nic_id, current), required=False)
         merged = merge_patch(msgspec.to_builtins(to_resource(current).spec), patch)
         row = await _update(conn, nic_id, convert(merged, InterfaceSpec, "$.spec"))
     return answer(to_resource(row))
