@@ -51,21 +51,11 @@ def _node_id(request: Request) -> str:
 
 async def _provision(conn, node_id: str, body: NodeProvision, nics: list, changes: list[str]) -> None:
     spec = ComponentSpec(**{f.name: getattr(body, f.name) for f in msgspec.structs.fields(ComponentSpec)})
-    await components.check_references(conn, spec, node_id)
-    exists = await conn.fetchval("SELECT true FROM smd.components WHERE id = $1 FOR UPDATE", node_id)
-    values = components.component_values(spec)
-    if exists:
-        await conn.execute(
-            "UPDATE smd.components SET type = $2, state = $3, role = $4, sub_role = $5, nid = $6, arch = $7, "
-            "enabled = $8, parent_id = $9, rack = $10, unit = $11, slot = $12, sub_slot = $13, updated_at = now() "
-            "WHERE id = $1", node_id, *values)
-        await events.emit(conn, "smd", "components", "updated", node_id, msgspec.to_builtins(spec))
+    if await conn.fetchval("SELECT true FROM smd.components WHERE id = $1 FOR UPDATE", node_id):
+        await components.update_row(conn, node_id, spec)
         changes.append(f"updated component {node_id}")
     else:
-        await conn.execute(
-            "INSERT INTO smd.components (id, type, state, role, sub_role, nid, arch, enabled, parent_id, rack, unit, "
-            "slot, sub_slot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)", node_id, *values)
-        await events.emit(conn, "smd", "components", "created", node_id, msgspec.to_builtins(spec))
+        await components.insert_row(conn, node_id, spec)
         changes.append(f"created component {node_id}")
 
     # Interfaces: exactly the ones given, matched by MAC.
@@ -89,42 +79,39 @@ async def _provision(conn, node_id: str, body: NodeProvision, nics: list, change
                                                                                        "ipAddrs": nic[2]})
             changes.append(f"updated interface {mac}")
 
-    if body.boot_params is not msgspec.UNSET:
-        existing = await conn.fetchval("SELECT id FROM bss.boot_params WHERE component_id = $1", node_id)
-        if body.boot_params is None:
-            if existing:
-                await conn.execute("DELETE FROM bss.boot_params WHERE id = $1", existing)
-                await events.emit(conn, "bss", "bootparams", "deleted", existing)
-                changes.append(f"removed boot parameters {existing}")
-        else:
-            bp = body.boot_params
-            params_id = existing or f"{node_id}-boot"
-            await conn.execute(
-                "INSERT INTO bss.boot_params (id, component_id, kernel, initrd, cmdline) VALUES ($1, $2, $3, $4, $5) "
-                "ON CONFLICT (id) DO UPDATE SET kernel = excluded.kernel, initrd = excluded.initrd, "
-                "cmdline = excluded.cmdline, updated_at = now()", params_id, node_id, bp.kernel, bp.initrd, bp.cmdline)
-            await events.emit(conn, "bss", "bootparams", "updated" if existing else "created", params_id,
-                              msgspec.to_builtins(bp))
-            changes.append(f"{'updated' if existing else 'created'} boot parameters {params_id}")
+    bp, ci = body.boot_params, body.cloud_init
+    await _set_own_entry(conn, node_id, changes, bp, "bss.boot_params", "bss", "bootparams", "boot parameters",
+                         f"{node_id}-boot", lambda: {"kernel": bp.kernel, "initrd": bp.initrd, "cmdline": bp.cmdline},
+                         lambda: msgspec.to_builtins(bp))
+    await _set_own_entry(conn, node_id, changes, ci, "cloudinit.payloads", "cloudinit", "payloads",
+                         "cloud-init payload", f"{node_id}-cloud-init",
+                         lambda: {"user_data": ci.user_data, "meta_data": ci.meta_data, "vendor_data": ci.vendor_data},
+                         lambda: {"componentId": node_id})
 
-    if body.cloud_init is not msgspec.UNSET:
-        existing = await conn.fetchval("SELECT id FROM cloudinit.payloads WHERE component_id = $1", node_id)
-        if body.cloud_init is None:
-            if existing:
-                await conn.execute("DELETE FROM cloudinit.payloads WHERE id = $1", existing)
-                await events.emit(conn, "cloudinit", "payloads", "deleted", existing)
-                changes.append(f"removed cloud-init payload {existing}")
-        else:
-            ci = body.cloud_init
-            payload_id = existing or f"{node_id}-cloud-init"
-            await conn.execute(
-                "INSERT INTO cloudinit.payloads (id, component_id, user_data, meta_data, vendor_data) "
-                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET user_data = excluded.user_data, "
-                "meta_data = excluded.meta_data, vendor_data = excluded.vendor_data, updated_at = now()",
-                payload_id, node_id, ci.user_data, ci.meta_data, ci.vendor_data)
-            await events.emit(conn, "cloudinit", "payloads", "updated" if existing else "created", payload_id,
-                              {"componentId": node_id})
-            changes.append(f"{'updated' if existing else 'created'} cloud-init payload {payload_id}")
+
+async def _set_own_entry(conn, node_id: str, changes: list[str], wanted, table: str, domain: str, resource: str,
+                         what: str, default_id: str, columns, event_data) -> None:
+    """The node's own boot parameters or payload: left out keeps it, null removes it, a value sets it."""
+    if wanted is msgspec.UNSET:
+        return
+    existing = await conn.fetchval(f"SELECT id FROM {table} WHERE component_id = $1", node_id)
+    if wanted is None:
+        if existing:
+            await conn.execute(f"DELETE FROM {table} WHERE id = $1", existing)
+            await events.emit(conn, domain, resource, "deleted", existing)
+            changes.append(f"removed {what} {existing}")
+        return
+    entry_id = existing or default_id
+    values = columns()
+    names = list(values)
+    await conn.execute(
+        f"INSERT INTO {table} (id, component_id, {', '.join(names)}) "
+        f"VALUES ($1, $2, {', '.join(f'${i + 3}' for i in range(len(names)))}) ON CONFLICT (id) DO UPDATE SET "
+        + ", ".join(f"{n} = excluded.{n}" for n in names) + ", updated_at = now()",
+        entry_id, node_id, *values.values())
+    action = "updated" if existing else "created"
+    await events.emit(conn, domain, resource, action, entry_id, event_data())
+    changes.append(f"{action} {what} {entry_id}")
 
 
 async def _run(request: Request, node_id: str, dry_run: bool, work) -> Plan:

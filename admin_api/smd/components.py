@@ -168,13 +168,8 @@ async def create_component(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         if await conn.fetchval("SELECT true FROM smd.components WHERE id = $1", component_id):
             raise problem(409, f"component {component_id!r} already exists")
-        await check_references(conn, spec, component_id)
         await interfaces.check_macs_free(conn, [nic[1] for nic in nics])
-        row = await conn.fetchrow(
-            f"INSERT INTO smd.components (id, type, state, role, sub_role, nid, arch, enabled, parent_id, rack, unit, "
-            f"slot, sub_slot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}",
-            component_id, *component_values(spec))
-        await events.emit(conn, "smd", "components", "created", component_id, _event_data(to_spec(row)))
+        row = await insert_row(conn, component_id, spec)
         await interfaces.insert_many(conn, component_id, nics)
     return answer(to_resource(row), 201, f"{BASE}/{component_id}")
 
@@ -189,7 +184,19 @@ async def get_component(request: Request) -> Response:
     return answer(resource)
 
 
-async def _update(request: Request, component_id: str, conn, spec: ComponentSpec):
+async def insert_row(conn, component_id: str, spec: ComponentSpec):
+    """A new component row and its event (interfaces are the caller's)."""
+    await check_references(conn, spec, component_id)
+    row = await conn.fetchrow(
+        f"INSERT INTO smd.components (id, type, state, role, sub_role, nid, arch, enabled, parent_id, rack, unit, "
+        f"slot, sub_slot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}",
+        component_id, *component_values(spec))
+    await events.emit(conn, "smd", "components", "created", component_id, _event_data(to_spec(row)))
+    return row
+
+
+async def update_row(conn, component_id: str, spec: ComponentSpec):
+    """Replace a component row's spec, and its event."""
     await check_references(conn, spec, component_id)
     row = await conn.fetchrow(
         f"UPDATE smd.components SET type = $2, state = $3, role = $4, sub_role = $5, nid = $6, arch = $7, "
@@ -209,7 +216,7 @@ async def replace_component(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         current = await fetch_row(conn, component_id, lock=True)
         check_if_match(request, etag_of(component_id, current))
-        row = await _update(request, component_id, conn, body.spec)
+        row = await update_row(conn, component_id, body.spec)
     return answer(to_resource(row))
 
 
@@ -223,7 +230,7 @@ async def patch_component(request: Request) -> Response:
         check_if_match(request, etag_of(component_id, current), required=False)
         merged = merge_patch(msgspec.to_builtins(to_spec(current)), patch)
         spec = convert(merged, ComponentSpec, "$.spec")
-        row = await _update(request, component_id, conn, spec)
+        row = await update_row(conn, component_id, spec)
     return answer(to_resource(row))
 
 
