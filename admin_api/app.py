@@ -24,17 +24,18 @@ from admin_api.auth import accounts, audit, credentials, tokens
 from admin_api.auth.guard import Authenticator
 from admin_api.bss import bootparams, telemetry
 from admin_api.cloudinit import payloads
+from admin_api.discovery import scans, targets
 from admin_api.http import problem_response
 from admin_api.nodes import bulk, provision
+from admin_api.power import transitions
 from admin_api.routing import Router, starlette_routes
-from admin_api.smd import components, groups, interfaces
+from admin_api.smd import components, groups, interfaces, redfish
 from core import db
 from core.config import Config, load_config
+from core.crypto import device_credentials_box
 from core.problems import Problem, ProblemError, title_for
 
 log = logging.getLogger("chamicore.admin")
-# Granted by the built-in roles already; their routes arrive with discovery and power.
-FUTURE_SCOPES = frozenset(("read:discovery", "write:discovery", "read:power", "write:power"))
 
 ROUTERS: list[Router] = [
     service.router,
@@ -52,6 +53,10 @@ ROUTERS: list[Router] = [
     credentials.router,
     audit.router,
     syncstatus.router,
+    redfish.router,
+    targets.router,
+    scans.router,
+    transitions.router,
 ]
 
 
@@ -139,8 +144,8 @@ def create_app(config: Config | None = None) -> Starlette:
     app.state.config = config
     app.state.metrics = metrics
     app.state.auth = auth
-    app.state.credentials_box = credentials.credentials_box(config)
+    app.state.credentials_box = device_credentials_box(config)
     app.state.outside_issuers = tokens.OutsideIssuers(config.trusted_issuers)
-    app.state.known_scopes = {op.scope for r in ROUTERS for op in r.operations if op.scope} | FUTURE_SCOPES
+    app.state.known_scopes = {op.scope for r in ROUTERS for op in r.operations if op.scope}
     app.state.openapi = msgspec.json.encode(openapi.build(ROUTERS, service.version()))
     return app

@@ -95,7 +95,7 @@ class Router:
         return self.route("PATCH", path, **kwargs)
 
     def delete(self, path: str, **kwargs):
-        return self.route("DELETE", path, status=204, **kwargs)
+        return self.route("DELETE", path, status=kwargs.pop("status", 204), **kwargs)
 
 
 def starlette_routes(routers: list[Router]) -> list[Route]:

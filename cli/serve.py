@@ -76,9 +76,5 @@ def serve_sync(config: Config) -> None:
         raise CLIError("sync", "CHAMICORE_DATABASE_URL is not set",
                        "set it, or use `chamicore up` which starts an embedded PostgreSQL", EXIT_CONFIG)
     jobs = enabled_jobs(config)
-    if not jobs:
-        raise CLIError("sync", "no sync daemon is configured",
-                       "set CHAMICORE_NATS_URL (event relay) and/or CHAMICORE_KEA_URL (DHCP reservations)",
-                       EXIT_CONFIG)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run_jobs(jobs))

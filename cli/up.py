@@ -54,9 +54,9 @@ def _services(config: Config) -> list[Service]:
     services = [
         Service("boot path", [*python, "boot"], _local(config.boot_listen) + "/readiness"),
         Service("admin API", [*python, "admin"], _local(config.admin_listen) + "/readiness"),
+        # Discovery and power always run; the Kea sync and the event relay when configured.
+        Service("sync daemons", [*python, "sync"], None),
     ]
-    if config.nats_url or config.kea_url:  # the sync daemons run only when something is configured for them
-        services.append(Service("sync daemons", [*python, "sync"], None))
     return services
 
 
@@ -150,6 +150,7 @@ def run_up(config: Config, data_dir: Path) -> int:
         print(f"  boot path   {boot}  (DHCP bootfile for iPXE: {boot}/boot/v1/boot.ipxe)")
         admin = _local(config.admin_listen)
         print(f"  admin API   {admin}  (OpenAPI: {admin}/api/openapi.json, docs: {admin}/api/docs)")
+        print("  sync        discovery scans and power transitions")
         if config.nats_url:
             print(f"  sync        outbox relay to {config.nats_url}")
         if config.kea_url:

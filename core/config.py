@@ -134,6 +134,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("NATS_URL", None, _url("nats", "tls"), "NATS JetStream URL for the event relay; unset: no relay"),
     Setting("OUTBOX_RETENTION_S", "604800", _positive_int, "how long relayed events stay in events.outbox"),
     Setting("KEA_URL", None, _url("http", "https"), "Kea control agent URL; unset: no Kea sync"),
+    Setting("DISCOVERY_CONCURRENCY", "64", _positive_int, "hosts a discovery scan talks to at once, across all scans"),
+    Setting("DISCOVERY_TIMEOUT_S", "15", _positive_float, "longest a discovery scan waits for one host"),
+    Setting("POWER_CONCURRENCY", "256", _positive_int, "power requests in flight at once, across all BMCs"),
+    Setting("POWER_BMC_CONCURRENCY", "4", _positive_int, "power requests in flight at once to one BMC"),
+    Setting("POWER_TIMEOUT_S", "10", _positive_float, "longest one request to a BMC may take"),
+    Setting("POWER_VERIFY_S", "120", _positive_float,
+            "how long a node may take to reach the wanted power state before its task fails"),
+    Setting("POWER_MAX_ATTEMPTS", "5", _positive_int, "tries of a power request that fails for a retryable reason"),
+    Setting("POWER_BULK_LIMIT", "10000", _positive_int, "most nodes one power transition may name"),
+    Setting("POWER_POLL_S", "60", _positive_float, "period of the power-status refresh of every mapped node"),
     Setting("DEV_MODE", "false", _bool, "turns admin API auth checks off (never in production)"),
     Setting("SECRET_KEY", None, str, "key that encrypts the token signing keys", secret=True),
     Setting("SECRET_KEY_FILE", None, str, "file holding CHAMICORE_SECRET_KEY (`chamicore up` creates one)"),
@@ -174,6 +184,15 @@ class Config:
     nats_url: str | None
     outbox_retention_s: int
     kea_url: str | None
+    discovery_concurrency: int
+    discovery_timeout_s: float
+    power_concurrency: int
+    power_bmc_concurrency: int
+    power_timeout_s: float
+    power_verify_s: float
+    power_max_attempts: int
+    power_bulk_limit: int
+    power_poll_s: float
     dev_mode: bool
     secret_key: str | None
     secret_key_file: str | None

@@ -62,6 +62,15 @@ class SecretBox:
             raise ValueError("cannot decrypt: wrong key or tampered data") from None
 
 
+def device_credentials_box(config) -> SecretBox | None:
+    """The box BMC and device credentials are sealed in, or None when no key is configured."""
+    try:
+        return SecretBox(read_key(config.credentials_key, config.credentials_key_file, "CREDENTIALS_KEY"),
+                         "device-credentials")
+    except SecretKeyMissing:
+        return None
+
+
 def hash_secret(secret: str) -> str:
     salt = os.urandom(16)
     digest = hashlib.scrypt(secret.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, dklen=32)

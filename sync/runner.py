@@ -7,8 +7,11 @@ import logging
 import signal
 
 from core.config import Config
+from core.crypto import device_credentials_box
+from sync.discovery.scanner import DiscoveryScanner
 from sync.kea import KeaSync
 from sync.outbox import OutboxRelay
+from sync.power.engine import PowerEngine
 from sync.service import Job
 
 log = logging.getLogger("chamicore.sync")
@@ -16,7 +19,14 @@ STOP_TIMEOUT_S = 10
 
 
 def enabled_jobs(config: Config) -> list[Job]:
-    jobs: list[Job] = []
+    box = device_credentials_box(config)
+    jobs: list[Job] = [
+        DiscoveryScanner(config.database_url, box, config.discovery_concurrency, config.discovery_timeout_s),
+        PowerEngine(config.database_url, box, concurrency=config.power_concurrency,
+                    bmc_concurrency=config.power_bmc_concurrency, timeout_s=config.power_timeout_s,
+                    verify_s=config.power_verify_s, max_attempts=config.power_max_attempts,
+                    poll_s=config.power_poll_s),
+    ]
     if config.nats_url:
         jobs.append(OutboxRelay(config.database_url, config.nats_url, config.outbox_retention_s))
     if config.kea_url:

@@ -55,6 +55,9 @@ class Job:
         """Do one batch; return True if there may be more to do right away."""
         raise NotImplementedError
 
+    async def deactivate(self) -> None:
+        """Called when this replica stops being the active one: stop whatever work is still in flight."""
+
     def counts(self) -> dict:
         """What this job reports in sync.status besides its state."""
         return {"passes": self.passes}
@@ -129,5 +132,8 @@ class Job:
                 await self._report_error()
                 await asyncio.sleep(delay)
             finally:
+                if self.state == JobState.ACTIVE:
+                    self.state = JobState.STARTING
+                    await asyncio.shield(self.deactivate())
                 if conn is not None:
                     conn.terminate()  # also releases the advisory lock

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from admin_api.http import field_problem, json_response, problem, query_list, read_json
 from admin_api.routing import Param, Router
 from admin_api.smd.schemas import Id
-from core.crypto import SecretBox, SecretKeyMissing, read_key
+from core.crypto import SecretBox
 from core.identity import generate_id
 
 router = Router("credentials")
@@ -52,14 +52,6 @@ class CredentialSecret(msgspec.Struct, rename="camel"):
     id: str
     username: str
     secret: str
-
-
-def credentials_box(config) -> SecretBox | None:
-    try:
-        return SecretBox(read_key(config.credentials_key, config.credentials_key_file, "CREDENTIALS_KEY"),
-                         "device-credentials")
-    except SecretKeyMissing:
-        return None
 
 
 def _box(request: Request) -> SecretBox:

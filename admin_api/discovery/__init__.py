@@ -1,0 +1,1 @@
+"""Discovery: targets, scans, drivers."""

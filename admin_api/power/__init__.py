@@ -1,0 +1,1 @@
+"""Power control: transitions, status, action shortcuts."""

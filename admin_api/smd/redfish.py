@@ -1,0 +1,201 @@
+"""/hsm/v2/Inventory/RedfishEndpoints: where each BMC's Redfish service answers, and the nodes it manages.
+
+Discovery fills these in; an admin may also write them by hand (a BMC that
+discovery cannot reach, or a node it cannot tell apart).  Power control
+finds a node's BMC through `systems` here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from admin_api.http import (
+    MERGE_PATCH_TYPES,
+    check_if_match,
+    convert,
+    field_problem,
+    merge_patch,
+    problem,
+    read_json,
+    read_patch,
+)
+from admin_api.resources import answer, etag_of, list_answer, metadata, paging
+from admin_api.routing import PAGING, Router
+from admin_api.smd.schemas import Id
+from core import events
+from core.discovery import BadAddress, base_url
+from core.envelope import Resource, ResourceList, ResourceRequest
+from core.identity import is_valid_id
+
+KIND, API_VERSION = "RedfishEndpoint", "hsm/v2"
+BASE = "/hsm/v2/Inventory/RedfishEndpoints"
+router = Router("redfish-endpoints")
+
+SystemPath = Annotated[str, msgspec.Meta(pattern=r"^/redfish/v1/\S{1,500}$")]
+
+
+class RedfishSystem(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+    component_id: Id
+    path: SystemPath
+    uuid: str | None = None
+    serial: str | None = None
+    manufacturer: str | None = None
+    model: str | None = None
+
+
+class RedfishEndpointSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+    address: Annotated[str, msgspec.Meta(min_length=1, max_length=300,
+                                         description="the Redfish service: https://host[:port] (or a bare host)")]
+    credential_id: Id | None = None
+    insecure: bool = False
+    systems: list[RedfishSystem] = msgspec.field(default_factory=list)
+    discovered_at: str | None = None  # read-only: set by discovery
+
+
+ENDPOINT_COLUMNS = "id, address, credential_id, insecure, discovered_at, created_at, updated_at"
+
+
+def _spec(row, systems) -> RedfishEndpointSpec:
+    return RedfishEndpointSpec(
+        address=row["address"], credential_id=row["credential_id"], insecure=row["insecure"],
+        discovered_at=row["discovered_at"].isoformat() if row["discovered_at"] else None,
+        systems=[RedfishSystem(component_id=s["component_id"], path=s["path"], uuid=s["uuid"], serial=s["serial"],
+                               manufacturer=s["manufacturer"], model=s["model"]) for s in systems])
+
+
+def _resource(row, systems) -> Resource[RedfishEndpointSpec]:
+    return Resource(kind=KIND, api_version=API_VERSION, metadata=metadata(row["id"], row), spec=_spec(row, systems))
+
+
+async def _systems(conn, endpoint_ids: list[str]) -> dict[str, list]:
+    rows = await conn.fetch("SELECT * FROM smd.redfish_systems WHERE endpoint_id = ANY($1::text[]) "
+                            "ORDER BY endpoint_id, component_id", endpoint_ids)
+    by_endpoint: dict[str, list] = {}
+    for row in rows:
+        by_endpoint.setdefault(row["endpoint_id"], []).append(row)
+    return by_endpoint
+
+
+async def _fetch(conn, endpoint_id: str, *, lock: bool = False):
+    row = await conn.fetchrow(f"SELECT {ENDPOINT_COLUMNS} FROM smd.redfish_endpoints WHERE id = $1"
+                              + (" FOR UPDATE" if lock else ""), endpoint_id)
+    if row is None:
+        raise problem(404, f"no Redfish endpoint {endpoint_id[:255]!r}")
+    return row
+
+
+async def _checked(conn, endpoint_id: str, spec: RedfishEndpointSpec) -> str:
+    """The normalised address, once the references are known good."""
+    try:
+        address = base_url(spec.address)
+    except BadAddress as exc:
+        raise field_problem("$.spec.address", str(exc)) from None
+    kind = await conn.fetchval("SELECT type FROM smd.components WHERE id = $1", endpoint_id)
+    if kind is None:
+        raise field_problem("$.metadata.id", f"no component {endpoint_id!r}: create the BMC component first")
+    if kind != "BMC":
+        raise field_problem("$.metadata.id", f"component {endpoint_id!r} is a {kind}, not a BMC")
+    if spec.credential_id and not await conn.fetchval("SELECT true FROM auth.credentials WHERE id = $1",
+                                                      spec.credential_id):
+        raise field_problem("$.spec.credentialId", f"no credential {spec.credential_id!r}")
+    taken = await conn.fetchval("SELECT id FROM smd.redfish_endpoints WHERE address = $1 AND id <> $2",
+                                address, endpoint_id)
+    if taken:
+        raise problem(409, f"{address} is already the endpoint of {taken!r}")
+    ids = [s.component_id for s in spec.systems]
+    if len(set(ids)) != len(ids) or len({s.path for s in spec.systems}) != len(ids):
+        raise field_problem("$.spec.systems", "each node and each system path may appear once")
+    found = {r["id"]: r["type"] for r in await conn.fetch("SELECT id, type FROM smd.components WHERE id = ANY($1)",
+                                                          ids)}
+    for i, system in enumerate(spec.systems):
+        if found.get(system.component_id) != "Node":
+            raise field_problem(f"$.spec.systems[{i}].componentId", f"no Node component {system.component_id!r}")
+    return address
+
+
+async def _write_systems(conn, endpoint_id: str, systems: list[RedfishSystem]) -> None:
+    await conn.execute("DELETE FROM smd.redfish_systems WHERE endpoint_id = $1", endpoint_id)
+    await conn.executemany(
+        "INSERT INTO smd.redfish_systems (component_id, endpoint_id, path, uuid, serial, manufacturer, model) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (component_id) DO UPDATE SET endpoint_id = excluded.endpoint_id, "
+        "path = excluded.path, uuid = excluded.uuid, serial = excluded.serial, manufacturer = excluded.manufacturer, "
+        "model = excluded.model, updated_at = now()",
+        [(s.component_id, endpoint_id, s.path, s.uuid, s.serial, s.manufacturer, s.model) for s in systems])
+
+
+async def _answer_one(conn, row, status: int = 200, location: str | None = None) -> Response:
+    systems = (await _systems(conn, [row["id"]])).get(row["id"], [])
+    return answer(_resource(row, systems), status, location)
+
+
+@router.get(BASE, scope="read:smd", summary="List Redfish endpoints", response=ResourceList[RedfishEndpointSpec],
+            params=PAGING)
+async def list_endpoints(request: Request) -> Response:
+    limit, offset = paging(request)
+    async with request.app.state.pool.acquire() as conn:
+        total = await conn.fetchval("SELECT count(*) FROM smd.redfish_endpoints")
+        rows = await conn.fetch(f"SELECT {ENDPOINT_COLUMNS} FROM smd.redfish_endpoints ORDER BY id "
+                                f"LIMIT {limit} OFFSET {offset}")
+        systems = await _systems(conn, [r["id"] for r in rows])
+    items = [_resource(r, systems.get(r["id"], [])) for r in rows]
+    return list_answer(request, "RedfishEndpointList", API_VERSION, items, total, limit, offset)
+
+
+@router.post(BASE, scope="write:smd", summary="Declare a BMC's Redfish endpoint (metadata.id is the BMC component)",
+             request=ResourceRequest[RedfishEndpointSpec], response=Resource[RedfishEndpointSpec])
+async def create_endpoint(request: Request) -> Response:
+    body = await read_json(request, ResourceRequest[RedfishEndpointSpec])
+    endpoint_id = body.metadata.id
+    if not endpoint_id or not is_valid_id(endpoint_id):
+        raise field_problem("$.metadata.id", "the id of the BMC component is required")
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        if await conn.fetchval("SELECT true FROM smd.redfish_endpoints WHERE id = $1", endpoint_id):
+            raise problem(409, f"BMC {endpoint_id!r} already has a Redfish endpoint; PATCH it")
+        address = await _checked(conn, endpoint_id, body.spec)
+        row = await conn.fetchrow(
+            f"INSERT INTO smd.redfish_endpoints (id, address, credential_id, insecure) VALUES ($1, $2, $3, $4) "
+            f"RETURNING {ENDPOINT_COLUMNS}", endpoint_id, address, body.spec.credential_id, body.spec.insecure)
+        await _write_systems(conn, endpoint_id, body.spec.systems)
+        await events.emit(conn, "smd", "redfish-endpoints", "created", endpoint_id, {"address": address})
+        return await _answer_one(conn, row, 201, f"{BASE}/{endpoint_id}")
+
+
+@router.get(BASE + "/{id}", scope="read:smd", summary="Get a Redfish endpoint", response=Resource[RedfishEndpointSpec])
+async def get_endpoint(request: Request) -> Response:
+    async with request.app.state.pool.acquire() as conn:
+        return await _answer_one(conn, await _fetch(conn, request.path_params["id"]))
+
+
+@router.patch(BASE + "/{id}", scope="write:smd", summary="Change a Redfish endpoint (JSON merge patch)",
+              request=dict, response=Resource[RedfishEndpointSpec], content_types=MERGE_PATCH_TYPES)
+async def patch_endpoint(request: Request) -> Response:
+    endpoint_id = request.path_params["id"]
+    patch = await read_patch(request)
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        current = await _fetch(conn, endpoint_id, lock=True)
+        check_if_match(request, etag_of(endpoint_id, current), required=False)
+        systems = (await _systems(conn, [endpoint_id])).get(endpoint_id, [])
+        merged = merge_patch(msgspec.to_builtins(_spec(current, systems)), patch)
+        spec = convert(merged, RedfishEndpointSpec, "$.spec")
+        address = await _checked(conn, endpoint_id, spec)
+        row = await conn.fetchrow(
+            f"UPDATE smd.redfish_endpoints SET address = $2, credential_id = $3, insecure = $4, updated_at = now() "
+            f"WHERE id = $1 RETURNING {ENDPOINT_COLUMNS}", endpoint_id, address, spec.credential_id, spec.insecure)
+        if "systems" in patch:
+            await _write_systems(conn, endpoint_id, spec.systems)
+        await events.emit(conn, "smd", "redfish-endpoints", "updated", endpoint_id, {"address": address})
+        return await _answer_one(conn, row)
+
+
+@router.delete(BASE + "/{id}", scope="write:smd", summary="Forget a Redfish endpoint (the BMC component stays)")
+async def delete_endpoint(request: Request) -> Response:
+    endpoint_id = request.path_params["id"]
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        await _fetch(conn, endpoint_id, lock=True)
+        await conn.execute("DELETE FROM smd.redfish_endpoints WHERE id = $1", endpoint_id)
+        await events.emit(conn, "smd", "redfish-endpoints", "deleted", endpoint_id)
+    return Response(status_code=204)

@@ -1,0 +1,83 @@
+"""Discovery drivers and the host lists a Redfish target names (shared by the admin API and the scanner)."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from urllib.parse import urlsplit
+
+DRIVERS: dict[str, str] = {
+    "redfish": "walk a BMC's Redfish service (ServiceRoot, Systems, Managers, Chassis, EthernetInterfaces) and "
+               "register the BMC, its nodes, their location, UUID, serial number and MACs",
+    "csv": "register the nodes listed in a CSV document (header: id,mac,ip,nid,role,subRole,arch,rack,unit,slot,"
+           "bmc,bmcAddress,systemPath; only mac is required)",
+    "json": "register the nodes listed in a JSON array of objects with the CSV driver's fields",
+}
+
+MAX_HOSTS = 65536  # one /16; a bigger range is most likely a typo
+
+
+class BadAddress(ValueError):
+    pass
+
+
+def base_url(host: str) -> str:
+    """`10.0.0.5`, `10.0.0.5:8000`, `[fe80::1]` or `http://bmc:8000` -> the Redfish service's base URL."""
+    if "://" not in host:
+        if host.count(":") > 1 and not host.startswith("["):
+            host = f"[{host}]"  # a bare IPv6 address
+        host = "https://" + host
+    parts = urlsplit(host)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadAddress(f"not a host or URL: {host[:100]!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise BadAddress(f"bad port in {host[:100]!r}") from None
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def expand(address: str) -> list[str]:
+    """The base URLs a Redfish target's address names: one host or URL, a `first-last` range, or a CIDR."""
+    address = address.strip()
+    if not address:
+        raise BadAddress("an address is required")
+    if "/" in address and "://" not in address:
+        try:
+            network = ipaddress.ip_network(address, strict=False)
+        except ValueError:
+            raise BadAddress(f"not a CIDR network: {address[:100]!r}") from None
+        if network.num_addresses > MAX_HOSTS:
+            raise BadAddress(f"{address} holds {network.num_addresses} addresses; at most {MAX_HOSTS} per target")
+        hosts = list(network.hosts()) if network.num_addresses > 2 else list(network)
+        return [base_url(str(h)) for h in hosts]
+    if "-" in address and "://" not in address:
+        first_text, _, last_text = address.partition("-")
+        try:
+            first, last = ipaddress.ip_address(first_text.strip()), ipaddress.ip_address(last_text.strip())
+        except ValueError:
+            return [base_url(address)]  # a host name with a dash
+        if first.version != last.version or int(last) < int(first):
+            raise BadAddress(f"not a range from low to high: {address[:100]!r}")
+        if int(last) - int(first) + 1 > MAX_HOSTS:
+            raise BadAddress(f"{address} holds more than {MAX_HOSTS} addresses")
+        return [base_url(str(ipaddress.ip_address(n))) for n in range(int(first), int(last) + 1)]
+    return [base_url(address)]
+
+
+def scan_hosts(target) -> list[str]:
+    """The "hosts" a scan of this target visits: base URLs for redfish, one `-` for a node list."""
+    return expand(target["address"]) if target["driver"] == "redfish" else ["-"]
+
+
+async def create_scan(conn, targets, requested_by: str) -> str:
+    """A pending scan over these target rows, one row per host; the scanner is woken by its trigger."""
+    scan_id = f"scan-{secrets.token_hex(4)}"
+    await conn.execute("INSERT INTO discovery.scans (id, requested_by) VALUES ($1, $2)", scan_id, requested_by)
+    hosts = [(t["id"], host) for t in targets for host in scan_hosts(t)]
+    await conn.execute("INSERT INTO discovery.scan_hosts (scan_id, target_id, host) "
+                       "SELECT $1, t, h FROM unnest($2::text[], $3::text[]) AS u(t, h) ON CONFLICT DO NOTHING",
+                       scan_id, [t for t, _ in hosts], [h for _, h in hosts])
+    await conn.execute("UPDATE discovery.targets SET last_scan_at = now() WHERE id = ANY($1::text[])",
+                       [t["id"] for t in targets])
+    return scan_id

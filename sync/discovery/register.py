@@ -1,0 +1,193 @@
+"""Found hardware into the inventory: one transaction per BMC or node list, never a duplicate.
+
+A node found again is recognised by, in order: its Redfish system on this
+endpoint, its system UUID, any of its MACs.  Only then is a new component
+made (`node-<8 hex>`, ADR-010).  Fields discovery does not know (role, nid,
+groups ...) are left as the admin set them.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from core import events
+from core.discovery import base_url
+from core.identity import generate_id
+from core.nodelist import ListedNode
+from sync.discovery.walk import FoundBmc, FoundSystem
+
+SOURCE_DATA = {"source": "discovery"}
+
+
+async def _emit(conn, action: str, component_id: str, scan_id: str) -> None:
+    await events.emit(conn, "smd", "components", action, component_id, {**SOURCE_DATA, "scan": scan_id})
+
+
+async def ensure_bmc(conn: asyncpg.Connection, address: str, credential_id: str | None, insecure: bool,
+                     scan_id: str, bmc_id: str | None = None) -> str:
+    """The BMC component whose Redfish endpoint is `address`, made if new."""
+    existing = await conn.fetchval("SELECT id FROM smd.redfish_endpoints WHERE address = $1", address)
+    if existing:
+        await conn.execute("UPDATE smd.redfish_endpoints SET credential_id = coalesce($2, credential_id), "
+                           "insecure = $3, discovered_at = now(), updated_at = now() WHERE id = $1",
+                           existing, credential_id, insecure)
+        return existing
+    bmc_id = bmc_id or generate_id("BMC")
+    created = await conn.fetchval("INSERT INTO smd.components (id, type, state) VALUES ($1, 'BMC', 'Ready') "
+                                  "ON CONFLICT (id) DO NOTHING RETURNING id", bmc_id)
+    if created:
+        await _emit(conn, "created", bmc_id, scan_id)
+    await conn.execute("INSERT INTO smd.redfish_endpoints (id, address, credential_id, insecure, discovered_at) "
+                       "VALUES ($1, $2, $3, $4, now())", bmc_id, address, credential_id, insecure)
+    return bmc_id
+
+
+async def _find_node(conn, endpoint_id: str | None, path: str | None, uuid: str | None, macs: list[str],
+                     node_id: str | None = None) -> str | None:
+    if node_id and await conn.fetchval("SELECT true FROM smd.components WHERE id = $1", node_id):
+        return node_id
+    if endpoint_id and path:
+        found = await conn.fetchval("SELECT component_id FROM smd.redfish_systems WHERE endpoint_id = $1 AND path = $2",
+                                    endpoint_id, path)
+        if found:
+            return found
+    if uuid:
+        found = await conn.fetchval("SELECT component_id FROM smd.redfish_systems WHERE uuid = $1 LIMIT 1", uuid)
+        if found:
+            return found
+    if macs:
+        return await conn.fetchval("SELECT i.component_id FROM smd.ethernet_interfaces i JOIN smd.components c "
+                                   "ON c.id = i.component_id WHERE i.mac = ANY($1::text[]) AND c.type = 'Node' "
+                                   "ORDER BY i.mac LIMIT 1", macs)
+    return None
+
+
+# States that say more than "powered on"; a scan that sees the power on leaves them.
+_BEYOND_ON = ("Ready", "Standby", "Halt")
+_NODE_FIELDS = ("state", "parent_id", "rack", "unit", "nid", "role", "sub_role", "arch", "slot")
+
+
+async def _upsert_node(conn, node_id: str | None, scan_id: str, *, state: str | None, parent_id: str | None,
+                       rack: str | None, unit: int | None, listed: ListedNode | None = None) -> str:
+    """Create the node, or update what discovery knows about it; returns its id."""
+    found = {"state": state, "parent_id": parent_id, "rack": rack, "unit": unit}
+    if listed is not None:
+        found.update(nid=listed.nid, role=listed.role or None, sub_role=listed.sub_role or None, arch=listed.arch,
+                     slot=listed.slot or None)
+    current = await conn.fetchrow(f"SELECT {', '.join(_NODE_FIELDS)} FROM smd.components WHERE id = $1",
+                                  node_id) if node_id else None
+    if current is None:
+        node_id = node_id or generate_id("Node")
+        await conn.execute(
+            "INSERT INTO smd.components (id, type, state, parent_id, rack, unit, nid, role, sub_role, arch, slot) "
+            "VALUES ($1, 'Node', coalesce($2, 'Populated'), $3, $4, $5, $6, coalesce($7, ''), coalesce($8, ''), "
+            "coalesce($9, 'x86_64'), coalesce($10, 0))",
+            node_id, *(found.get(name) for name in _NODE_FIELDS))
+        await _emit(conn, "created", node_id, scan_id)
+        return node_id
+    if state == "On" and current["state"] in _BEYOND_ON:
+        found["state"] = None
+    # Only what was found overwrites; an unchanged row is not touched (no event, no boot-path churn).
+    wanted = {name: found.get(name) if found.get(name) is not None else current[name] for name in _NODE_FIELDS}
+    if wanted != dict(current):
+        await conn.execute(
+            "UPDATE smd.components SET state = $2, parent_id = $3, rack = $4, unit = $5, nid = $6, role = $7, "
+            "sub_role = $8, arch = $9, slot = $10, updated_at = now() WHERE id = $1",
+            node_id, *(wanted[name] for name in _NODE_FIELDS))
+        await _emit(conn, "updated", node_id, scan_id)
+    return node_id
+
+
+async def _upsert_interfaces(conn, node_id: str, nics: list[tuple[str, list[str]]]) -> list[str]:
+    """The node's MACs; a MAC that belongs to another component is reported, not moved."""
+    problems = []
+    for mac, ips in nics:
+        owner = await conn.fetchrow("SELECT id, component_id, ip_addrs FROM smd.ethernet_interfaces WHERE mac = $1",
+                                    mac)
+        addresses = [{"ipAddress": ip, "network": ""} for ip in ips]
+        if owner is None:
+            nic_id = mac.replace(":", "")
+            if await conn.fetchval("SELECT true FROM smd.ethernet_interfaces WHERE id = $1", nic_id):
+                nic_id = generate_id("nic")
+            await conn.execute("INSERT INTO smd.ethernet_interfaces (id, component_id, mac, ip_addrs, description) "
+                               "VALUES ($1, $2, $3, $4, 'discovered')", nic_id, node_id, mac, addresses)
+            await events.emit(conn, "smd", "ethernetinterfaces", "created", nic_id,
+                              {"componentId": node_id, "macAddr": mac, "ipAddrs": addresses, **SOURCE_DATA})
+        elif owner["component_id"] != node_id:
+            problems.append(f"MAC {mac} already belongs to {owner['component_id']!r}; left there")
+        elif addresses and owner["ip_addrs"] != addresses and not owner["ip_addrs"]:
+            # Fill in addresses the inventory lacks; never overwrite what an admin wrote.
+            await conn.execute("UPDATE smd.ethernet_interfaces SET ip_addrs = $2, updated_at = now() WHERE id = $1",
+                               owner["id"], addresses)
+            await events.emit(conn, "smd", "ethernetinterfaces", "updated", owner["id"],
+                              {"componentId": node_id, "macAddr": mac, "ipAddrs": addresses, **SOURCE_DATA})
+    return problems
+
+
+async def _map_system(conn, node_id: str, endpoint_id: str, path: str, system: FoundSystem | None = None) -> None:
+    # The path may have been another node's (a blade swapped): the mapping follows the hardware.
+    await conn.execute("DELETE FROM smd.redfish_systems WHERE endpoint_id = $1 AND path = $2 AND component_id <> $3",
+                       endpoint_id, path, node_id)
+    await conn.execute(
+        "INSERT INTO smd.redfish_systems (component_id, endpoint_id, path, uuid, serial, manufacturer, model) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (component_id) DO UPDATE SET endpoint_id = excluded.endpoint_id, "
+        "path = excluded.path, uuid = coalesce(excluded.uuid, smd.redfish_systems.uuid), "
+        "serial = coalesce(excluded.serial, smd.redfish_systems.serial), "
+        "manufacturer = coalesce(excluded.manufacturer, smd.redfish_systems.manufacturer), "
+        "model = coalesce(excluded.model, smd.redfish_systems.model), updated_at = now()",
+        node_id, endpoint_id, path, *(
+            (system.uuid, system.serial, system.manufacturer, system.model) if system else (None,) * 4))
+
+
+async def _power_status(conn, node_id: str, power_state: str | None) -> None:
+    if power_state:
+        await conn.execute(
+            "INSERT INTO power.status (node_id, power_state, management_state) VALUES ($1, $2, 'available') "
+            "ON CONFLICT (node_id) DO UPDATE SET power_state = excluded.power_state, management_state = 'available', "
+            "error = NULL, updated_at = now()", node_id, power_state.lower())
+
+
+async def register_bmc(conn: asyncpg.Connection, found: FoundBmc, credential_id: str | None, insecure: bool,
+                       scan_id: str) -> tuple[list[str], list[str]]:
+    """(component ids registered, problems) for one walked BMC."""
+    async with conn.transaction():
+        bmc_id = await ensure_bmc(conn, found.address, credential_id, insecure, scan_id)
+        problems = await _upsert_interfaces(conn, bmc_id, [(mac, []) for mac in found.macs])
+        ids = [bmc_id]
+        for system in found.systems:
+            macs = [mac for mac, _ in system.nics]
+            node_id = await _find_node(conn, bmc_id, system.path, system.uuid, macs)
+            node_id = await _upsert_node(conn, node_id, scan_id, state=system.power_state, parent_id=bmc_id,
+                                         rack=system.rack, unit=system.unit)
+            problems += await _upsert_interfaces(conn, node_id, system.nics)
+            await _map_system(conn, node_id, bmc_id, system.path, system)
+            await _power_status(conn, node_id, system.power_state)
+            ids.append(node_id)
+    return ids, problems
+
+
+async def register_listed(conn: asyncpg.Connection, nodes: list[ListedNode], scan_id: str) -> tuple[list[str], list[str]]:
+    """(component ids registered, problems) for a csv/json node list, in one transaction."""
+    ids: list[str] = []
+    problems: list[str] = []
+    async with conn.transaction():
+        for node in nodes:
+            bmc_id = node.bmc
+            if node.bmc_address:
+                bmc_id = await ensure_bmc(conn, base_url(node.bmc_address), None, False, scan_id, node.bmc)
+            elif bmc_id and not await conn.fetchval("SELECT true FROM smd.components WHERE id = $1", bmc_id):
+                problems.append(f"{node.mac}: no BMC component {bmc_id!r}; parent left unset")
+                bmc_id = None
+            node_id = await _find_node(conn, None, None, None, [node.mac], node.id)
+            if node.nid is not None:
+                holder = await conn.fetchval("SELECT id FROM smd.components WHERE nid = $1", node.nid)
+                if holder and holder != (node_id or node.id):
+                    problems.append(f"{node.mac}: nid {node.nid} already belongs to {holder!r}; skipped")
+                    continue
+            node_id = await _upsert_node(conn, node_id or node.id, scan_id, state=None, parent_id=bmc_id,
+                                         rack=node.rack, unit=node.unit, listed=node)
+            problems += await _upsert_interfaces(conn, node_id, [(node.mac, [node.ip] if node.ip else [])])
+            if node.system_path and bmc_id and node.bmc_address:
+                await _map_system(conn, node_id, bmc_id, node.system_path)
+            ids.append(node_id)
+    return ids, problems

@@ -1,0 +1,1 @@
+"""Power control: the engine that drives transitions to verified power states."""

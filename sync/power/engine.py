@@ -1,0 +1,355 @@
+"""The power engine: drives each transition's per-node tasks to a verified end.
+
+Every change of a task is written before the engine acts on it, so a
+replica that takes over (after a SIGKILL, say) continues from the database:
+
+- `pending`: look at the node first; a node already in the step's wanted
+  state is not sent anything.  Otherwise write `sending`, then POST.
+- `sending` found on resume: the request may or may not have gone out.  The
+  task is verified first (`unconfirmed`); only if the node does not get
+  there within a short window is the request sent again.  An Nmi, which
+  cannot be verified, is never sent twice: it fails with a note instead.
+- `verifying`: poll the node until it reaches the wanted state or the
+  deadline passes (BMCs apply changes seconds later, on their own time).
+
+Limits: a global one on requests in flight and one per BMC, held only
+around a request, never while waiting.  Retryable failures (no answer,
+5xx, 429) back off with jitter; the others fail the task with what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import random
+import time
+
+import aiohttp
+import asyncpg
+
+from core import db, events
+from core.crypto import SecretBox
+from core.power import STEPS, TARGETS_SQL, Operation, Step, target_problem
+from sync.redfish import RedfishClient, RedfishError
+from sync.service import Job
+
+log = logging.getLogger("chamicore.sync.power")
+
+POLL_S = 1.0            # between verification reads of one node
+UNCONFIRMED_S = 30.0    # how long a resumed `sending` task is verified before the request is sent again
+TaskKey = tuple[str, str]  # (transition id, node id)
+
+
+class TaskFailed(Exception):
+    pass
+
+
+class PowerEngine(Job):
+    name = "power"
+    channel = "chamicore_power"
+    period_s = 2.0
+
+    def __init__(self, dsn: str, box: SecretBox | None, *, concurrency: int = 256, bmc_concurrency: int = 4,
+                 timeout_s: float = 10.0, verify_s: float = 120.0, max_attempts: int = 5,
+                 poll_s: float = 60.0) -> None:
+        super().__init__(dsn)
+        self.box = box
+        self.timeout_s = timeout_s
+        self.verify_s = verify_s
+        self.max_attempts = max_attempts
+        self.poll_s = poll_s
+        self.limit = asyncio.Semaphore(concurrency)
+        self.bmc_concurrency = bmc_concurrency
+        self.bmc_limits: dict[str, asyncio.Semaphore] = {}
+        self.running: dict[TaskKey, asyncio.Task] = {}
+        self.pool: asyncpg.Pool | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.refresher: asyncio.Task | None = None
+        self.last_refresh = 0.0
+        self.sent = 0
+        self.tasks_done = 0
+
+    def counts(self) -> dict:
+        return {"passes": self.passes, "inFlight": len(self.running), "sent": self.sent, "tasksDone": self.tasks_done}
+
+    # -- the job's pass --------------------------------------------------------------------------------------
+
+    async def work_once(self, conn: asyncpg.Connection) -> bool:
+        if self.pool is None:
+            self.pool = await db.create_pool(self.dsn, min_size=1, max_size=8,
+                                             server_settings={"application_name": "chamicore-sync-power"})
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        await self._abort_signaled(conn)
+        await conn.execute("UPDATE power.transitions SET state = 'in-progress', updated_at = now() "
+                           "WHERE state = 'new'")
+        active = await conn.fetch(
+            "SELECT t.transition_id, t.node_id FROM power.tasks t JOIN power.transitions r ON r.id = t.transition_id "
+            "WHERE t.state IN ('pending', 'sending', 'verifying') AND r.state = 'in-progress'")
+        for row in active:
+            key = (str(row["transition_id"]), row["node_id"])
+            if key not in self.running:
+                task = asyncio.create_task(self._drive(key), name=f"power-{key[0][:8]}-{key[1]}")
+                self.running[key] = task
+                task.add_done_callback(lambda _t, key=key: self._done(key))
+        await self._finish_transitions(conn)
+        if self.poll_s and time.monotonic() - self.last_refresh >= self.poll_s and (
+                self.refresher is None or self.refresher.done()):
+            self.last_refresh = time.monotonic()
+            self.refresher = asyncio.create_task(self._refresh_status())
+        return False
+
+    def _done(self, key: TaskKey) -> None:
+        self.running.pop(key, None)
+        self.tasks_done += 1
+        self._wake.set()  # finish the transition promptly
+
+    async def deactivate(self) -> None:
+        """Leadership is gone: stop acting at once (another replica may already be)."""
+        tasks = list(self.running.values()) + ([self.refresher] if self.refresher else [])
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.running.clear()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool = None
+
+    async def _abort_signaled(self, conn: asyncpg.Connection) -> None:
+        for row in await conn.fetch("SELECT id FROM power.transitions WHERE state = 'abort-signaled'"):
+            transition_id = str(row["id"])
+            for key, task in list(self.running.items()):
+                if key[0] == transition_id:
+                    task.cancel()
+            async with conn.transaction():
+                await conn.execute(
+                    "UPDATE power.tasks SET state = 'aborted', updated_at = now(), detail = CASE WHEN state = "
+                    "'sending' THEN 'aborted; the last request may have reached the BMC' ELSE 'aborted' END "
+                    "WHERE transition_id = $1 AND state IN ('pending', 'sending', 'verifying')", row["id"])
+                await conn.execute("UPDATE power.transitions SET state = 'aborted', finished_at = now(), "
+                                   "updated_at = now() WHERE id = $1", row["id"])
+                await events.emit(conn, "power", "transitions", "aborted", transition_id)
+
+    async def _finish_transitions(self, conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            finished = await conn.fetch(
+                "UPDATE power.transitions r SET state = 'completed', finished_at = now(), updated_at = now() "
+                "WHERE state = 'in-progress' AND NOT EXISTS (SELECT 1 FROM power.tasks t WHERE t.transition_id = r.id "
+                "AND t.state IN ('pending', 'sending', 'verifying')) RETURNING id")
+            for row in finished:
+                counts = dict(await conn.fetch("SELECT state, count(*) FROM power.tasks WHERE transition_id = $1 "
+                                               "GROUP BY state", row["id"]))
+                await events.emit(conn, "power", "transitions", "completed", str(row["id"]), {"counts": counts})
+                log.info("power: transition %s completed %s", row["id"], counts)
+
+    # -- one node's task -------------------------------------------------------------------------------------
+
+    async def _load(self, key: TaskKey):
+        return await self.pool.fetchrow(
+            "SELECT t.*, r.operation, r.state AS transition_state FROM power.tasks t "
+            "JOIN power.transitions r ON r.id = t.transition_id WHERE t.transition_id = $1 AND t.node_id = $2",
+            key[0], key[1])
+
+    async def _set(self, key: TaskKey, expected: str, state: str, **fields) -> bool:
+        """Move the task from `expected` to `state`; False if someone else (an abort) moved it first."""
+        names = list(fields)
+        sets = "".join(f", {name} = ${i + 5}" for i, name in enumerate(names))
+        done = await self.pool.fetchval(
+            f"UPDATE power.tasks SET state = $4, updated_at = now(){sets} WHERE transition_id = $1 AND node_id = $2 "
+            f"AND state = $3 RETURNING true", key[0], key[1], expected, state, *fields.values())
+        return bool(done)
+
+    async def _drive(self, key: TaskKey) -> None:
+        try:
+            await self._steps(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the database went away, say: the next pass picks the task up again
+            log.exception("power: task %s on %s stopped; it resumes on the next pass", key[0][:8], key[1])
+
+    async def _steps(self, key: TaskKey) -> None:
+        client = path = None
+        while True:
+            task = await self._load(key)
+            if task is None or task["state"] not in ("pending", "sending", "verifying") \
+                    or task["transition_state"] != "in-progress":
+                return
+            step = STEPS[Operation(task["operation"])][task["step"]]
+            try:
+                if client is None:
+                    client, path = await self._target(key[1])
+                wait = task["next_attempt_at"].timestamp() - time.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                elif task["state"] == "verifying":
+                    await self._verify(key, task, step, client, path)
+                else:
+                    await self._send(key, task, step, client, path)
+            except TaskFailed as exc:
+                await self._fail(key, task["state"], str(exc))
+                return
+            except RedfishError as exc:
+                await self._retry_or_fail(key, task["state"], task["attempts"] + 1, exc)
+
+    async def _retry_or_fail(self, key: TaskKey, current: str, attempts: int, exc: RedfishError) -> None:
+        if not exc.retryable:
+            await self._fail(key, current, str(exc))
+        elif attempts >= self.max_attempts:
+            await self._fail(key, current, f"{exc} (gave up after {attempts} tries)")
+        else:
+            backoff = min(30.0, 0.5 * 2 ** attempts) * random.uniform(0.5, 1.5)
+            await self._set(key, current, "pending" if current == "sending" else current, attempts=attempts,
+                            detail=str(exc)[:1000], next_attempt_at=_after(backoff))
+
+    async def _request(self, bmc_id: str, call):
+        bmc_limit = self.bmc_limits.setdefault(bmc_id, asyncio.Semaphore(self.bmc_concurrency))
+        async with self.limit, bmc_limit:
+            return await call
+
+    async def _power_state(self, client: RedfishClient, bmc_id: str, path: str) -> str | None:
+        system = await self._request(bmc_id, client.get(path))
+        return system.get("PowerState")
+
+    async def _send(self, key: TaskKey, task, step: Step, client: RedfishClient, path: str) -> None:
+        bmc_id = client.bmc_id
+        if task["state"] == "sending":  # found so on resume: it may have been sent already
+            if step.wanted is None:
+                raise TaskFailed(f"interrupted while sending {step.reset_type}; not sent again so that it cannot run "
+                                 "twice: check the node")
+            await self._set(key, "sending", "verifying", unconfirmed=True, verify_until=_after(UNCONFIRMED_S))
+            return
+        if step.wanted is not None and await self._power_state(client, bmc_id, path) == step.wanted:
+            await self._advance(key, task, step, "pending", f"already {step.wanted}")
+            return
+        attempts = task["attempts"] + 1
+        if not await self._set(key, "pending", "sending", attempts=attempts):
+            return
+        try:
+            await self._request(bmc_id, client.post(path + "/Actions/ComputerSystem.Reset",
+                                                    {"ResetType": step.reset_type}))
+        except RedfishError as exc:
+            await self._retry_or_fail(key, "sending", attempts, exc)
+            return
+        self.sent += 1
+        if step.wanted is None:
+            await self._set(key, "sending", "sending", sends=task["sends"] + 1)
+            await self._advance(key, task, step, "sending", f"{step.reset_type} sent")
+            return
+        await self._set(key, "sending", "verifying", sends=task["sends"] + 1, unconfirmed=False, attempts=0,
+                        verify_until=_after(self.verify_s), detail=f"{step.reset_type} sent; waiting for {step.wanted}")
+
+    async def _verify(self, key: TaskKey, task, step: Step, client: RedfishClient, path: str) -> None:
+        state = await self._power_state(client, client.bmc_id, path)
+        if state == step.wanted:
+            await self._advance(key, task, step, "verifying", f"reached {state}")
+            return
+        if time.time() < task["verify_until"].timestamp():
+            await asyncio.sleep(POLL_S * random.uniform(0.8, 1.2))
+            return
+        if task["unconfirmed"]:
+            # The interrupted request never took effect: send it (once more) now.
+            await self._set(key, "verifying", "pending", unconfirmed=False,
+                            detail=f"not {step.wanted} after resuming; sending {step.reset_type} again")
+            return
+        raise TaskFailed(f"did not reach {step.wanted} within {self.verify_s:g} s after {step.reset_type} "
+                         f"(last seen: {state or 'unknown'})")
+
+    async def _advance(self, key: TaskKey, task, step: Step, expected: str, detail: str) -> None:
+        steps = STEPS[Operation(task["operation"])]
+        if task["step"] + 1 < len(steps):
+            await self._set(key, expected, "pending", step=task["step"] + 1, attempts=0, unconfirmed=False,
+                            detail=detail)
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            done = await conn.fetchval(
+                "UPDATE power.tasks SET state = 'succeeded', detail = $4, unconfirmed = false, updated_at = now() "
+                "WHERE transition_id = $1 AND node_id = $2 AND state = $3 RETURNING true", key[0], key[1], expected,
+                detail)
+            if done and step.wanted is not None:
+                await _record_power(conn, key[1], step.wanted)
+                await events.emit(conn, "power", "nodes", step.wanted.lower(), key[1], {"transition": key[0]})
+
+    async def _fail(self, key: TaskKey, expected: str, detail: str) -> None:
+        log.warning("power: %s on %s failed: %s", key[0][:8], key[1], detail)
+        await self._set(key, expected, "failed", detail=detail[:2000])
+
+    async def _target(self, node_id: str) -> tuple[RedfishClient, str]:
+        row = (await self.pool.fetch(TARGETS_SQL, [node_id]))[0]
+        if problem := target_problem(row):
+            raise TaskFailed(problem)
+        client = await self._client(row)
+        path = row["path"] or await self._only_system(client, row["bmc_id"], node_id)
+        return client, path
+
+    async def _client(self, row) -> RedfishClient:
+        if self.box is None:
+            raise TaskFailed("the sync daemon has no CHAMICORE_CREDENTIALS_KEY (or _FILE) to open BMC credentials")
+        secret = await self.pool.fetchrow("SELECT username, secret_enc FROM auth.credentials WHERE id = $1",
+                                          row["credential_id"])
+        if secret is None:
+            raise TaskFailed(f"credential {row['credential_id']!r} of BMC {row['bmc_id']!r} no longer exists")
+        try:
+            password = self.box.open(bytes(secret["secret_enc"]), row["credential_id"]).decode()
+        except ValueError:
+            raise TaskFailed(f"credential {row['credential_id']!r} cannot be decrypted: the sync daemon's "
+                             "CHAMICORE_CREDENTIALS_KEY is not the admin API's") from None
+        return RedfishClient(self.session, row["address"], secret["username"], password, insecure=row["insecure"],
+                             timeout_s=self.timeout_s, credential_id=row["credential_id"], bmc_id=row["bmc_id"])
+
+    async def _only_system(self, client: RedfishClient, bmc_id: str, node_id: str) -> str:
+        members = await self._request(bmc_id, client.members("/redfish/v1/Systems"))
+        if len(members) != 1:
+            raise TaskFailed(f"BMC {bmc_id!r} manages {len(members)} systems and node {node_id!r} is not mapped to "
+                             "one: run discovery on the BMC, or list it in the endpoint's systems")
+        return members[0]
+
+    # -- power status ----------------------------------------------------------------------------------------
+
+    async def _refresh_status(self) -> None:
+        """Every mapped node's power state into power.status (what GET /power/v1/power-status shows)."""
+        rows = await self.pool.fetch(TARGETS_SQL, [r["id"] for r in await self.pool.fetch(
+            "SELECT id FROM smd.components WHERE type = 'Node' AND (id IN (SELECT component_id FROM smd.redfish_systems)"
+            " OR parent_id IN (SELECT id FROM smd.redfish_endpoints))")])
+        clients: dict[str, RedfishClient] = {}
+
+        async def one(row) -> None:
+            try:
+                if problem := target_problem(row):
+                    raise TaskFailed(problem)
+                if row["bmc_id"] not in clients:
+                    clients[row["bmc_id"]] = await self._client(row)
+                client = clients[row["bmc_id"]]
+                path = row["path"] or await self._only_system(client, row["bmc_id"], row["id"])
+                state = await self._power_state(client, row["bmc_id"], path)
+                await _record_power(self.pool, row["id"], state if state in ("On", "Off") else None)
+            except (TaskFailed, RedfishError) as exc:
+                await self.pool.execute(
+                    "INSERT INTO power.status (node_id, power_state, management_state, error) "
+                    "VALUES ($1, 'undefined', 'unavailable', $2) ON CONFLICT (node_id) DO UPDATE SET "
+                    "power_state = 'undefined', management_state = 'unavailable', error = $2, updated_at = now()",
+                    row["id"], str(exc)[:1000])
+
+        with contextlib.suppress(asyncpg.ForeignKeyViolationError):  # a node deleted meanwhile
+            await asyncio.gather(*(one(r) for r in rows))
+
+
+async def _record_power(conn, node_id: str, state: str | None) -> None:
+    """power.status, and the inventory state when it changed between On and Off."""
+    await conn.execute(
+        "INSERT INTO power.status (node_id, power_state, management_state) VALUES ($1, $2, 'available') "
+        "ON CONFLICT (node_id) DO UPDATE SET power_state = excluded.power_state, management_state = 'available', "
+        "error = NULL, updated_at = now()", node_id, state.lower() if state else "undefined")
+    # "On" does not overwrite Ready, Standby or Halt: they say more than "powered".
+    changed = await conn.fetchval(
+        "UPDATE smd.components SET state = $2 WHERE id = $1 AND (($2 = 'Off' AND state <> 'Off') OR "
+        "($2 = 'On' AND state IN ('Empty', 'Populated', 'Off'))) RETURNING id", node_id, state)
+    if changed:
+        await events.emit(conn, "smd", "components", "updated", node_id, {"state": state, "source": "power"})
+
+
+def _after(seconds: float) -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)

@@ -1,0 +1,94 @@
+"""A small Redfish client over aiohttp: GET a resource, POST an action, and errors that say what to do.
+
+TLS is verified unless the endpoint is explicitly marked insecure.  Each
+error knows whether trying again may help (a timeout, a refused
+connection, 5xx, 429) or not (wrong credentials, an unsupported action).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+
+import aiohttp
+
+
+class RedfishError(Exception):
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class CredentialsRejected(RedfishError):
+    pass
+
+
+def _reason(status: int, body: str) -> str:
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = body.strip()[:200]
+    return f"HTTP {status}" + (f": {message}" if message else "")
+
+
+class RedfishClient:
+    """One Redfish service (`base` is `scheme://host[:port]`), sharing the caller's aiohttp session."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, username: str | None, password: str | None, *,
+                 insecure: bool = False, timeout_s: float = 10.0, credential_id: str | None = None,
+                 bmc_id: str | None = None) -> None:
+        self.session = session
+        self.base = base.rstrip("/")
+        self.headers = {"Accept": "application/json"}
+        if username is not None:
+            pair = f"{username}:{password or ''}".encode()
+            self.headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+        self.ssl: ssl.SSLContext | bool = False if insecure else ssl.create_default_context()
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.credential_id = credential_id
+        self.bmc_id = bmc_id
+
+    async def get(self, path: str) -> dict:
+        return await self._request("GET", path)
+
+    async def post(self, path: str, body: dict) -> dict:
+        return await self._request("POST", path, body)
+
+    async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        url = self.base + path
+        try:
+            async with self.session.request(method, url, json=body, headers=self.headers, ssl=self.ssl,
+                                            timeout=self.timeout) as response:
+                text = await response.text()
+                if response.status in (401, 403):
+                    which = f"credential {self.credential_id!r}" if self.credential_id else "the credentials"
+                    raise CredentialsRejected(
+                        f"{self.base} rejected {which} ({_reason(response.status, text)}); fix the username or "
+                        f"secret with PATCH /auth/v1/credentials/{self.credential_id or '<id>'}",
+                        status=response.status)
+                if response.status >= 400:
+                    raise RedfishError(f"{method} {url}: {_reason(response.status, text)}", status=response.status,
+                                       retryable=response.status in (429, 500, 502, 503, 504))
+                if not text.strip():
+                    return {}
+                try:
+                    return await response.json(content_type=None)
+                except ValueError:
+                    raise RedfishError(f"{method} {url}: the answer is not JSON") from None
+        except aiohttp.ClientSSLError as exc:
+            raise RedfishError(f"{url}: TLS verification failed ({exc.__class__.__name__}); install the BMC's CA or "
+                               "mark the target insecure explicitly") from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+            raise RedfishError(f"{url}: cannot connect ({exc})", retryable=True) from None
+        except TimeoutError:
+            raise RedfishError(f"{url}: no answer within {self.timeout.total:g} s", retryable=True) from None
+        except asyncio.CancelledError:
+            raise
+
+    async def members(self, path: str) -> list[str]:
+        """The @odata.id of each member of a collection."""
+        collection = await self.get(path)
+        return [m["@odata.id"] for m in collection.get("Members", []) if isinstance(m, dict) and "@odata.id" in m]

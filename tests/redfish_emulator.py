@@ -1,0 +1,122 @@
+"""A real Redfish service for tests: sushy-tools' emulator with its fake driver, on 127.0.0.1.
+
+Its fake systems apply a power change 1-11 s after the request, on the next
+GET.  Basic auth comes from an htpasswd file with a bcrypt hash; HTTPS from
+a self-signed certificate made here when asked.  The state directory is
+fresh for each emulator.  Every request it serves is in its log, which is
+how the tests count the power requests that reached it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import re
+import shutil
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import bcrypt
+
+from tests.conftest import free_port
+
+USERNAME, PASSWORD = "admin", "redfish-secret"
+_UNVERIFIED = ssl._create_unverified_context()  # the tests' own peeks at the emulator, never the product's
+
+
+def fake_system(index: int, power_state: str = "Off", nics: int = 1) -> dict:
+    return {"uuid": f"7c4e6a1e-0000-4000-8000-{index:012d}", "name": f"node{index}", "power_state": power_state,
+            "nics": [{"mac": f"52:54:00:c0:{n:02x}:{index:02x}", "ip": f"10.42.{n}.{index}"} for n in range(nics)]}
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bmc.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "bmc.crt", directory / "bmc.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class RedfishEmulator:
+    def __init__(self, systems: list[dict], *, tls: bool = False) -> None:
+        self.systems = systems
+        self.dir = Path(tempfile.mkdtemp(prefix="chamicore-sushy-"))
+        self.port = free_port()
+        self.scheme = "https" if tls else "http"
+        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+        (self.dir / "state").mkdir()
+        hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+        (self.dir / "htpasswd").write_text(f"{USERNAME}:{hashed}\n")
+        lines = [
+            "SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'",
+            f"SUSHY_EMULATOR_LISTEN_PORT = {self.port}",
+            "SUSHY_EMULATOR_FAKE_DRIVER = True",
+            f"SUSHY_EMULATOR_STATE_DIR = {str(self.dir / 'state')!r}",
+            f"SUSHY_EMULATOR_AUTH_FILE = {str(self.dir / 'htpasswd')!r}",
+            f"SUSHY_EMULATOR_FAKE_SYSTEMS = {systems!r}",
+        ]
+        if tls:
+            cert, key = _self_signed(self.dir)
+            lines += [f"SUSHY_EMULATOR_SSL_CERT = {str(cert)!r}", f"SUSHY_EMULATOR_SSL_KEY = {str(key)!r}"]
+        (self.dir / "config.py").write_text("\n".join(lines) + "\n")
+        self.log = self.dir / "emulator.log"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RedfishEmulator:
+        binary = shutil.which("sushy-emulator") or str(Path(sys.prefix) / "bin" / "sushy-emulator")
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([binary, "--config", str(self.dir / "config.py")], stdout=log,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"sushy-emulator exited: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/redfish/v1/", timeout=1, context=_UNVERIFIED):
+                    return self
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        raise TimeoutError("sushy-emulator did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def resets(self) -> dict[str, int]:
+        """Power requests the emulator accepted, per system uuid (from its request log)."""
+        counts: dict[str, int] = {}
+        pattern = re.compile(r'"POST /redfish/v1/Systems/([^/]+)/Actions/ComputerSystem\.Reset HTTP/[\d.]+" 204')
+        for match in pattern.finditer(self.log.read_text(errors="replace")):
+            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+        return counts
+
+    def power_state(self, uuid: str) -> str:
+        request = urllib.request.Request(f"{self.url}/redfish/v1/Systems/{uuid}", headers={
+            "Authorization": "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()})
+        with urllib.request.urlopen(request, timeout=5, context=_UNVERIFIED) as response:
+            return json.loads(response.read())["PowerState"]
