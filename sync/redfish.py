@@ -82,7 +82,8 @@ class RedfishClient:
             raise RedfishError(f"{url}: TLS verification failed ({exc.__class__.__name__}); install the BMC's CA or "
                                "mark the target insecure explicitly") from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-            raise RedfishError(f"{url}: cannot connect ({exc})", retryable=True) from None
+            reason = getattr(exc, "os_error", None) or exc
+            raise RedfishError(f"{url}: cannot connect ({reason})", retryable=True) from None
         except TimeoutError:
             raise RedfishError(f"{url}: no answer within {self.timeout.total:g} s", retryable=True) from None
         except asyncio.CancelledError:

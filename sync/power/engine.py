@@ -197,9 +197,9 @@ class PowerEngine(Job):
 
     async def _retry_or_fail(self, key: TaskKey, current: str, attempts: int, exc: RedfishError) -> None:
         if not exc.retryable:
-            await self._fail(key, current, str(exc))
+            await self._fail(key, current, str(exc), attempts=attempts)
         elif attempts >= self.max_attempts:
-            await self._fail(key, current, f"{exc} (gave up after {attempts} tries)")
+            await self._fail(key, current, f"{exc} (gave up after {attempts} tries)", attempts=attempts)
         else:
             backoff = min(30.0, 0.5 * 2 ** attempts) * random.uniform(0.5, 1.5)
             await self._set(key, current, "pending" if current == "sending" else current, attempts=attempts,
@@ -273,9 +273,9 @@ class PowerEngine(Job):
                 await _record_power(conn, key[1], step.wanted)
                 await events.emit(conn, "power", "nodes", step.wanted.lower(), key[1], {"transition": key[0]})
 
-    async def _fail(self, key: TaskKey, expected: str, detail: str) -> None:
+    async def _fail(self, key: TaskKey, expected: str, detail: str, **fields) -> None:
         log.warning("power: %s on %s failed: %s", key[0][:8], key[1], detail)
-        await self._set(key, expected, "failed", detail=detail[:2000])
+        await self._set(key, expected, "failed", detail=detail[:2000], **fields)
 
     async def _target(self, node_id: str) -> tuple[RedfishClient, str]:
         row = (await self.pool.fetch(TARGETS_SQL, [node_id]))[0]
