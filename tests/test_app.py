@@ -1,16 +1,13 @@
 """The boot path as a real server (granian, RSGI and ASGI) over a real socket."""
 
 import asyncio
-import threading
 import time
 import urllib.request
 
 import msgspec
 import pytest
 
-from core import db, migrate
-from core.embedded import EmbeddedPostgres, pgserver_bin_dir, system_bin_dir
-from tests.conftest import _tmp_root, free_port, wait_until
+from tests.conftest import wait_until
 from tests.seed import add_node, add_params, add_payload
 
 
@@ -101,68 +98,3 @@ async def test_telemetry_and_metrics(conn, boot_server):
     assert "chamicore_boot_request_seconds_count 4" in metrics
     readiness = msgspec.json.decode(server.get("/readiness")[2])
     assert readiness["status"] == "ready" and readiness["nodes"] == 2 and readiness["feed"]["state"] == "live"
-
-
-def test_not_ready_until_postgres_is_up_and_nodes_keep_waiting(boot_server):
-    cluster = EmbeddedPostgres(_tmp_root() / "late", port=free_port(),
-                               bin_dir=pgserver_bin_dir() or system_bin_dir(), durable=False)
-    try:
-        server = boot_server(server_dsn=cluster.dsn, wait_ready=False)
-        status, _, body = server.get("/readiness")
-        assert status == 503 and msgspec.json.decode(body)["status"] == "loading"
-        status, _, body = server.get("/boot/v1/bootscript?mac=52:54:00:00:00:01")
-        assert status == 200 and b"sleep 10" in body  # a node waits; it never sees an error
-
-        cluster.start()
-
-        async def prepare():
-            c = await db.connect(cluster.dsn)
-            await migrate.migrate(c)
-            await seed_cluster(c)
-            await c.close()
-
-        asyncio.run(prepare())
-        wait_until(lambda: server.get("/readiness")[0] == 200, timeout=20, interval=0.1)
-        assert b"kernel --name kernel" in server.get("/boot/v1/bootscript?mac=52:54:00:00:00:01")[2]
-    finally:
-        cluster.destroy()
-
-
-def test_postgres_restart_during_requests_loses_nothing(boot_server, pg_cluster, dsn):
-    async def prepare():
-        c = await db.connect(dsn)
-        await seed_cluster(c)
-        await c.close()
-
-    asyncio.run(prepare())
-    server = boot_server()
-    failures, answered = [], [0]
-    stop = threading.Event()
-
-    def hammer():
-        while not stop.is_set():
-            status, _, body = server.get("/boot/v1/bootscript?mac=52:54:00:00:00:01")
-            if status != 200 or b"kernel --name kernel" not in body:
-                failures.append((status, body[:100]))
-            answered[0] += 1
-
-    threads = [threading.Thread(target=hammer) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        time.sleep(0.3)
-        pg_cluster.restart()
-        time.sleep(0.3)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join()
-    assert failures == [] and answered[0] > 50
-
-    async def change():
-        c = await db.connect(dsn)
-        await c.execute("UPDATE bss.boot_params SET kernel = 'http://images/after-restart' WHERE id = 'compute'")
-        await c.close()
-
-    asyncio.run(change())  # heard only if the feed reconnected and resynced
-    wait_until(lambda: b"after-restart" in server.get("/boot/v1/bootscript?mac=52:54:00:00:00:01")[2], timeout=15)

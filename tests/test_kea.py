@@ -133,19 +133,3 @@ async def test_reservations_follow_the_inventory(conn, dsn, kea):
         assert any("outside every Kea subnet" in p for p in reported["counts"]["problems"])
     finally:
         task.cancel()
-
-
-async def test_kea_restart_converges(conn, dsn, kea):
-    sync = KeaSync(dsn, kea.url, "http://10.0.0.1:27778", next_server="10.0.0.1")
-    task = asyncio.create_task(sync.run())
-    try:
-        await add_node(conn, "node-a", ["52:54:00:00:0a:01"], ips=["10.1.0.10"])
-        await eventually(lambda: "52:54:00:00:0a:01" in kea.reservations())
-        kea.stop()
-        await add_node(conn, "node-b", ["52:54:00:00:0b:01"], ips=["10.2.0.20"])  # while Kea is away
-        await asyncio.sleep(1.0)
-        assert sync.last_error is not None  # it noticed, did not crash
-        kea.start()  # from its written config: node-a is there, node-b comes with the next pass
-        await eventually(lambda: {"52:54:00:00:0a:01", "52:54:00:00:0b:01"} <= set(kea.reservations()), 30)
-    finally:
-        task.cancel()
