@@ -15,7 +15,7 @@ async def print_status(dsn: str) -> int:
     finally:
         await conn.close()
     if not rows:
-        print("no sync daemon has reported yet (chamicore serve sync; CHAMICORE_NATS_URL / CHAMICORE_KEA_URL)")
+        print("no sync daemon has reported yet: start one with `chamicore serve sync` (or `chamicore up`)")
         return 0
     for row in rows:
         status = to_status(row)

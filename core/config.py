@@ -131,6 +131,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("FEED_COALESCE_MS", "5", float, "how long the boot path gathers change notifications before re-reading"),
     Setting("FEED_CHECK_S", "30", _positive_float, "period of the boot path's cheap consistency check"),
     Setting("TELEMETRY_FLUSH_S", "2", _positive_float, "how often boot telemetry is written to the database"),
+    Setting("TELEMETRY_NODE_INTERVAL_S", "30", float,
+            "least time between two telemetry writes for one node (0: every flush); a node's first request is "
+            "always written at the next flush"),
     Setting("NATS_URL", None, _url("nats", "tls"), "NATS JetStream URL for the event relay; unset: no relay"),
     Setting("OUTBOX_RETENTION_S", "604800", _positive_int, "how long relayed events stay in events.outbox"),
     Setting("KEA_URL", None, _url("http", "https"), "Kea control agent URL; unset: no Kea sync"),
@@ -181,6 +184,7 @@ class Config:
     feed_coalesce_ms: float
     feed_check_s: float
     telemetry_flush_s: float
+    telemetry_node_interval_s: float
     nats_url: str | None
     outbox_retention_s: int
     kea_url: str | None
@@ -239,6 +243,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     config = Config(**values)
     if config.retry_base_s > config.retry_max_s:
         raise ConfigError("RETRY_BASE_S", "must not exceed CHAMICORE_RETRY_MAX_S")
+    if not 0 <= config.telemetry_node_interval_s <= 86400:
+        raise ConfigError("TELEMETRY_NODE_INTERVAL_S", "expected 0 to 86400 seconds")
     if not 0 <= config.feed_coalesce_ms <= 1000:
         raise ConfigError("FEED_COALESCE_MS", "expected 0 to 1000 milliseconds")
     return config

@@ -60,7 +60,8 @@ class BootApp:
         builder = AnswerBuilder(config.boot_url, config.retry_base_s, config.retry_max_s)
         self.feed = ChangeFeed(config.database_url, builder, self._publish, self._current_index,
                                coalesce_s=config.feed_coalesce_ms / 1000, check_interval_s=config.feed_check_s)
-        self.telemetry = BootTelemetry(config.database_url, config.telemetry_flush_s)
+        self.telemetry = BootTelemetry(config.database_url, config.telemetry_flush_s,
+                                       config.telemetry_node_interval_s)
         self.metrics = BootMetrics()
         self.trusted_proxies = config.trusted_proxies
         self.started_at = time.time()

@@ -1,9 +1,12 @@
 """Each node's last boot-path request, kept in memory and written in batches.
 
 A boot storm must not turn into a write storm: record() is a dict store,
-and flush() sends everything gathered since the last flush as one
-statement.  If the database is away the batch is kept (merged with newer
-requests) and tried again on the next flush.
+and flush() sends what was gathered since the last flush, in slices.  A
+node's first request is written at the next flush; after that, a node is
+written at most once per `node_interval_s` (its requests are counted
+meanwhile), so the rows per flush stay bounded by how many nodes are new or
+due, not by how many keep asking.  If the database is away the batch is kept
+(merged with newer requests) and tried again on the next flush.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import time
 
 import asyncpg
 
@@ -47,9 +51,11 @@ def client_host(client: str) -> str | None:
 
 
 class BootTelemetry:
-    def __init__(self, dsn: str, flush_interval_s: float = 2.0) -> None:
+    def __init__(self, dsn: str, flush_interval_s: float = 2.0, node_interval_s: float = 30.0) -> None:
         self.dsn = dsn
         self.flush_interval_s = flush_interval_s
+        self.node_interval_s = node_interval_s
+        self._written_at: dict[str, float] = {}  # node id -> when its row was last written
         self._last: dict[str, tuple] = {}  # node id -> (endpoint, unix time, client)
         self._counts: dict[str, int] = {}
         self._conn: asyncpg.Connection | None = None
@@ -75,7 +81,7 @@ class BootTelemetry:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        await self.flush()
+        await self.flush(force=True)
         if self._conn is not None:
             self._conn.terminate()
             self._conn = None
@@ -85,11 +91,34 @@ class BootTelemetry:
             await asyncio.sleep(self.flush_interval_s)
             await self.flush()
 
-    async def flush(self) -> int:
-        if not self._last:
-            return 0
+    async def _due(self, force: bool) -> tuple[dict[str, tuple], dict[str, int]]:
+        """Take out of the pending set what is due now; the rest waits for a later flush."""
         last, counts = self._last, self._counts
         self._last, self._counts = {}, {}
+        if force or not self.node_interval_s:
+            return last, counts
+        now, interval, written_at = time.monotonic(), self.node_interval_s, self._written_at
+        due_last, due_counts = {}, {}
+        for n, node_id in enumerate(list(last)):
+            if now - written_at.get(node_id, -interval) >= interval:
+                due_last[node_id] = last.pop(node_id)
+                due_counts[node_id] = counts.pop(node_id)
+            if n % FLUSH_SLICE == FLUSH_SLICE - 1:
+                await asyncio.sleep(0)  # let requests through while a large set is sorted
+        # Requests that arrived meanwhile go on top of what stays pending.
+        for node_id, value in self._last.items():
+            last[node_id] = value
+            counts[node_id] = counts.get(node_id, 0) + self._counts[node_id]
+        self._last, self._counts = last, counts
+        return due_last, due_counts
+
+    async def flush(self, force: bool = False) -> int:
+        """Write what is due (everything when `force`, as on stop); returns the rows written."""
+        if not self._last:
+            return 0
+        last, counts = await self._due(force)
+        if not last:
+            return 0
         ids = list(last)
         written = 0
         try:
@@ -103,6 +132,9 @@ class BootTelemetry:
                 await self._conn.execute(_UPSERT, part, [v[0] for v in values], [v[2] for v in values],
                                          [v[1] for v in values], [counts[i] for i in part])
                 written += len(part)
+                stamp = time.monotonic()
+                for node_id in part:
+                    self._written_at[node_id] = stamp
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("boot telemetry: could not write %d rows (%s); keeping them", len(ids) - written,

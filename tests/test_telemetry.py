@@ -26,3 +26,21 @@ async def test_rows_wait_for_the_database_and_counts_add_up(conn, dsn, monkeypat
     assert str(rows["n0"]["source_ip"]) == "fe80::1" and str(rows["n1"]["source_ip"]) == "10.0.0.9"
     assert abs(rows["n1"]["seen_at"].timestamp() - now) < 0.001
     await recorder.stop()
+
+
+async def test_a_node_that_keeps_asking_is_written_once_per_interval(conn, dsn):
+    for name in ("a", "b"):
+        await add_node(conn, f"node-{name}")
+    recorder = BootTelemetry(dsn, node_interval_s=3600)
+    now = time.time()
+    recorder.record("node-a", 0, now, "10.0.0.1:68")
+    assert await recorder.flush() == 1  # a first request is written at the next flush
+    for i in range(5):
+        recorder.record("node-a", 2, now + 1 + i, "10.0.0.1:68")
+    recorder.record("node-b", 0, now + 2, "10.0.0.2:68")
+    assert await recorder.flush() == 1 and recorder.pending == 1  # node-b is new; node-a waits its turn
+    assert await conn.fetchval("SELECT requests FROM bss.boot_telemetry WHERE component_id = 'node-a'") == 1
+    await recorder.stop()  # on stop, everything pending is written
+    row = await conn.fetchrow("SELECT requests, endpoint, seen_at FROM bss.boot_telemetry WHERE component_id = 'node-a'")
+    assert row["requests"] == 6 and row["endpoint"] == "cloud-init"
+    assert abs(row["seen_at"].timestamp() - (now + 5)) < 0.001

@@ -81,4 +81,4 @@ BEGIN
     RETURN NULL;
 END $$;
 CREATE TRIGGER scans_notify AFTER INSERT OR UPDATE OF state ON discovery.scans
-    FOR EACH STATEMENT EXECUTE FUNCTION discovery.notify_scans();
+    FOR EACH ROW WHEN (NEW.state IN ('pending', 'cancelled')) EXECUTE FUNCTION discovery.notify_scans();

@@ -49,5 +49,6 @@ BEGIN
     PERFORM pg_notify('chamicore_power', '');
     RETURN NULL;
 END $$;
+-- Only for what the engine must act on (its own state changes would wake it in a loop).
 CREATE TRIGGER transitions_notify AFTER INSERT OR UPDATE OF state ON power.transitions
-    FOR EACH STATEMENT EXECUTE FUNCTION power.notify_transitions();
+    FOR EACH ROW WHEN (NEW.state IN ('new', 'abort-signaled')) EXECUTE FUNCTION power.notify_transitions();
