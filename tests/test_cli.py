@@ -113,7 +113,7 @@ def _check_round(process, round_, data_dir, port, admin_port):
             break
     output = "".join(lines)
     assert "Chamicore is up" in output and f"http://127.0.0.1:{port}" in output
-    assert ("8 migration(s) applied" in output) if round_ == 1 else ("schema is up to date" in output)
+    assert ("10 migration(s) applied" in output) if round_ == 1 else ("schema is up to date" in output)
     for ready_port in (port, admin_port):
         with urllib.request.urlopen(f"http://127.0.0.1:{ready_port}/readiness", timeout=5) as response:
             assert msgspec.json.decode(response.read())["status"] == "ready"
@@ -132,7 +132,8 @@ def _check_round(process, round_, data_dir, port, admin_port):
     postmaster = int((data_dir / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0])
     children = [*_descendants(process.pid), psutil.Process(postmaster)]
     served = [c.cmdline()[-1] for c in children if "serve" in c.cmdline()]
-    assert "boot" in served and "admin" in served
+    assert {"boot", "admin", "sync"} <= set(served)  # discovery and power always run
+    assert "sync        discovery scans and power transitions" in output
 
     process.send_signal(signal.SIGTERM if round_ == 1 else signal.SIGINT)
     rest = process.communicate(timeout=60)[0]
@@ -149,8 +150,12 @@ def test_rotate_keys_and_sync_configuration_errors(dsn):
     assert "stays published until its tokens expire" in second.stdout
     missing = chamicore("auth", "rotate-keys", env={"CHAMICORE_DATABASE_URL": dsn})
     assert missing.returncode == 3 and "CHAMICORE_SECRET_KEY" in missing.stderr and "hint:" in missing.stderr
-    unset = dict(os.environ, CHAMICORE_DATABASE_URL=dsn)
-    unset.pop("CHAMICORE_NATS_URL", None)
+    bad = dict(os.environ, CHAMICORE_DATABASE_URL=dsn, CHAMICORE_POWER_BMC_CONCURRENCY="0")
+    sync = subprocess.run([sys.executable, "-m", "cli.main", "serve", "sync"], cwd=ROOT, capture_output=True, text=True,
+                          env=bad, timeout=60)
+    assert sync.returncode == 3 and "CHAMICORE_POWER_BMC_CONCURRENCY" in sync.stderr
+    unset = dict(os.environ)
+    unset.pop("CHAMICORE_DATABASE_URL", None)
     sync = subprocess.run([sys.executable, "-m", "cli.main", "serve", "sync"], cwd=ROOT, capture_output=True, text=True,
                           env=unset, timeout=60)
-    assert sync.returncode == 3 and "CHAMICORE_NATS_URL" in sync.stderr
+    assert sync.returncode == 3 and "CHAMICORE_DATABASE_URL is not set" in sync.stderr
