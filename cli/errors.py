@@ -9,6 +9,10 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_CONFIG = 3
 EXIT_DATABASE = 4
+EXIT_NOT_FOUND = 5  # the admin API answered 404
+EXIT_CONFLICT = 6   # 409, 412, 428: it exists, changed meanwhile, or something depends on it
+EXIT_AUTH = 7       # 401, 403: no valid token, or a token without the scope
+EXIT_SERVER = 8     # 5xx, or the service cannot be reached
 
 
 class CLIError(Exception):

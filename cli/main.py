@@ -7,7 +7,9 @@ import asyncio
 import sys
 from pathlib import Path
 
+from cli import completion, ops, resources
 from cli.errors import EXIT_CONFIG, EXIT_USAGE, CLIError
+from cli.output import FORMATS
 from core.config import ConfigError, describe, load_config
 
 
@@ -15,8 +17,15 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chamicore",
         description="Boots and manages the nodes of an HPC cluster.",
-        epilog="Settings come from CHAMICORE_* environment variables; `chamicore config` lists them.",
+        epilog="Settings come from CHAMICORE_* environment variables; `chamicore config` lists them. Client "
+               "commands talk to the admin API: CHAMICORE_ENDPOINT and CHAMICORE_TOKEN override "
+               "~/.config/chamicore/config.yaml; after `chamicore up` they need no configuration. Exit codes: "
+               "2 usage or invalid input, 3 configuration, 4 database, 5 not found, 6 conflict, 7 auth, "
+               "8 server or unreachable, 1 anything else (a failed task, say).",
     )
+    parser.add_argument("-o", "--output", choices=FORMATS, help="table (default), json or yaml")
+    parser.add_argument("--endpoint", help="the admin API (default: CHAMICORE_ENDPOINT, the config file, "
+                                           "CHAMICORE_ADMIN_LISTEN)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     up = commands.add_parser("up", help="start everything (embedded PostgreSQL unless CHAMICORE_DATABASE_URL is set)")
@@ -42,11 +51,36 @@ def _parser() -> argparse.ArgumentParser:
     sync_commands = sync.add_subparsers(dest="sync_command", metavar="ACTION", required=True)
     sync_commands.add_parser("status", help="every replica: active or standby, last success, last error, counts")
 
-    auth = commands.add_parser("auth", help="token signing keys")
+    auth = commands.add_parser("auth", help="log in, tokens, signing keys")
     auth_commands = auth.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
     auth_commands.add_parser("rotate-keys", help="start signing with a new key; the old one stays published "
                                                  "until its tokens expire")
+    ops.add_auth_client(auth_commands)
+
+    for kind in resources.KINDS:
+        resources.register(commands, kind)
+    ops.add_node(commands)
+    ops.add_power(commands)
+    ops.add_discovery(commands)
+    ops.add_import(commands)
+    ops.add_bootscript(commands)
+    completion_parser = commands.add_parser("completion", help="print a shell completion script")
+    completion_parser.add_argument("shell", choices=sorted(completion.SCRIPTS))
+    commands.add_parser("__complete").add_argument("words", nargs=argparse.REMAINDER)
+    _output_everywhere(parser)
     return parser
+
+
+def _output_everywhere(parser: argparse.ArgumentParser) -> None:
+    """`-o json` also after the command (`chamicore components list -o json`), not only before it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                if not name.startswith("__"):
+                    _output_everywhere(sub)
+            return
+    if parser.prog != "chamicore":
+        parser.add_argument("-o", "--output", choices=FORMATS, default=argparse.SUPPRESS, help="table, json or yaml")
 
 
 def _print_config(config) -> None:
@@ -59,10 +93,17 @@ def _print_config(config) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["__complete"]:  # before parsing: partial words are not valid arguments yet
+        print("\n".join(completion.candidates(parser, argv[1:])))
+        return 0
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.command == "completion":
+        print(completion.SCRIPTS[args.shell], end="")
+        return 0
     try:
         config = load_config()
     except ConfigError as exc:
@@ -96,6 +137,19 @@ def run(argv: list[str] | None = None) -> int:
             from cli.synccmd import print_status
 
             return asyncio.run(print_status(require_database_url(config)))
+        if args.command == "bootscript":
+            return ops.run_bootscript(config, args)
+        if getattr(args, "handler", None) is not None or (args.command == "auth" and args.auth_command != "rotate-keys"):
+            from cli.client import ApiClient, read_config_file
+
+            fmt = args.output or read_config_file().get("output") or "table"
+            if fmt not in FORMATS:
+                raise CLIError("cli", f"output {fmt!r} in the config file is not one of {', '.join(FORMATS)}", None,
+                               EXIT_CONFIG)
+            client = ApiClient.from_settings(config, args.endpoint)
+            if args.command == "auth":
+                return ops.run_auth_client(client, args, fmt)
+            return args.handler(client, args, fmt)
         if args.command == "auth":
             from cli.authcmd import rotate_keys
             from cli.dbcmd import require_database_url

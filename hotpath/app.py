@@ -44,6 +44,9 @@ _CONTENT_TYPES = {
 }
 _RSGI_HEADERS = {ct: [("content-type", value)] for ct, value in _CONTENT_TYPES.items()}
 _SERVICE_PATHS = frozenset(("/health", "/readiness", "/metrics"))
+# `chamicore bootscript` previews a node's answer with this header: answered, not counted as the node asking.
+PREVIEW_HEADER = "x-chamicore-preview"
+PREVIEW_HEADER_BYTES = PREVIEW_HEADER.encode()
 
 
 class BootApp:
@@ -109,7 +112,7 @@ class BootApp:
             client_ip = self.client_ip(scope.client, scope.headers.get("x-forwarded-for"))
             status, ct, body, node_id, endpoint, outcome = self.dispatcher.cloud_init_by_ip(client_ip, path)
         protocol.response_bytes(status, _RSGI_HEADERS[ct], body)
-        if node_id is not None:
+        if node_id is not None and scope.headers.get(PREVIEW_HEADER) is None:
             self.telemetry.record(node_id, endpoint, time.time(), scope.client)
         self.metrics.observe(endpoint, outcome, perf_counter() - started)
 
@@ -150,7 +153,7 @@ class BootApp:
             "headers": [(b"content-type", _CONTENT_TYPES[ct].encode()), (b"content-length", str(len(body)).encode())],
         })
         await send({"type": "http.response.body", "body": body})
-        if node_id is not None:
+        if node_id is not None and not any(k == PREVIEW_HEADER_BYTES for k, _ in scope["headers"]):
             client = scope.get("client") or ("", 0)
             self.telemetry.record(node_id, endpoint, time.time(), f"{client[0]}:{client[1]}")
         if endpoint is not None:

@@ -128,6 +128,15 @@ def _check_round(process, round_, data_dir, port, admin_port):
                                                        data=form), timeout=10) as response:
         assert "write:auth" in json.loads(response.read())["scope"]
     assert oct((data_dir / "secrets" / "secret.key").stat().st_mode & 0o777) == "0o600"
+    # The client commands need no configuration: they find up's admin credentials in its data dir.
+    client_env = dict(os.environ, CHAMICORE_ADMIN_LISTEN=f"127.0.0.1:{admin_port}", CHAMICORE_DATA_DIR=str(data_dir),
+                      XDG_CONFIG_HOME=str(data_dir / "no-config"), XDG_CACHE_HOME=str(data_dir / "cache"))
+    client_env.pop("CHAMICORE_TOKEN", None)
+    client_env.pop("CHAMICORE_ENDPOINT", None)
+    listed = subprocess.run([sys.executable, "-m", "cli.main", "components", "list", "-o", "json"], cwd=ROOT,
+                            env=client_env, capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)["kind"] == "ComponentList"
     # pg_ctl detaches the postmaster, so find it by its pid file, not as a child.
     postmaster = int((data_dir / "postgres" / "pgdata" / "postmaster.pid").read_text().split()[0])
     children = [*_descendants(process.pid), psutil.Process(postmaster)]
