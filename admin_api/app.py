@@ -30,7 +30,7 @@ from admin_api.nodes import bulk, provision
 from admin_api.power import transitions
 from admin_api.routing import Router, starlette_routes
 from admin_api.smd import components, groups, interfaces, redfish
-from core import db
+from core import db, sdnotify
 from core.config import Config, load_config
 from core.crypto import device_credentials_box
 from core.problems import Problem, ProblemError, title_for
@@ -114,6 +114,7 @@ def create_app(config: Config | None = None) -> Starlette:
                                               server_settings={"application_name": "chamicore-admin"})
         try:
             await auth.start(app.state.pool)
+            sdnotify.notify("READY=1")  # Type=notify units: the pool and the signing keys are up
             yield
         finally:
             await auth.stop()

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     auth_commands = auth.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
     auth_commands.add_parser("rotate-keys", help="start signing with a new key; the old one stays published "
                                                  "until its tokens expire")
+    create_admin = auth_commands.add_parser("create-admin", help="create an admin service account in the database "
+                                                                 "directly (the first one of a deployment)")
+    create_admin.add_argument("--client-id", default="admin")
     ops.add_auth_client(auth_commands)
 
     for kind in resources.KINDS:
@@ -139,7 +142,8 @@ def run(argv: list[str] | None = None) -> int:
             return asyncio.run(print_status(require_database_url(config)))
         if args.command == "bootscript":
             return ops.run_bootscript(config, args)
-        if getattr(args, "handler", None) is not None or (args.command == "auth" and args.auth_command != "rotate-keys"):
+        client_auth = args.command == "auth" and args.auth_command not in ("rotate-keys", "create-admin")
+        if getattr(args, "handler", None) is not None or client_auth:
             from cli.client import ApiClient, read_config_file
 
             fmt = args.output or read_config_file().get("output") or "table"
@@ -151,10 +155,13 @@ def run(argv: list[str] | None = None) -> int:
                 return ops.run_auth_client(client, args, fmt)
             return args.handler(client, args, fmt)
         if args.command == "auth":
-            from cli.authcmd import rotate_keys
+            from cli.authcmd import create_admin, rotate_keys
             from cli.dbcmd import require_database_url
 
-            asyncio.run(rotate_keys(config, require_database_url(config)))
+            if args.auth_command == "create-admin":
+                asyncio.run(create_admin(require_database_url(config), args.client_id))
+            else:
+                asyncio.run(rotate_keys(config, require_database_url(config)))
             return 0
         if args.command == "up":
             from cli.up import run_up

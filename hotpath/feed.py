@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from core import db
+from core import db, sdnotify
 from hotpath import loader
 from hotpath.answers import AnswerBuilder
 from hotpath.index import Index
@@ -228,6 +228,8 @@ class ChangeFeed:
         gc.freeze()
         self.full_reloads += 1
         self.last_full_reload_s = time.perf_counter() - started
+        if not self.ready.is_set():
+            sdnotify.notify(f"READY=1\nSTATUS=serving {len(index)} nodes")  # Type=notify units start here
         self.ready.set()
         log.info("change feed: loaded %d nodes (%d MACs) in %.3f s", len(index), index.mac_count,
                  self.last_full_reload_s)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 
+from core import sdnotify
 from core.config import Config
 from core.crypto import device_credentials_box
 from sync.discovery.scanner import DiscoveryScanner
@@ -43,7 +44,9 @@ async def run_jobs(jobs: list[Job]) -> None:
         loop.add_signal_handler(signum, stop.set)
     tasks = [asyncio.create_task(job.run(), name=f"chamicore-sync-{job.name}") for job in jobs]
     log.info("sync: running %s", ", ".join(job.name for job in jobs))
+    sdnotify.notify("READY=1\nSTATUS=" + ", ".join(job.name for job in jobs))
     await stop.wait()
+    sdnotify.notify("STOPPING=1")
     for task in tasks:
         task.cancel()
     # Bounded: a daemon stuck on the network does not hold up the stop.
