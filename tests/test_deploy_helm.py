@@ -1,0 +1,132 @@
+"""deploy/helm/chamicore rendered by Helm's own engine (helm-python-sdk, offline) in the combinations that matter."""
+
+import base64
+import urllib.parse
+
+import pytest
+import yaml
+from helm_python import HelmRenderError
+from helm_python.chart import Chart
+
+from core.config import SETTINGS, load_config
+from tests.conftest import ROOT
+
+CHART = ROOT / "deploy" / "helm" / "chamicore"
+EXTERNAL = {"database": {"url": "postgresql://chamicore:pw@db.cluster/chamicore"}}
+KNOWN = {f"CHAMICORE_{s.name}" for s in SETTINGS}
+
+
+def render(values: dict, name: str = "hpc") -> list[dict]:
+    with Chart.load(CHART) as chart:
+        manifests = chart.render(values=values, name=name, namespace="cluster")
+    return [doc for text in manifests.values() for doc in yaml.safe_load_all(text) if doc]
+
+
+def one(docs, kind, suffix=""):
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)]
+    assert len(found) == 1, (kind, suffix, [d["metadata"]["name"] for d in found])
+    return found[0]
+
+
+def environment(docs) -> dict[str, str]:
+    """What a pod sees through envFrom: the ConfigMap and the Secrets, decoded."""
+    env = dict(one(docs, "ConfigMap")["data"])
+    for secret in (d for d in docs if d["kind"] == "Secret"):
+        env.update({k: base64.b64decode(v).decode() for k, v in secret["data"].items()})
+    return env
+
+
+def test_without_a_database_the_chart_says_what_to_set():
+    with pytest.raises(HelmRenderError, match="set database.url, database.existingSecret or postgresql.bundled"):
+        render({})
+
+
+def test_external_services_with_ingress():
+    docs = render({**EXTERNAL, "nats": {"url": "nats://nats.cluster:4222"}, "kea": {"url": "http://kea:8000"},
+                   "ingress": {"enabled": True, "host": "boot.cluster", "className": "nginx",
+                               "tls": [{"secretName": "tls", "hosts": ["boot.cluster"]}]},
+                   "config": {"extra": {"CHAMICORE_UNKNOWN_RETRY_S": "5"}}})
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(["ConfigMap", "Secret", "Secret", "Deployment", "Deployment", "Deployment", "Service",
+                            "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress"])
+    env = environment(docs)
+    assert set(env) <= KNOWN  # nothing the code would not read
+    config = load_config({k: v for k, v in env.items()})  # the code accepts every value as rendered
+    assert config.nats_url == "nats://nats.cluster:4222" and config.kea_url == "http://kea:8000"
+    assert config.issuer == "https://boot.cluster" and config.unknown_retry_s == 5
+    assert len(env["CHAMICORE_SECRET_KEY"]) == 48 and env["CHAMICORE_SECRET_KEY"] != env["CHAMICORE_CREDENTIALS_KEY"]
+
+    ingress = one(docs, "Ingress")
+    routes = {p["path"]: p["backend"]["service"]["name"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert routes == {"/boot/v1/bootscript": "hpc-chamicore-boot", "/boot/v1/boot.ipxe": "hpc-chamicore-boot",
+                      "/cloud-init": "hpc-chamicore-boot", "/cloud-init/payloads": "hpc-chamicore-admin",
+                      "/": "hpc-chamicore-admin"}
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+
+
+def test_deployments_agree_with_the_code():
+    docs = render(EXTERNAL)
+    config = load_config(environment(docs))
+    listen = {"boot": config.boot_listen.port, "admin": config.admin_listen.port}
+    for component in ("boot", "admin", "sync"):
+        deployment = one(docs, "Deployment", f"-{component}")
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        assert container["args"] == ["serve", component]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        refs = [e.get("configMapRef", e.get("secretRef"))["name"] for e in container["envFrom"]]
+        assert refs == ["hpc-chamicore", "hpc-chamicore-secrets", "hpc-chamicore-database"]
+        if component == "sync":
+            continue
+        [port] = container["ports"]
+        assert port["containerPort"] == listen[component]
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readiness", "port": "http"}
+        service = one(docs, "Service", f"-{component}")
+        assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    # The chart's defaults are the code's defaults.
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    defaults = load_config({})
+    assert values["boot"]["port"] == defaults.boot_listen.port
+    assert values["admin"]["port"] == defaults.admin_listen.port
+    assert values["boot"]["maxConnections"] == defaults.boot_max_connections
+    assert one(docs, "Deployment", "-admin")["spec"]["template"]["spec"]["initContainers"][0]["args"] == \
+        ["db", "migrate"]
+    hpa = one(docs, "HorizontalPodAutoscaler")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "hpc-chamicore-boot"
+    assert "replicas" not in one(docs, "Deployment", "-boot")["spec"]  # the autoscaler owns it
+    assert one(docs, "Deployment", "-sync")["spec"]["replicas"] == 2  # a standby for fail-over
+
+
+def test_bundled_postgresql_and_nats():
+    docs = render({"postgresql": {"bundled": True}, "nats": {"bundled": True}})
+    statefulset = one(docs, "StatefulSet", "-postgresql")
+    env = environment(docs)
+    url = urllib.parse.urlsplit(env["CHAMICORE_DATABASE_URL"])
+    assert url.hostname == "hpc-chamicore-postgresql" and url.port == 5432
+    assert urllib.parse.unquote(url.password) == env["POSTGRES_PASSWORD"] and len(env["POSTGRES_PASSWORD"]) == 32
+    password_ref = next(e for e in statefulset["spec"]["template"]["spec"]["containers"][0]["env"]
+                        if e["name"] == "POSTGRES_PASSWORD")
+    assert password_ref["valueFrom"]["secretKeyRef"] == {"name": "hpc-chamicore-database", "key": "POSTGRES_PASSWORD"}
+    assert env["CHAMICORE_NATS_URL"] == "nats://hpc-chamicore-nats:4222"
+    assert one(docs, "Service", "-nats")["spec"]["ports"][0]["port"] == 4222
+    load_config({k: v for k, v in env.items() if k in KNOWN})
+
+
+def test_fixed_replicas_existing_secrets_and_no_disruption_budget():
+    docs = render({"database": {"existingSecret": "db-url"}, "secrets": {"existingSecret": "keys"},
+                   "boot": {"autoscaling": {"enabled": False}, "replicas": 3,
+                            "podDisruptionBudget": {"enabled": False}}})
+    assert not [d for d in docs if d["kind"] in ("Secret", "HorizontalPodAutoscaler", "PodDisruptionBudget")]
+    boot = one(docs, "Deployment", "-boot")
+    assert boot["spec"]["replicas"] == 3
+    refs = [e.get("configMapRef", e.get("secretRef"))["name"]
+            for e in boot["spec"]["template"]["spec"]["containers"][0]["envFrom"]]
+    assert refs == ["hpc-chamicore", "keys", "db-url"]
+
+
+def test_given_keys_are_used_and_generated_ones_differ_per_install():
+    given = environment(render({**EXTERNAL, "secrets": {"secretKey": "s" * 40, "credentialsKey": "c" * 40}}))
+    assert given["CHAMICORE_SECRET_KEY"] == "s" * 40 and given["CHAMICORE_CREDENTIALS_KEY"] == "c" * 40
+    first, second = environment(render(EXTERNAL)), environment(render(EXTERNAL))
+    assert first["CHAMICORE_SECRET_KEY"] != second["CHAMICORE_SECRET_KEY"]
