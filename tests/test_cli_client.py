@@ -151,6 +151,12 @@ def test_auth_login_whoami_and_a_token_from_the_config_file(chamicore, monkeypat
     # The config file's output format is the default.
     config.write_text(config.read_text() + "output: json\n")
     assert json.loads(ok(chamicore("components", "list")))["kind"] == "ComponentList"
+    # CHAMICORE_TOKEN and CHAMICORE_ENDPOINT win over the file.
+    monkeypatch.setenv("CHAMICORE_TOKEN", "overridden")
+    assert chamicore("components", "list")[0] == 7
+    monkeypatch.delenv("CHAMICORE_TOKEN")
+    monkeypatch.setenv("CHAMICORE_ENDPOINT", "http://127.0.0.1:1")
+    assert chamicore("components", "list")[0] == 8
 
 
 async def test_node_provision_import_and_bootscript(chamicore, boot_server, tmp_path, conn):
@@ -162,6 +168,11 @@ async def test_node_provision_import_and_bootscript(chamicore, boot_server, tmp_
     assert plan["dryRun"] is True and chamicore("components", "get", "node-7")[0] == 5
     ok(chamicore("node", "provision", "node-7", "-f", str(tmp_path / "node.json")))
     assert json.loads(ok(chamicore("components", "get", "node-7", "-o", "json")))["spec"]["nid"] == 7
+    ok(chamicore("node", "provision", "node-8", "--set", "nid=8"))
+    ok(chamicore("node", "decommission", "node-8", "--purge", "--dry-run"))
+    assert chamicore("components", "get", "node-8")[0] == 0  # a plan only
+    ok(chamicore("node", "decommission", "node-8", "--purge"))
+    assert chamicore("components", "get", "node-8")[0] == 5
 
     server = boot_server()
     script = ok(chamicore("bootscript", "52-54-00-00-07-01", "--boot-endpoint", server.url))
