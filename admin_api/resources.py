@@ -9,7 +9,14 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.http import field_problem, json_response, not_modified, query_int, query_list
+from admin_api.http import (
+    field_problem,
+    json_response,
+    not_modified,
+    problem,
+    query_int,
+    query_list,
+)
 from core.envelope import ListMetadata, Resource, ResourceList, ResourceMetadata, etag_for
 
 DEFAULT_LIMIT = 100
@@ -23,6 +30,14 @@ def metadata(resource_id: str, row) -> ResourceMetadata:
 
 def etag_of(resource_id: str, row) -> str:
     return etag_for(resource_id, row["updated_at"].isoformat())
+
+
+async def fetch_one(conn, select: str, key, what: str, *, lock: bool = False):
+    """The row `select` (one `$1` parameter) finds, locked FOR UPDATE if asked, or a 404 naming `what`."""
+    row = await conn.fetchrow(select + (" FOR UPDATE" if lock else ""), key)
+    if row is None:
+        raise problem(404, f"no {what} {str(key)[:255]!r}")
+    return row
 
 
 def answer(resource: Resource, status: int = 200, location: str | None = None) -> Response:

@@ -22,7 +22,7 @@ from admin_api.http import (
     read_json,
     read_patch,
 )
-from admin_api.resources import answer, etag_of, list_answer, order_by, paging
+from admin_api.resources import answer, etag_of, fetch_one, list_answer, order_by, paging
 from admin_api.routing import PAGING, Param, Router, sort_param
 from core import events
 from core.envelope import Resource, ResourceList, ResourceRequest
@@ -111,11 +111,7 @@ def register_routes(router: Router, t: ScopedTable) -> None:
         return entry_id
 
     async def fetch_row(conn, entry_id: str, *, lock: bool = False):
-        row = await conn.fetchrow(f"SELECT {t.columns} FROM {t.table} WHERE id = $1" + (" FOR UPDATE" if lock else ""),
-                                  entry_id)
-        if row is None:
-            raise problem(404, f"no {t.noun} {entry_id!r}")
-        return row
+        return await fetch_one(conn, f"SELECT {t.columns} FROM {t.table} WHERE id = $1", entry_id, t.noun, lock=lock)
 
     async def write(conn, entry_id: str, spec, *, create: bool):
         scope = scope_of(spec, t.scope_fields)

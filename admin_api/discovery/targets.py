@@ -20,7 +20,7 @@ from admin_api.http import (
     read_json,
     read_patch,
 )
-from admin_api.resources import answer, etag_of, list_answer, metadata, paging
+from admin_api.resources import answer, etag_of, fetch_one, list_answer, metadata, paging
 from admin_api.routing import PAGING, Param, Router
 from admin_api.smd.schemas import Id
 from core import events
@@ -90,11 +90,8 @@ def _values(spec: TargetSpec) -> tuple:
 
 
 async def _fetch(conn, target_id: str, *, lock: bool = False):
-    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM discovery.targets WHERE id = $1" + (" FOR UPDATE" if lock else ""),
-                              target_id)
-    if row is None:
-        raise problem(404, f"no discovery target {target_id[:255]!r}")
-    return row
+    return await fetch_one(conn, f"SELECT {COLUMNS} FROM discovery.targets WHERE id = $1", target_id,
+                           "discovery target", lock=lock)
 
 
 @router.get("/discovery/v1/drivers", scope="read:discovery", summary="Discovery drivers", response=list[DriverInfo])

@@ -20,6 +20,7 @@ from admin_api.http import (
 from admin_api.resources import (
     answer,
     etag_of,
+    fetch_one,
     list_answer,
     metadata,
     order_by,
@@ -79,11 +80,8 @@ def _event_data(spec: ComponentSpec) -> dict:
 
 
 async def fetch_row(conn, component_id: str, *, lock: bool = False):
-    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM smd.components WHERE id = $1"
-                              + (" FOR UPDATE" if lock else ""), component_id)
-    if row is None:
-        raise problem(404, f"no component {component_id[:255]!r}")
-    return row
+    return await fetch_one(conn, f"SELECT {COLUMNS} FROM smd.components WHERE id = $1", component_id, "component",
+                           lock=lock)
 
 
 def path_id(request: Request) -> str:

@@ -17,7 +17,7 @@ from admin_api.http import (
     read_json,
     read_patch,
 )
-from admin_api.resources import answer, etag_of, list_answer, metadata, order_by, paging
+from admin_api.resources import answer, etag_of, fetch_one, list_answer, metadata, order_by, paging
 from admin_api.routing import PAGING, Param, Router, sort_param
 from admin_api.smd.schemas import InlineInterface, InterfaceSpec, IpAddr, checked_interface
 from core import events
@@ -100,11 +100,8 @@ def path_id(request: Request) -> str:
 
 
 async def fetch_row(conn, nic_id: str, *, lock: bool = False):
-    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM smd.ethernet_interfaces WHERE id = $1"
-                              + (" FOR UPDATE" if lock else ""), nic_id)
-    if row is None:
-        raise problem(404, f"no interface {nic_id!r}")
-    return row
+    return await fetch_one(conn, f"SELECT {COLUMNS} FROM smd.ethernet_interfaces WHERE id = $1", nic_id, "interface",
+                           lock=lock)
 
 
 async def _component_exists(conn, component_id: str) -> None:

@@ -23,7 +23,7 @@ from admin_api.http import (
     read_json,
     read_patch,
 )
-from admin_api.resources import answer, etag_of, list_answer, metadata, paging
+from admin_api.resources import answer, etag_of, fetch_one, list_answer, metadata, paging
 from admin_api.routing import PAGING, Router
 from admin_api.smd.schemas import Id
 from core import events
@@ -81,11 +81,8 @@ async def _systems(conn, endpoint_ids: list[str]) -> dict[str, list]:
 
 
 async def _fetch(conn, endpoint_id: str, *, lock: bool = False):
-    row = await conn.fetchrow(f"SELECT {ENDPOINT_COLUMNS} FROM smd.redfish_endpoints WHERE id = $1"
-                              + (" FOR UPDATE" if lock else ""), endpoint_id)
-    if row is None:
-        raise problem(404, f"no Redfish endpoint {endpoint_id[:255]!r}")
-    return row
+    return await fetch_one(conn, f"SELECT {ENDPOINT_COLUMNS} FROM smd.redfish_endpoints WHERE id = $1", endpoint_id,
+                           "Redfish endpoint", lock=lock)
 
 
 async def _checked(conn, endpoint_id: str, spec: RedfishEndpointSpec) -> str:
