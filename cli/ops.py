@@ -275,7 +275,7 @@ def add_bootscript(commands) -> None:
     preview = commands.add_parser("bootscript", help="what a node booting with this MAC gets (not counted in telemetry)")
     preview.add_argument("mac")
     preview.add_argument("--boot-endpoint", help="the boot path (default CHAMICORE_BOOT_URL or CHAMICORE_BOOT_LISTEN)")
-    preview.set_defaults(handler=None, direct=run_bootscript)
+    preview.set_defaults(handler=None)  # run by main with the configuration: it talks to the boot path
 
 
 def run_bootscript(config, args) -> int:

@@ -103,10 +103,10 @@ def register(commands, kind: Kind) -> None:
     create = verbs.add_parser("create", help="create one")
     create.add_argument("--id", help="its id (default: generated)")
     add_body_options(create)
-    if kind.can_put:
-        update = verbs.add_parser("update", help="replace one (sends If-Match from a fresh GET)")
-        update.add_argument("id")
-        add_body_options(update)
+    update = verbs.add_parser("update", help="replace one (sends If-Match from a fresh GET)" if kind.can_put else
+                              "change the given fields (this resource has no full replace: same as patch)")
+    update.add_argument("id")
+    add_body_options(update)
     patch = verbs.add_parser("patch", help="change some fields (JSON merge patch)")
     patch.add_argument("id")
     add_body_options(patch)
@@ -183,12 +183,12 @@ def run(client: ApiClient, kind: Kind, args, fmt: str) -> int:
         emit(client.get(item_path(kind, args.id)), fmt, kind.columns)
     elif args.verb == "create":
         emit(client.request("POST", kind.path, body_of(kind, args, with_id=True)), fmt, kind.columns)
-    elif args.verb == "update":
+    elif args.verb == "update" and kind.can_put:
         _, etag = client.request_with_etag(item_path(kind, args.id))
         answer = client.request("PUT", item_path(kind, args.id), body_of(kind, args),
                                 headers={"If-Match": etag} if etag else None)
         emit(answer, fmt, kind.columns)
-    elif args.verb == "patch":
+    elif args.verb in ("patch", "update"):
         body = body_of(kind, args)
         if body in ({"spec": {}}, {}):
             raise CLIError("cli", "nothing to change", "give -f FILE and/or --set PATH=VALUE", EXIT_USAGE)
