@@ -115,8 +115,16 @@ class RedfishEmulator:
             counts[match.group(1)] = counts.get(match.group(1), 0) + 1
         return counts
 
-    def power_state(self, uuid: str) -> str:
-        request = urllib.request.Request(f"{self.url}/redfish/v1/Systems/{uuid}", headers={
-            "Authorization": "Basic " + base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()})
+    def _call(self, path: str, body: dict | None = None) -> bytes:
+        request = urllib.request.Request(self.url + path, data=json.dumps(body).encode() if body else None,
+                                         headers={"Content-Type": "application/json", "Authorization": "Basic " +
+                                                  base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()})
         with urllib.request.urlopen(request, timeout=5, context=_UNVERIFIED) as response:
-            return json.loads(response.read())["PowerState"]
+            return response.read()
+
+    def power_state(self, uuid: str) -> str:
+        return json.loads(self._call(f"/redfish/v1/Systems/{uuid}"))["PowerState"]
+
+    def reset(self, uuid: str, reset_type: str) -> None:
+        """A power request sent straight to the emulator, as some other client would."""
+        self._call(f"/redfish/v1/Systems/{uuid}/Actions/ComputerSystem.Reset", {"ResetType": reset_type})

@@ -53,13 +53,14 @@ class PowerEngine(Job):
 
     def __init__(self, dsn: str, box: SecretBox | None, *, concurrency: int = 256, bmc_concurrency: int = 4,
                  timeout_s: float = 10.0, verify_s: float = 120.0, max_attempts: int = 5,
-                 poll_s: float = 60.0) -> None:
+                 poll_s: float = 60.0, unconfirmed_s: float = UNCONFIRMED_S) -> None:
         super().__init__(dsn)
         self.box = box
         self.timeout_s = timeout_s
         self.verify_s = verify_s
         self.max_attempts = max_attempts
         self.poll_s = poll_s
+        self.unconfirmed_s = unconfirmed_s
         self.limit = asyncio.Semaphore(concurrency)
         self.bmc_concurrency = bmc_concurrency
         self.bmc_limits: dict[str, asyncio.Semaphore] = {}
@@ -220,7 +221,7 @@ class PowerEngine(Job):
             if step.wanted is None:
                 raise TaskFailed(f"interrupted while sending {step.reset_type}; not sent again so that it cannot run "
                                  "twice: check the node")
-            await self._set(key, "sending", "verifying", unconfirmed=True, verify_until=_after(UNCONFIRMED_S))
+            await self._set(key, "sending", "verifying", unconfirmed=True, verify_until=_after(self.unconfirmed_s))
             return
         if step.wanted is not None and await self._power_state(client, bmc_id, path) == step.wanted:
             await self._advance(key, task, step, "pending", f"already {step.wanted}")

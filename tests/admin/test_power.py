@@ -204,3 +204,19 @@ async def test_power_status_is_refreshed_from_the_bmcs(api, dsn, emulator, conn)
     assert status["node-3"]["managementState"] == "available"
     only = (await api.get("/power/v1/power-status", params={"node": "node-3,orphan", "state": "on"})).json()
     assert [s["nodeId"] for s in only["items"]] == ["node-3"]
+
+
+async def test_a_request_cut_off_mid_send_is_verified_before_it_is_sent_again(api, dsn, emulator, conn):
+    """What a killed engine leaves: tasks in `sending`.  node-2's request reached its BMC, which has not
+    applied it yet (it takes 1-11 s); node-1's never left.  The next engine must not send node-2 a second
+    On, and must send node-1 its On once."""
+    await inventory(api, emulator)
+    started = await create(api, "/power/v1/transitions", {"operation": "On", "nodes": ["node-1", "node-2"]})
+    await conn.execute("UPDATE power.transitions SET state = 'in-progress' WHERE id = $1::uuid", started["id"])
+    await conn.execute("UPDATE power.tasks SET state = 'sending', attempts = 1 WHERE transition_id = $1::uuid",
+                       started["id"])
+    emulator.reset(SYSTEMS[1]["uuid"], "On")  # the dead engine's request
+    async with running(engine(dsn, unconfirmed_s=15)):
+        done = await wait_transition(api, started["id"], 90)
+    assert done["counts"] == {"total": 2, "succeeded": 2}, done
+    assert emulator.resets() == {SYSTEMS[0]["uuid"]: 1, SYSTEMS[1]["uuid"]: 1}
