@@ -4,6 +4,7 @@ a freshly migrated database per test, and boot-path servers on free ports."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -226,3 +227,20 @@ def wait_until(predicate, timeout: float = 5.0, interval: float = 0.01):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
         time.sleep(interval)
+
+
+async def stop_task(task: asyncio.Task) -> None:
+    """Cancel a daemon's run() and wait for its cleanup (its finally closes its database connection)."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+@contextlib.asynccontextmanager
+async def running(job):
+    """A sync job's real run loop (leadership, wake-ups) in this event loop, for the length of the block."""
+    task = asyncio.create_task(job.run())
+    try:
+        yield job
+    finally:
+        await stop_task(task)

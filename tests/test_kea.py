@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from sync.kea import KeaSync
-from tests.conftest import _tmp_root, free_port
+from tests.conftest import _tmp_root, free_port, stop_task
 from tests.seed import add_node
 
 
@@ -132,4 +132,4 @@ async def test_reservations_follow_the_inventory(conn, dsn, kea):
         assert reported["state"] == "active"
         assert any("outside every Kea subnet" in p for p in reported["counts"]["problems"])
     finally:
-        task.cancel()
+        await stop_task(task)

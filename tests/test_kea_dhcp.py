@@ -16,7 +16,7 @@ import time
 import pytest
 
 from sync.kea import KeaSync
-from tests.conftest import _tmp_root, free_port
+from tests.conftest import _tmp_root, free_port, stop_task
 from tests.seed import add_node
 
 MAC = "52:54:00:d4:c9:01"
@@ -103,7 +103,7 @@ async def test_a_real_client_gets_its_reserved_address_and_boot_file(conn, dsn, 
         ipxe = await asyncio.to_thread(udhcpc, client_ns, client_if, workdir, "-x", "0x4d:69505845")
         assert ipxe.get("ip") == "10.77.0.42" and ipxe["boot_file"] == "http://10.77.0.1:27778/boot/v1/boot.ipxe"
     finally:
-        task.cancel()
+        await stop_task(task)
         for process in processes:
             process.terminate()
             process.wait(timeout=10)

@@ -14,7 +14,7 @@ import time
 from aiohttp import web
 
 from sync.kea import KeaSync
-from tests.conftest import free_port
+from tests.conftest import free_port, stop_task
 from tests.seed import add_node
 
 
@@ -91,4 +91,4 @@ async def test_reservations_go_through_host_cmds_when_offered(conn, dsn):
             await until(lambda: "52:54:00:00:0a:01" not in kea.hosts[1])
             assert "reservation-del" in kea.calls and "00:00:00:00:00:99" in kea.hosts[1]
         finally:
-            task.cancel()
+            await stop_task(task)

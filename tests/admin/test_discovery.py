@@ -1,7 +1,6 @@
 """Discovery through the admin API, scanned by the real scanner against sushy-tools' Redfish emulator."""
 
 import asyncio
-import contextlib
 import socket
 
 import pytest
@@ -10,6 +9,7 @@ from core.config import load_config
 from core.crypto import device_credentials_box
 from sync.discovery.scanner import DiscoveryScanner
 from tests.admin.conftest import SECRETS, create, problem_of
+from tests.conftest import running
 from tests.redfish_emulator import PASSWORD, USERNAME, RedfishEmulator, fake_system
 
 SYSTEMS = [fake_system(1, "Off"), fake_system(2, "On", nics=2), fake_system(3, "Off")]
@@ -24,18 +24,6 @@ def emulator():
 
 def box():
     return device_credentials_box(load_config(SECRETS))
-
-
-@contextlib.asynccontextmanager
-async def running(job):
-    """The job's real run loop (leadership, wake-ups) in this event loop, for the length of the block."""
-    task = asyncio.create_task(job.run())
-    try:
-        yield job
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def credential(api, secret=PASSWORD, credential_id="bmc-cred"):

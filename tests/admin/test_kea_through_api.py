@@ -3,6 +3,7 @@
 import asyncio
 
 from sync.kea import KeaSync
+from tests.conftest import stop_task
 from tests.test_kea import eventually, kea  # noqa: F401 - the real Kea fixture
 
 
@@ -22,4 +23,4 @@ async def test_admin_api_changes_reach_kea(api, dsn, kea):  # noqa: F811
         assert (await api.delete("/hsm/v2/State/Components/node-k")).status_code == 204
         await eventually(lambda: "52:54:00:00:0f:01" not in kea.reservations())
     finally:
-        task.cancel()
+        await stop_task(task)

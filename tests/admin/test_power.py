@@ -11,7 +11,8 @@ import pytest
 
 from sync.power.engine import PowerEngine
 from tests.admin.conftest import create, problem_of
-from tests.admin.test_discovery import box, credential, running
+from tests.admin.test_discovery import box, credential
+from tests.conftest import running
 from tests.redfish_emulator import PASSWORD, RedfishEmulator, fake_system
 
 SYSTEMS = [fake_system(1, "Off"), fake_system(2, "Off"), fake_system(3, "On")]

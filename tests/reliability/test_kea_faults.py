@@ -3,6 +3,7 @@
 import asyncio
 
 from sync.kea import KeaSync
+from tests.conftest import stop_task
 from tests.seed import add_node
 from tests.test_kea import eventually
 
@@ -20,4 +21,4 @@ async def test_kea_restart_converges(conn, dsn, kea):
         kea.start()  # from its written config: node-a is there, node-b comes with the next pass
         await eventually(lambda: {"52:54:00:00:0a:01", "52:54:00:00:0b:01"} <= set(kea.reservations()), 30)
     finally:
-        task.cancel()
+        await stop_task(task)

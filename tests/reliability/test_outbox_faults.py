@@ -15,7 +15,7 @@ import pytest
 
 from core import db, events
 from sync.outbox import STREAM, OutboxRelay
-from tests.conftest import ROOT, _tmp_root, free_port
+from tests.conftest import ROOT, _tmp_root, free_port, stop_task
 
 
 class NatsServer:
@@ -91,7 +91,7 @@ async def test_events_arrive_as_cloud_events(conn, dsn, nats_server):
         await events.emit(conn, "bss", "bootparams", "deleted", "compute")
         await wait_for(lambda: _zero(conn), 10)
     finally:
-        task.cancel()
+        await stop_task(task)
     messages = await stream_messages(nats_server.url)
     assert [m.subject for m in messages] == ["chamicore.smd.components.created", "chamicore.bss.bootparams.deleted"]
     first = json.loads(messages[0].data)
@@ -121,7 +121,7 @@ async def test_nats_down_in_a_burst_loses_nothing(conn, dsn, nats_server):
                 nats_server.start()
         await wait_for(lambda: _zero(conn), 60)
     finally:
-        task.cancel()
+        await stop_task(task)
     messages = await stream_messages(nats_server.url)
     ids = [json.loads(m.data)["id"] for m in messages]
     assert len(ids) == total and len(set(ids)) == total
