@@ -146,6 +146,11 @@ async def read_patch(request: Request) -> dict:
     return spec
 
 
+def patched(spec: msgspec.Struct, patch: dict, type_: type[T]) -> T:
+    """`spec` with a JSON merge patch applied, checked again as `type_` (422s name `$.spec...` fields)."""
+    return convert(merge_patch(msgspec.to_builtins(spec), patch), type_, "$.spec")
+
+
 def merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7396 JSON merge patch."""
     if not isinstance(patch, dict):

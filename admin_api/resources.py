@@ -18,6 +18,7 @@ from admin_api.http import (
     query_list,
 )
 from core.envelope import ListMetadata, Resource, ResourceList, ResourceMetadata, etag_for
+from core.identity import is_valid_id
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10_000
@@ -30,6 +31,14 @@ def metadata(resource_id: str, row) -> ResourceMetadata:
 
 def etag_of(resource_id: str, row) -> str:
     return etag_for(resource_id, row["updated_at"].isoformat())
+
+
+def path_key(request: Request, what: str, key: str = "id") -> str:
+    """The `{key}` of the path; a 404 naming `what` when it cannot be an ADR-010 id (so never reaches SQL)."""
+    value = request.path_params[key]
+    if not is_valid_id(value):
+        raise problem(404, f"no {what} {value[:255]!r} (not a valid {key})")
+    return value
 
 
 async def fetch_one(conn, select: str, key, what: str, *, lock: bool = False):

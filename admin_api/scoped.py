@@ -7,22 +7,20 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from admin_api.http import (
     MERGE_PATCH_TYPES,
     check_if_match,
-    convert,
     field_problem,
-    merge_patch,
+    patched,
     problem,
     query_list,
     read_json,
     read_patch,
 )
-from admin_api.resources import answer, etag_of, fetch_one, list_answer, order_by, paging
+from admin_api.resources import answer, etag_of, fetch_one, list_answer, order_by, paging, path_key
 from admin_api.routing import PAGING, Param, Router, sort_param
 from core import events
 from core.envelope import Resource, ResourceList, ResourceRequest
@@ -105,10 +103,7 @@ class ScopedTable:
 
 def register_routes(router: Router, t: ScopedTable) -> None:
     def path_id(request: Request) -> str:
-        entry_id = request.path_params["id"]
-        if not is_valid_id(entry_id):
-            raise problem(404, f"no {t.noun} {entry_id[:255]!r} (not a valid id)")
-        return entry_id
+        return path_key(request, t.noun)
 
     async def fetch_row(conn, entry_id: str, *, lock: bool = False):
         return await fetch_one(conn, f"SELECT {t.columns} FROM {t.table} WHERE id = $1", entry_id, t.noun, lock=lock)
@@ -192,8 +187,7 @@ def register_routes(router: Router, t: ScopedTable) -> None:
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             current = await fetch_row(conn, entry_id, lock=True)
             check_if_match(request, etag_of(entry_id, current), required=False)
-            merged = merge_patch(msgspec.to_builtins(t.to_resource(current).spec), patch)
-            row = await write(conn, entry_id, convert(merged, t.spec_type, "$.spec"), create=False)
+            row = await write(conn, entry_id, patched(t.to_resource(current).spec, patch, t.spec_type), create=False)
         return answer(t.to_resource(row))
 
     @router.delete(t.base + "/{id}", scope=t.write_scope, summary=f"Delete {t.noun}")

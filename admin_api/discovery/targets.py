@@ -12,10 +12,9 @@ from admin_api.http import (
     MAX_BULK_BODY,
     MERGE_PATCH_TYPES,
     check_if_match,
-    convert,
     field_problem,
     json_response,
-    merge_patch,
+    patched,
     problem,
     read_json,
     read_patch,
@@ -145,7 +144,7 @@ async def patch_target(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         current = await _fetch(conn, target_id, lock=True)
         check_if_match(request, etag_of(target_id, current), required=False)
-        spec = convert(merge_patch(msgspec.to_builtins(_resource(current).spec), patch), TargetSpec, "$.spec")
+        spec = patched(_resource(current).spec, patch, TargetSpec)
         await _check(conn, spec)
         row = await conn.fetchrow(
             f"UPDATE discovery.targets SET driver = $2, address = $3, document = $4, credential_id = $5, "

@@ -9,9 +9,8 @@ from starlette.responses import Response
 from admin_api.http import (
     MERGE_PATCH_TYPES,
     check_if_match,
-    convert,
     field_problem,
-    merge_patch,
+    patched,
     problem,
     query_list,
     read_json,
@@ -25,6 +24,7 @@ from admin_api.resources import (
     metadata,
     order_by,
     paging,
+    path_key,
     sparse_fields,
 )
 from admin_api.routing import PAGING, Param, Router, one_of, sort_param
@@ -85,10 +85,7 @@ async def fetch_row(conn, component_id: str, *, lock: bool = False):
 
 
 def path_id(request: Request) -> str:
-    component_id = request.path_params["id"]
-    if not is_valid_id(component_id):
-        raise problem(404, f"no component {component_id[:255]!r} (not a valid component id)")
-    return component_id
+    return path_key(request, "component")
 
 
 async def check_references(conn, spec: ComponentSpec, own_id: str | None, path: str = "$.spec") -> None:
@@ -226,9 +223,7 @@ async def patch_component(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         current = await fetch_row(conn, component_id, lock=True)
         check_if_match(request, etag_of(component_id, current), required=False)
-        merged = merge_patch(msgspec.to_builtins(to_spec(current)), patch)
-        spec = convert(merged, ComponentSpec, "$.spec")
-        row = await update_row(conn, component_id, spec)
+        row = await update_row(conn, component_id, patched(to_spec(current), patch, ComponentSpec))
     return answer(to_resource(row))
 
 

@@ -15,16 +15,15 @@ from starlette.responses import Response
 
 from admin_api.http import (
     check_if_match,
-    convert,
     field_problem,
     json_response,
-    merge_patch,
+    patched,
     problem,
     query_list,
     read_json,
     read_patch,
 )
-from admin_api.resources import answer, etag_of, list_answer, metadata, order_by, paging
+from admin_api.resources import answer, etag_of, list_answer, metadata, order_by, paging, path_key
 from admin_api.routing import PAGING, Param, Router, sort_param
 from admin_api.smd.schemas import Id
 from core import events
@@ -72,10 +71,7 @@ def make_router(base: str, exclusive: bool) -> Router:
         return Resource(kind=kind, api_version=API_VERSION, metadata=metadata(row["name"], row), spec=spec)
 
     def path_name(request: Request) -> str:
-        name = request.path_params["name"]
-        if not is_valid_id(name):
-            raise problem(404, f"no {noun} {name[:255]!r} (not a valid name)")
-        return name
+        return path_key(request, noun, "name")
 
     async def fetch_row(conn, name: str, *, lock: bool = False):
         if lock:
@@ -184,8 +180,7 @@ def make_router(base: str, exclusive: bool) -> Router:
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             current = await fetch_row(conn, name, lock=True)
             check_if_match(request, etag_of(name, current), required=False)
-            merged = merge_patch(msgspec.to_builtins(to_resource(current).spec), patch)
-            row = await update(conn, name, convert(merged, GroupSpec, "$.spec"))
+            row = await update(conn, name, patched(to_resource(current).spec, patch, GroupSpec))
         return answer(to_resource(row))
 
     @router.delete(base + "/{name}", scope="write:smd", summary=f"Delete a {noun} (its members stay)")

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from admin_api.http import (
     MERGE_PATCH_TYPES,
     check_if_match,
-    convert,
     field_problem,
-    merge_patch,
+    patched,
     problem,
     query_list,
     read_json,
     read_patch,
 )
-from admin_api.resources import answer, etag_of, fetch_one, list_answer, metadata, order_by, paging
+from admin_api.resources import (
+    answer,
+    etag_of,
+    fetch_one,
+    list_answer,
+    metadata,
+    order_by,
+    paging,
+    path_key,
+)
 from admin_api.routing import PAGING, Param, Router, sort_param
 from admin_api.smd.schemas import InlineInterface, InterfaceSpec, IpAddr, checked_interface
 from core import events
@@ -93,10 +100,7 @@ async def insert_many(conn, component_id: str, nics: list[Prepared]) -> None:
 
 
 def path_id(request: Request) -> str:
-    nic_id = request.path_params["id"]
-    if not is_valid_id(nic_id):
-        raise problem(404, f"no interface {nic_id[:255]!r} (not a valid id)")
-    return nic_id
+    return path_key(request, "interface")
 
 
 async def fetch_row(conn, nic_id: str, *, lock: bool = False):
@@ -192,8 +196,7 @@ async def patch_interface(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         current = await fetch_row(conn, nic_id, lock=True)
         check_if_match(request, etag_of(nic_id, current), required=False)
-        merged = merge_patch(msgspec.to_builtins(to_resource(current).spec), patch)
-        row = await _update(conn, nic_id, convert(merged, InterfaceSpec, "$.spec"))
+        row = await _update(conn, nic_id, patched(to_resource(current).spec, patch, InterfaceSpec))
     return answer(to_resource(row))
 
 

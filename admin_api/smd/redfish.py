@@ -16,9 +16,8 @@ from starlette.responses import Response
 from admin_api.http import (
     MERGE_PATCH_TYPES,
     check_if_match,
-    convert,
     field_problem,
-    merge_patch,
+    patched,
     problem,
     read_json,
     read_patch,
@@ -176,8 +175,7 @@ async def patch_endpoint(request: Request) -> Response:
         current = await _fetch(conn, endpoint_id, lock=True)
         check_if_match(request, etag_of(endpoint_id, current), required=False)
         systems = (await _systems(conn, [endpoint_id])).get(endpoint_id, [])
-        merged = merge_patch(msgspec.to_builtins(_spec(current, systems)), patch)
-        spec = convert(merged, RedfishEndpointSpec, "$.spec")
+        spec = patched(_spec(current, systems), patch, RedfishEndpointSpec)
         address = await _checked(conn, endpoint_id, spec)
         row = await conn.fetchrow(
             f"UPDATE smd.redfish_endpoints SET address = $2, credential_id = $3, insecure = $4, updated_at = now() "
