@@ -60,12 +60,17 @@ def read_config_file() -> dict:
     return loaded
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds a client secret or a token)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
 def write_config_file(values: dict) -> Path:
     path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it may hold a client secret
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(values, handle, sort_keys=True)
+    _write_private(path, yaml.safe_dump(values, sort_keys=True))
     return path
 
 
@@ -166,15 +171,12 @@ class ApiClient:
     def _cache_token(self, token: str, lifetime: int) -> None:
         path = _token_cache()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             try:
                 cached = json.loads(path.read_text())
             except (OSError, ValueError):
                 cached = {}
             cached[self._cache_key()] = {"token": token, "expires": time.time() + lifetime}
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(cached, handle)
+            _write_private(path, json.dumps(cached))
         except OSError:
             pass  # a cache only
 
