@@ -175,6 +175,8 @@ class ApiClient:
                 cached = json.loads(path.read_text())
             except (OSError, ValueError):
                 cached = {}
+            if not isinstance(cached, dict):  # a damaged cache is replaced, not a crash
+                cached = {}
             cached[self._cache_key()] = {"token": token, "expires": time.time() + lifetime}
             _write_private(path, json.dumps(cached))
         except OSError:
