@@ -137,6 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     server_cpu, _ = cpus()
     work = Path(tempfile.mkdtemp(prefix="chamicore-adminbench-", dir="/tmp"))
+    work.chmod(0o711)  # the PostgreSQL service user must reach its cluster below
     cluster = EmbeddedPostgres(work / "pg", port=free_port(), bin_dir=pgserver_bin_dir() or system_bin_dir(),
                                durable=False)
     cluster.start()

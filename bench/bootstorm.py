@@ -239,6 +239,7 @@ def main() -> None:
     server_cpu, client_cpu = cpus()
     somaxconn = tune_kernel()
     work = Path(tempfile.mkdtemp(prefix="chamicore-bench-", dir="/tmp"))
+    work.chmod(0o711)  # the PostgreSQL service user must reach its cluster below
     cluster = EmbeddedPostgres(work / "pg", port=free_port(), bin_dir=pgserver_bin_dir() or system_bin_dir(),
                                durable=False)
     cluster.start()

@@ -32,6 +32,7 @@ from cli.errors import (
     CLIError,
 )
 from core.config import Config
+from core.files import write_private
 
 SERVICE = "admin API"
 TIMEOUT_S = 60
@@ -60,17 +61,9 @@ def read_config_file() -> dict:
     return loaded
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (it holds a client secret or a token)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-
-
 def write_config_file(values: dict) -> Path:
     path = config_path()
-    _write_private(path, yaml.safe_dump(values, sort_keys=True))
+    write_private(path, yaml.safe_dump(values, sort_keys=True))
     return path
 
 
@@ -119,9 +112,8 @@ class ApiClient:
     @classmethod
     def from_settings(cls, config: Config, endpoint: str | None = None) -> ApiClient:
         file = read_config_file()
-        local = f"http://{'127.0.0.1' if config.admin_listen.host in ('0.0.0.0', '::') else config.admin_listen.host}" \
-                f":{config.admin_listen.port}"
-        endpoint = endpoint or os.environ.get("CHAMICORE_ENDPOINT") or file.get("endpoint") or local
+        endpoint = (endpoint or os.environ.get("CHAMICORE_ENDPOINT") or file.get("endpoint")
+                    or config.admin_listen.local_url)
         token = os.environ.get("CHAMICORE_TOKEN") or file.get("token")
         credentials = None
         if not token:
@@ -178,7 +170,7 @@ class ApiClient:
             if not isinstance(cached, dict):  # a damaged cache is replaced, not a crash
                 cached = {}
             cached[self._cache_key()] = {"token": token, "expires": time.time() + lifetime}
-            _write_private(path, json.dumps(cached))
+            write_private(path, json.dumps(cached))
         except OSError:
             pass  # a cache only
 

@@ -281,11 +281,8 @@ def add_bootscript(commands) -> None:
 def run_bootscript(config, args) -> int:
     if args.boot_endpoint:
         base = args.boot_endpoint
-    elif config.boot_url:
-        base = config.boot_url
-    else:
-        host = "127.0.0.1" if config.boot_listen.host in ("0.0.0.0", "::") else config.boot_listen.host
-        base = f"http://{host}:{config.boot_listen.port}"
+    else:  # asked from this machine: its own address for the boot path will do
+        base = config.boot_url or config.boot_listen.local_url
     url = f"{base.rstrip('/')}/boot/v1/bootscript?" + urllib.parse.urlencode({"mac": args.mac})
     request = urllib.request.Request(url, headers={"X-Chamicore-Preview": "1"})
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import resource
 
 from cli.errors import EXIT_CONFIG, CLIError
@@ -18,6 +19,21 @@ def raise_fd_limit(wanted: int) -> int:
     return soft
 
 
+def app_target(module: str, factory: str) -> str:
+    """granian's target for `module:factory`, as the installed file's path.
+
+    granian puts the working directory first on sys.path before it imports a
+    dotted target, so a folder named `hotpath` or `core` wherever the command
+    runs would shadow the installed package.  Given a file path, granian puts
+    that file's package root first instead.
+    """
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise CLIError("serve", f"cannot find the installed module {module}",
+                       "reinstall chamicore (pip install chamicore, or make install)", EXIT_CONFIG)
+    return f"{spec.origin}:{factory}"
+
+
 def serve_boot(config: Config, interface: str | None = None) -> None:
     from granian import Granian
     from granian.constants import Interfaces, Loops
@@ -29,7 +45,7 @@ def serve_boot(config: Config, interface: str | None = None) -> None:
     # Each connection needs a descriptor; a boot storm holds thousands at once.
     raise_fd_limit(config.boot_max_connections + 1024)
     server = Granian(
-        "hotpath.app:create_app",
+        app_target("hotpath.app", "create_app"),
         factory=True,
         address=config.boot_listen.host,
         port=config.boot_listen.port,
@@ -54,7 +70,7 @@ def serve_admin(config: Config) -> None:
         raise CLIError("admin", "CHAMICORE_DATABASE_URL is not set",
                        "set it, or use `chamicore up` which starts an embedded PostgreSQL", EXIT_CONFIG)
     Granian(
-        "admin_api.app:create_app",
+        app_target("admin_api.app", "create_app"),
         factory=True,
         address=config.admin_listen.host,
         port=config.admin_listen.port,

@@ -24,7 +24,7 @@ from admin_api.auth.bootstrap import bootstrap_admin, credentials_path
 from cli.dbcmd import run_migrate
 from cli.errors import EXIT_FAILURE, CLIError
 from core import db
-from core.config import Address, Config, mask_url
+from core.config import Config, mask_url
 from core.crypto import create_key_file
 from core.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
@@ -44,16 +44,13 @@ class Service:
     process: subprocess.Popen | None = field(default=None, repr=False)
 
 
-def _local(address: Address) -> str:
-    host = "127.0.0.1" if address.host in ("0.0.0.0", "::", "") else address.host
-    return f"http://{host}:{address.port}"
-
-
 def _services(config: Config) -> list[Service]:
-    python = [sys.executable, "-m", "cli.main", "serve"]
+    # -P: the working directory is not put on sys.path, so a folder named `core` or `hotpath`
+    # where `up` runs cannot shadow the installed package in the children.
+    python = [sys.executable, "-P", "-m", "cli.main", "serve"]
     services = [
-        Service("boot path", [*python, "boot"], _local(config.boot_listen) + "/readiness"),
-        Service("admin API", [*python, "admin"], _local(config.admin_listen) + "/readiness"),
+        Service("boot path", [*python, "boot"], config.boot_listen.local_url + "/readiness"),
+        Service("admin API", [*python, "admin"], config.admin_listen.local_url + "/readiness"),
         # Discovery and power always run; the Kea sync and the event relay when configured.
         Service("sync daemons", [*python, "sync"], None),
     ]
@@ -146,9 +143,11 @@ def run_up(config: Config, data_dir: Path) -> int:
 
         print(f"\nChamicore is up. Data: {data_dir}")
         print(f"  PostgreSQL  {where}")
-        boot = _local(config.boot_listen)
-        print(f"  boot path   {boot}  (DHCP bootfile for iPXE: {boot}/boot/v1/boot.ipxe)")
-        admin = _local(config.admin_listen)
+        boot = config.boot_listen.local_url
+        bootfile = (f"{config.node_boot_url}/boot/v1/boot.ipxe" if config.node_boot_url
+                    else "set CHAMICORE_BOOT_URL to the URL nodes reach it at")
+        print(f"  boot path   {boot}  (DHCP bootfile for iPXE: {bootfile})")
+        admin = config.admin_listen.local_url
         print(f"  admin API   {admin}  (OpenAPI: {admin}/api/openapi.json, docs: {admin}/api/docs)")
         print("  sync        discovery scans and power transitions")
         if config.nats_url:

@@ -36,6 +36,17 @@ class Address:
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def is_wildcard(self) -> bool:
+        """Listening on every address: which one a client should use cannot be told from here."""
+        return self.host in ("0.0.0.0", "::", "")
+
+    @property
+    def local_url(self) -> str:
+        """The URL at which a client on this machine reaches the listener (a wildcard covers loopback)."""
+        host = "127.0.0.1" if self.is_wildcard else self.host
+        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+
 
 def _listen(value: str) -> Address:
     host, sep, port = value.rpartition(":")
@@ -96,6 +107,9 @@ def _issuers(value: str) -> tuple:
 
 
 def _default_data_dir() -> str:
+    # root's home is closed to the PostgreSQL service user, so root keeps its data where services do.
+    if os.geteuid() == 0 and not os.environ.get("XDG_DATA_HOME"):
+        return "/var/lib/chamicore"
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "chamicore")
 
@@ -113,7 +127,7 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE_URL", None, _url("postgresql", "postgres"),
             "PostgreSQL URL; unset: `chamicore up` starts an embedded PostgreSQL", secret=True),
-    Setting("DATA_DIR", None, str, "where `chamicore up` keeps everything it creates (default ~/.local/share/chamicore)"),
+    Setting("DATA_DIR", None, str, "where `chamicore up` keeps everything it creates (default ~/.local/share/chamicore, or /var/lib/chamicore as root)"),
     Setting("BOOT_LISTEN", "127.0.0.1:27778", _listen, "host:port of the boot path"),
     Setting("ADMIN_LISTEN", "127.0.0.1:27779", _listen, "host:port of the admin API"),
     Setting("BOOT_URL", None, _url("http", "https"),
@@ -209,10 +223,15 @@ class Config:
 
     @property
     def token_issuer(self) -> str:
-        if self.issuer:
-            return self.issuer
-        host = "127.0.0.1" if self.admin_listen.host in ("0.0.0.0", "::") else self.admin_listen.host
-        return f"http://{host}:{self.admin_listen.port}"
+        return self.issuer or self.admin_listen.local_url
+
+    @property
+    def node_boot_url(self) -> str | None:
+        """The boot path's URL as nodes reach it: CHAMICORE_BOOT_URL, else the listen address
+        when it is one address.  None on a wildcard listener: 0.0.0.0 is no address to hand a node."""
+        if self.boot_url:
+            return self.boot_url
+        return None if self.boot_listen.is_wildcard else self.boot_listen.local_url
 
     @property
     def resolved_data_dir(self) -> Path:

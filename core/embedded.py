@@ -6,15 +6,23 @@ tests use).  PostgreSQL refuses to run as root, so when we are root the
 server runs as an unprivileged system user `chamicore` that owns the
 cluster directory.  By default it listens on a unix socket inside the data
 directory only; pass `port` to also listen on 127.0.0.1.
+
+The permissions of directories above the cluster are never changed.  The
+service user must be able to reach the cluster directory (choose one under a
+traversable parent, such as /var/lib/chamicore); when it cannot reach the
+binaries (a virtualenv under /root), they are copied once into the cluster
+directory, which it can reach.
 """
 
 from __future__ import annotations
 
 import glob
+import grp
 import importlib.util
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 from urllib.parse import quote
@@ -132,6 +140,15 @@ class EmbeddedPostgres:
 
     def _prepare_dirs(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._owner is not None:
+            blocked = _blocking_parent(self.data_dir, self._owner)
+            if blocked is not None:
+                raise EmbeddedPostgresError(
+                    f"the PostgreSQL service user {SERVICE_USER!r} cannot reach {self.data_dir}: "
+                    f"{blocked} (mode {stat.filemode(blocked.stat().st_mode)}) does not let it through",
+                    "choose a data directory under a parent it can traverse (as root, the default is "
+                    "/var/lib/chamicore: --data-dir or CHAMICORE_DATA_DIR), or set CHAMICORE_DATABASE_URL",
+                )
         self.socket_dir.mkdir(mode=0o700, exist_ok=True)
         if self._owner is None:
             return
@@ -139,13 +156,32 @@ class EmbeddedPostgres:
             os.chown(path, self._owner.pw_uid, self._owner.pw_gid)
         if self.pgdata.exists():
             os.chown(self.pgdata, self._owner.pw_uid, self._owner.pw_gid)
-        # The service user must be able to reach its directory and the binaries:
-        # grant traversal (o+x, not read) on the parents that lack it.
-        for target in (self.data_dir, self.bin_dir):
-            for parent in target.parents:
-                mode = parent.stat().st_mode
-                if not mode & 0o001:
-                    os.chmod(parent, mode | 0o001)
+        if _blocking_parent(self.bin_dir / "pg_ctl", self._owner) is not None:
+            self.bin_dir = self._copy_install()
+
+    def _copy_install(self) -> Path:
+        """The PostgreSQL install copied into the cluster directory, once per version.
+
+        pgserver's binaries find their bundled libraries at $ORIGIN/../../../pgserver.libs
+        (a repaired wheel), so the copy keeps that layout: PKG/pginstall/{bin,lib,share}
+        beside PKG.libs.
+        """
+        source = self.bin_dir.parent
+        target = self.data_dir / "pginstall"
+        install = target / source.parent.name / source.name
+        bundled_libs = source.parent.parent / f"{source.parent.name}.libs"
+        version = (source / "bin" / "postgres").stat()
+        marker = f"{source}|{version.st_size}|{version.st_mtime_ns}\n"
+        stamp = target / "copied-from"
+        if not (stamp.exists() and stamp.read_text() == marker):
+            shutil.rmtree(target, ignore_errors=True)
+            for part in ("bin", "lib", "share"):
+                if (source / part).exists():
+                    shutil.copytree(source / part, install / part, symlinks=True)
+            if bundled_libs.is_dir():
+                shutil.copytree(bundled_libs, target / bundled_libs.name, symlinks=True)
+            stamp.write_text(marker)
+        return install / "bin"
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         command = [str(self.bin_dir / tool), *args]
@@ -162,3 +198,19 @@ class EmbeddedPostgres:
                 f"see {self.log_file}; remove {self.pgdata} to start from an empty database",
             )
         return result
+
+
+def _blocking_parent(path: Path, user: pwd.struct_passwd) -> Path | None:
+    """The first directory above `path` that `user` may not traverse, if any."""
+    groups = {user.pw_gid, *(g.gr_gid for g in grp.getgrall() if user.pw_name in g.gr_mem)}
+    for parent in reversed(path.parents):
+        info = parent.stat()
+        if info.st_uid == user.pw_uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid in groups:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return parent
+    return None

@@ -56,8 +56,9 @@ class BootApp:
         if not config.database_url:
             raise ValueError("the boot path needs CHAMICORE_DATABASE_URL (chamicore up sets it)")
         self.config = config
-        listen = config.boot_listen
-        fallback = f"http://{'127.0.0.1' if listen.host in ('0.0.0.0', '::') else listen.host}:{listen.port}"
+        # The base URL of chained and seed URLs comes from the request's Host; without a Host
+        # header (HTTP/1.0), from the listen address.
+        fallback = config.boot_listen.local_url
         self.dispatcher = Dispatcher(Index(), config.boot_url, fallback, config.retry_base_s,
                                      config.retry_max_s, config.unknown_retry_s)
         builder = AnswerBuilder(config.boot_url, config.retry_base_s, config.retry_max_s)

@@ -7,7 +7,7 @@ import logging
 import signal
 
 from core import sdnotify
-from core.config import Config
+from core.config import Config, ConfigError
 from core.crypto import device_credentials_box
 from sync.discovery.scanner import DiscoveryScanner
 from sync.kea import KeaSync
@@ -20,20 +20,25 @@ STOP_TIMEOUT_S = 10
 
 
 def enabled_jobs(config: Config) -> list[Job]:
+    dsn = config.database_url
+    if not dsn:
+        raise ConfigError("DATABASE_URL", "the sync daemons need it (chamicore up sets it)")
     box = device_credentials_box(config)
     jobs: list[Job] = [
-        DiscoveryScanner(config.database_url, box, config.discovery_concurrency, config.discovery_timeout_s),
-        PowerEngine(config.database_url, box, concurrency=config.power_concurrency,
+        DiscoveryScanner(dsn, box, config.discovery_concurrency, config.discovery_timeout_s),
+        PowerEngine(dsn, box, concurrency=config.power_concurrency,
                     bmc_concurrency=config.power_bmc_concurrency, timeout_s=config.power_timeout_s,
                     verify_s=config.power_verify_s, max_attempts=config.power_max_attempts,
                     poll_s=config.power_poll_s),
     ]
     if config.nats_url:
-        jobs.append(OutboxRelay(config.database_url, config.nats_url, config.outbox_retention_s))
+        jobs.append(OutboxRelay(dsn, config.nats_url, config.outbox_retention_s))
     if config.kea_url:
-        listen = config.boot_listen
-        boot_url = config.boot_url or f"http://{listen.host}:{listen.port}"
-        jobs.append(KeaSync(config.database_url, config.kea_url, boot_url))
+        if config.node_boot_url is None:
+            raise ConfigError("BOOT_URL", f"the Kea sync hands nodes the boot path's URL, and CHAMICORE_BOOT_LISTEN "
+                                          f"({config.boot_listen}) listens on every address: set CHAMICORE_BOOT_URL "
+                                          "to the URL nodes reach it at, e.g. http://10.0.0.1:27778")
+        jobs.append(KeaSync(dsn, config.kea_url, config.node_boot_url))
     return jobs
 
 

@@ -33,9 +33,12 @@ def free_port() -> int:
 
 
 def _tmp_root() -> Path:
-    # Outside /root: the cluster runs as an unprivileged user when we are root.
+    # Outside /root, and traversable: the cluster runs as an unprivileged user when we are root,
+    # and the product leaves the modes of directories above its data alone.
     base = Path(os.environ.get("CHAMICORE_TEST_TMP", "/tmp"))
-    return Path(tempfile.mkdtemp(prefix="chamicore-test-", dir=base))
+    root = Path(tempfile.mkdtemp(prefix="chamicore-test-", dir=base))
+    root.chmod(0o711)
+    return root
 
 
 @pytest.fixture(scope="session")

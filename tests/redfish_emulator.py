@@ -3,21 +3,27 @@
 Its fake systems apply a power change 1-11 s after the request, on the next
 GET.  Basic auth comes from an htpasswd file with a bcrypt hash; HTTPS from
 a self-signed certificate made here when asked.  The state directory is
-fresh for each emulator.  Every request it serves is in its log, which is
-how the tests count the power requests that reached it.
+fresh for each emulator.
+
+The tests count the power requests that reached the BMC through a recording
+proxy in front of a plain-HTTP emulator (`url` is the proxy's address): it
+forwards each request and records method, path, body and the emulator's
+status as data, so no test depends on the emulator's log format.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import http.client
+import http.server
 import json
-import re
 import shutil
 import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -57,13 +63,68 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+class RecordingProxy:
+    """Forwards every request to the emulator and records what it answered, as data.
+
+    A request is recorded once the emulator has answered it, whether or not
+    the client is still there to read the answer (a client killed mid-request
+    still reached the BMC), which is what a BMC's own count would say.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.requests: list[dict] = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
+                upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
+                try:
+                    upstream.request(self.command, self.path, body=body or None, headers=headers)
+                    answer = upstream.getresponse()
+                    content = answer.read()
+                    proxy.requests.append({"method": self.command, "path": self.path, "status": answer.status,
+                                           "body": json.loads(body) if body else None})
+                    self.send_response(answer.status)
+                    for name, value in answer.getheaders():
+                        if name.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length",
+                                                "server", "date"):
+                            self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(content)))
+                    self.end_headers()
+                    self.wfile.write(content)
+                finally:
+                    upstream.close()
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _forward
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 class RedfishEmulator:
     def __init__(self, systems: list[dict], *, tls: bool = False) -> None:
         self.systems = systems
         self.dir = Path(tempfile.mkdtemp(prefix="chamicore-sushy-"))
         self.port = free_port()
         self.scheme = "https" if tls else "http"
-        self.url = f"{self.scheme}://127.0.0.1:{self.port}"
+        # Plain HTTP goes through the recording proxy; TLS goes straight to the emulator (nothing counts it).
+        self.proxy = None if tls else RecordingProxy(self.port)
+        self.url = f"{self.scheme}://127.0.0.1:{self.proxy.port if self.proxy else self.port}"
+        self.direct_url = f"{self.scheme}://127.0.0.1:{self.port}"
         (self.dir / "state").mkdir()
         hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
         (self.dir / "htpasswd").write_text(f"{USERNAME}:{hashed}\n")
@@ -92,7 +153,7 @@ class RedfishEmulator:
             if self.process.poll() is not None:
                 raise RuntimeError(f"sushy-emulator exited: {self.log.read_text()[-2000:]}")
             try:
-                with urllib.request.urlopen(self.url + "/redfish/v1/", timeout=1, context=_UNVERIFIED):
+                with urllib.request.urlopen(self.direct_url + "/redfish/v1/", timeout=1, context=_UNVERIFIED):
                     return self
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
@@ -105,14 +166,25 @@ class RedfishEmulator:
 
     def close(self) -> None:
         self.stop()
+        if self.proxy:
+            self.proxy.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def resets(self) -> dict[str, int]:
-        """Power requests the emulator accepted, per system uuid (from its request log)."""
+    def resets(self, reset_type: str | None = None) -> dict[str, int]:
+        """Power requests the emulator accepted (2xx), per system uuid, as the recording proxy saw them."""
+        if self.proxy is None:
+            raise RuntimeError("resets() counts through the recording proxy, which a TLS emulator does not have")
         counts: dict[str, int] = {}
-        pattern = re.compile(r'"POST /redfish/v1/Systems/([^/]+)/Actions/ComputerSystem\.Reset HTTP/[\d.]+" 204')
-        for match in pattern.finditer(self.log.read_text(errors="replace")):
-            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+        for request in list(self.proxy.requests):
+            path = request["path"].split("?", 1)[0]
+            prefix, _, action = path.rpartition("/Actions/")
+            if (request["method"] != "POST" or action != "ComputerSystem.Reset" or not 200 <= request["status"] < 300
+                    or not prefix.startswith("/redfish/v1/Systems/")):
+                continue
+            if reset_type is not None and (request["body"] or {}).get("ResetType") != reset_type:
+                continue
+            uuid = prefix.removeprefix("/redfish/v1/Systems/")
+            counts[uuid] = counts.get(uuid, 0) + 1
         return counts
 
     def _call(self, path: str, body: dict | None = None) -> bytes:

@@ -8,6 +8,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import msgspec
 import psutil
@@ -85,13 +86,23 @@ def _alive(processes):
 
 
 def test_up_runs_everything_and_stops_cleanly_twice():
+    """The second `up` runs on another admin port, through the installed `chamicore` command, from a
+    directory holding decoy `core`, `hotpath`, `sync` and `cli` packages: the children import the
+    installed package whatever the working directory, and the credentials file follows the new port."""
     data_dir = _tmp_root() / "up"
-    port, admin_port = free_port(), free_port()
-    env = dict(os.environ, CHAMICORE_BOOT_LISTEN=f"127.0.0.1:{port}", CHAMICORE_ADMIN_LISTEN=f"127.0.0.1:{admin_port}")
+    decoys = _tmp_root() / "decoys"
+    for package in ("core", "hotpath", "sync", "cli", "admin_api"):
+        (decoys / package).mkdir(parents=True)
+        (decoys / package / "__init__.py").write_text("raise ImportError('a decoy was imported')\n")
+    port = free_port()
+    env = dict(os.environ, CHAMICORE_BOOT_LISTEN=f"127.0.0.1:{port}")
     env.pop("CHAMICORE_DATABASE_URL", None)
-    for round_ in (1, 2):
-        process = subprocess.Popen([sys.executable, "-m", "cli.main", "up", "--data-dir", str(data_dir)],
-                                   cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    installed = str(Path(sys.prefix) / "bin" / "chamicore")
+    for round_, command, cwd in ((1, [sys.executable, "-m", "cli.main"], ROOT), (2, [installed], decoys)):
+        admin_port = free_port()
+        env["CHAMICORE_ADMIN_LISTEN"] = f"127.0.0.1:{admin_port}"
+        process = subprocess.Popen([*command, "up", "--data-dir", str(data_dir)],
+                                   cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             _check_round(process, round_, data_dir, port, admin_port)
         finally:
@@ -122,9 +133,10 @@ def _check_round(process, round_, data_dir, port, admin_port):
     assert str(credentials) in output and ("(new:" in output) == (round_ == 1)
     assert credentials.stat().st_mode & 0o777 == 0o600
     admin = json.loads(credentials.read_text())
+    assert admin["token_url"] == f"http://127.0.0.1:{admin_port}/auth/v1/token"
     form = urllib.parse.urlencode({"grant_type": "client_credentials", "client_id": admin["client_id"],
                                    "client_secret": admin["client_secret"]}).encode()
-    with urllib.request.urlopen(urllib.request.Request(admin["token_url"].replace("27779", str(admin_port)),
+    with urllib.request.urlopen(urllib.request.Request(admin["token_url"],
                                                        data=form), timeout=10) as response:
         assert "write:auth" in json.loads(response.read())["scope"]
     assert oct((data_dir / "secrets" / "secret.key").stat().st_mode & 0o777) == "0o600"

@@ -65,3 +65,27 @@ def test_describe_masks_secrets():
     assert shown["CHAMICORE_DATABASE_URL"] == "postgresql://admin:****@db:5432/chamicore"
     assert shown["CHAMICORE_SECRET_KEY"] == "****"
     assert shown["CHAMICORE_NATS_URL"] == "(unset)"
+
+
+def test_listen_addresses_become_urls_in_one_place():
+    wildcard = load_config({"CHAMICORE_BOOT_LISTEN": "0.0.0.0:8080", "CHAMICORE_ADMIN_LISTEN": "[::]:9090"})
+    assert wildcard.boot_listen.local_url == "http://127.0.0.1:8080"
+    assert wildcard.token_issuer == "http://127.0.0.1:9090"
+    assert wildcard.node_boot_url is None  # no node can be sent to 0.0.0.0
+    one = load_config({"CHAMICORE_BOOT_LISTEN": "[fd00::5]:8080"})
+    assert one.node_boot_url == "http://[fd00::5]:8080"
+    chosen = load_config({"CHAMICORE_BOOT_LISTEN": "0.0.0.0:8080", "CHAMICORE_BOOT_URL": "http://10.1.0.1:8080/"})
+    assert chosen.node_boot_url == "http://10.1.0.1:8080"
+
+
+def test_kea_sync_refuses_a_wildcard_boot_address_without_a_boot_url():
+    from sync.runner import enabled_jobs
+
+    env = {"CHAMICORE_DATABASE_URL": "postgresql://x@127.0.0.1/x", "CHAMICORE_KEA_URL": "http://127.0.0.1:8000",
+           "CHAMICORE_BOOT_LISTEN": "0.0.0.0:27778"}
+    with pytest.raises(ConfigError) as refused:
+        enabled_jobs(load_config(env))
+    assert refused.value.name == "CHAMICORE_BOOT_URL"
+    [kea] = [job for job in enabled_jobs(load_config({**env, "CHAMICORE_BOOT_URL": "http://10.1.0.1:27778"}))
+             if type(job).__name__ == "KeaSync"]
+    assert kea.boot_url == "http://10.1.0.1:27778"

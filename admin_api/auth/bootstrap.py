@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import asyncpg
 
 from admin_api.auth.accounts import create_account
+from core.files import write_private
 
 BOOTSTRAP_CLIENT = "chamicore-admin"
 
@@ -17,22 +17,37 @@ def credentials_path(data_dir: Path) -> Path:
     return data_dir / "credentials" / "admin.json"
 
 
+def _read_credentials(path: Path) -> dict | None:
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return stored if isinstance(stored, dict) and stored.get("client_secret") else None
+
+
+def _write_credentials(path: Path, secret: str, token_url: str) -> None:
+    write_private(path, json.dumps({"client_id": BOOTSTRAP_CLIENT, "client_secret": secret, "token_url": token_url},
+                                   indent=2))
+
+
 async def bootstrap_admin(conn: asyncpg.Connection, data_dir: Path, token_url: str) -> Path | None:
-    """Create the admin account once; returns the credentials file when it was just written."""
+    """Create the admin account once; returns the credentials file when it was just written.
+
+    On later starts the file keeps its secret, and its `token_url` follows the
+    admin API's current address (an `up` restarted on another port must not
+    leave the file pointing at a dead one).
+    """
     path = credentials_path(data_dir)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('chamicore.bootstrap'))")
         exists = await conn.fetchval("SELECT true FROM auth.service_accounts WHERE client_id = $1", BOOTSTRAP_CLIENT)
-        if exists and path.exists():
+        stored = _read_credentials(path) if exists else None
+        if stored is not None:
+            if stored.get("token_url") != token_url:
+                _write_credentials(path, stored["client_secret"], token_url)
             return None
         if exists:  # the file was lost: give the account a new secret rather than lock everyone out
             await conn.execute("DELETE FROM auth.service_accounts WHERE client_id = $1", BOOTSTRAP_CLIENT)
         secret = await create_account(conn, BOOTSTRAP_CLIENT, ["admin"], "created by chamicore up")
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"client_id": BOOTSTRAP_CLIENT, "client_secret": secret, "token_url": token_url}, handle,
-                      indent=2)
-        os.replace(tmp, path)
+        _write_credentials(path, secret, token_url)
     return path
