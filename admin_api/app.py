@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
 import msgspec
@@ -36,6 +38,7 @@ from core.crypto import device_credentials_box
 from core.problems import Problem, ProblemError, title_for
 
 log = logging.getLogger("chamicore.admin")
+E = TypeVar("E", bound=Exception)
 
 ROUTERS: list[Router] = [
     service.router,
@@ -62,6 +65,17 @@ ROUTERS: list[Router] = [
 
 def _problem(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
     return problem_response(Problem(title=title_for(status), status=status, detail=detail), headers)
+
+
+def handler_for(kind: type[E], handle: Callable[[Request, E], Awaitable[Response]],
+                ) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """`handle` as Starlette types exception handlers (taking any Exception); it is registered for `kind` only."""
+    async def handler(request: Request, exc: Exception) -> Response:
+        if not isinstance(exc, kind):
+            raise TypeError(f"{handle.__name__} handles {kind.__name__}, not {type(exc).__name__}") from exc
+        return await handle(request, exc)
+
+    return handler
 
 
 async def on_problem(request: Request, exc: ProblemError) -> Response:
@@ -103,14 +117,15 @@ async def on_crash(request: Request, exc: Exception) -> Response:
 def create_app(config: Config | None = None) -> Starlette:
     """Factory for granian (`--factory`) and tests: reads CHAMICORE_* settings unless given a Config."""
     config = config or load_config()
-    if not config.database_url:
+    dsn = config.database_url
+    if not dsn:
         raise ValueError("the admin API needs CHAMICORE_DATABASE_URL (chamicore up sets it)")
     metrics = service.Metrics()
     auth = Authenticator(config)  # refuses to start without a signing secret, unless in dev mode
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        app.state.pool = await db.create_pool(config.database_url, min_size=1, max_size=20,
+        app.state.pool = await db.create_pool(dsn, min_size=1, max_size=20,
                                               server_settings={"application_name": "chamicore-admin"})
         try:
             await auth.start(app.state.pool)
@@ -133,9 +148,9 @@ def create_app(config: Config | None = None) -> Starlette:
         lifespan=lifespan,
         middleware=[Middleware(service.MetricsMiddleware, metrics=metrics)],
         exception_handlers={
-            ProblemError: on_problem,
-            HTTPException: on_http_error,
-            asyncpg.PostgresError: on_database_error,
+            ProblemError: handler_for(ProblemError, on_problem),
+            HTTPException: handler_for(HTTPException, on_http_error),
+            asyncpg.PostgresError: handler_for(asyncpg.PostgresError, on_database_error),
             asyncpg.InterfaceError: on_unavailable,
             OSError: on_unavailable,
             TimeoutError: on_unavailable,

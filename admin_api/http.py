@@ -80,14 +80,18 @@ def convert(value: Any, type_: type[T], prefix: str = "$") -> T:
         raise validation_problem(exc, prefix) from None
 
 
-def validation_problem(exc: msgspec.ValidationError, prefix: str = "$") -> ProblemError:
+def validation_error(exc: msgspec.ValidationError, prefix: str = "$") -> FieldError:
     message = str(exc)
     match = _PATH_RE.search(message)
     path = match.group(1) if match else "$"
     if prefix != "$":
         path = prefix + path[1:]
-    detail = _PATH_RE.sub("", message).strip()
-    return ProblemError(422, f"{path}: {detail}", errors=[FieldError(path, detail)])
+    return FieldError(path, _PATH_RE.sub("", message).strip())
+
+
+def validation_problem(exc: msgspec.ValidationError, prefix: str = "$") -> ProblemError:
+    error = validation_error(exc, prefix)
+    return ProblemError(422, f"{error.field}: {error.detail}", errors=[error])
 
 
 async def read_json(request: Request, type_: type[T], limit: int = MAX_BODY) -> T:
@@ -109,7 +113,7 @@ def query_int(request: Request, name: str, default: int, minimum: int = 0, maxim
 
 def query_list(request: Request, name: str) -> list[str]:
     """`?type=Node,Switch&type=BMC` -> ["Node", "Switch", "BMC"] (comma = OR)."""
-    values = []
+    values: list[str] = []
     for raw in request.query_params.getlist(name):
         values.extend(v.strip() for v in raw.split(",") if v.strip())
     return values

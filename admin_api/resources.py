@@ -50,7 +50,10 @@ async def fetch_one(conn, select: str, key, what: str, *, lock: bool = False):
 
 
 def answer(resource: Resource, status: int = 200, location: str | None = None) -> Response:
-    headers = {"ETag": resource.metadata.etag}
+    etag = resource.metadata.etag
+    if etag is None:  # metadata() always sets one: a resource without it is not for answer()
+        raise ValueError(f"{resource.kind} {resource.metadata.id!r} has no ETag to answer with")
+    headers = {"ETag": etag}
     if location:
         headers["Location"] = location
     return json_response(resource, status, headers)

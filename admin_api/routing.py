@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from core.problems import ProblemError
 
@@ -98,19 +98,15 @@ class Router:
         return self.route("DELETE", path, status=kwargs.pop("status", 204), **kwargs)
 
 
-def starlette_routes(routers: list[Router]) -> list[Route]:
+def starlette_routes(routers: list[Router]) -> list[BaseRoute]:
     """One Starlette route per path, dispatching on the method, so that a 405
     names every method the path allows (Allow header)."""
     by_path: dict[str, dict[str, Operation]] = {}
     for router in routers:
         for op in router.operations:
             by_path.setdefault(op.path, {})[op.method] = op
-    routes = []
-    for path, operations in by_path.items():
-        route = Route(path, _dispatcher(operations), methods=list(operations))
-        route.operations = operations  # found again by the auth layer
-        routes.append(route)
-    return routes
+    return [Route(path, _dispatcher(operations), methods=list(operations))
+            for path, operations in by_path.items()]
 
 
 MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))

@@ -77,6 +77,11 @@ def _attr(name: str) -> str:
     return {"componentId": "component_id"}.get(name, name)
 
 
+def _of(generic: Any, spec_type: type) -> Any:
+    """`generic[spec_type]` for a spec type known only at run time (a type checker reads `X[y]` as a static type)."""
+    return generic[spec_type]
+
+
 @dataclasses.dataclass(frozen=True)
 class ScopedTable:
     """A table of entries scoped like boot parameters and cloud-init payloads, and how to
@@ -127,12 +132,14 @@ def register_routes(router: Router, t: ScopedTable) -> None:
         return row
 
     filters = tuple(Param(name, f"{name} scope, comma = OR") for name in t.scope_fields)
+    resource_type, list_type, request_type = (_of(g, t.spec_type) for g in (Resource, ResourceList, ResourceRequest))
 
-    @router.get(t.base, scope=t.read_scope, summary=f"List {t.noun}s", response=ResourceList[t.spec_type],
+    @router.get(t.base, scope=t.read_scope, summary=f"List {t.noun}s", response=list_type,
                 params=(*filters, *PAGING, sort_param(SORTABLE)))
     async def list_entries(request: Request) -> Response:
         limit, offset = paging(request)
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         for name in t.scope_fields:
             values = query_list(request, name)
             if name == "mac":
@@ -149,9 +156,9 @@ def register_routes(router: Router, t: ScopedTable) -> None:
                            offset)
 
     @router.post(t.base, scope=t.write_scope, summary=f"Create {t.noun} for a scope",
-                 request=ResourceRequest[t.spec_type], response=Resource[t.spec_type])
+                 request=request_type, response=resource_type)
     async def create_entry(request: Request) -> Response:
-        body = await read_json(request, ResourceRequest[t.spec_type])
+        body = await read_json(request, request_type)
         entry_id = body.metadata.id or generate_id(t.id_prefix)
         if not is_valid_id(entry_id):
             raise field_problem("$.metadata.id", "not a valid id")
@@ -161,16 +168,16 @@ def register_routes(router: Router, t: ScopedTable) -> None:
             row = await write(conn, entry_id, body.spec, create=True)
         return answer(t.to_resource(row), 201, f"{t.base}/{entry_id}")
 
-    @router.get(t.base + "/{id}", scope=t.read_scope, summary=f"Get {t.noun}", response=Resource[t.spec_type])
+    @router.get(t.base + "/{id}", scope=t.read_scope, summary=f"Get {t.noun}", response=resource_type)
     async def get_entry(request: Request) -> Response:
         async with request.app.state.pool.acquire() as conn:
             return answer(t.to_resource(await fetch_row(conn, path_id(request))))
 
     @router.put(t.base + "/{id}", scope=t.write_scope, summary=f"Replace {t.noun} (If-Match required)",
-                request=ResourceRequest[t.spec_type], response=Resource[t.spec_type])
+                request=request_type, response=resource_type)
     async def replace_entry(request: Request) -> Response:
         entry_id = path_id(request)
-        body = await read_json(request, ResourceRequest[t.spec_type])
+        body = await read_json(request, request_type)
         if body.metadata.id not in (None, entry_id):
             raise field_problem("$.metadata.id", f"does not match the id in the path ({entry_id!r})")
         async with request.app.state.pool.acquire() as conn, conn.transaction():
@@ -180,7 +187,7 @@ def register_routes(router: Router, t: ScopedTable) -> None:
         return answer(t.to_resource(row))
 
     @router.patch(t.base + "/{id}", scope=t.write_scope, summary=f"Change {t.noun} (JSON merge patch)",
-                  request=dict, response=Resource[t.spec_type], content_types=MERGE_PATCH_TYPES)
+                  request=dict, response=resource_type, content_types=MERGE_PATCH_TYPES)
     async def patch_entry(request: Request) -> Response:
         entry_id = path_id(request)
         patch = await read_patch(request)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import TypeAlias
 
 import asyncpg
+
+# What a query helper takes: a connection of its own or one borrowed from a pool (`async with pool.acquire()`).
+Connection: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
+from core import db
 
 SOURCE = "/chamicore/admin-api"
 
@@ -20,14 +20,14 @@ def event_type(domain: str, resource: str, action: str) -> str:
     return f"chamicore.{domain}.{resource}.{action}"
 
 
-async def emit(conn: asyncpg.Connection, domain: str, resource: str, action: str, subject: str,
+async def emit(conn: db.Connection, domain: str, resource: str, action: str, subject: str,
                data: Any = None) -> None:
     await conn.execute(
         "INSERT INTO events.outbox (source, type, subject, data) VALUES ($1, $2, $3, $4)",
         SOURCE, event_type(domain, resource, action), subject, data)
 
 
-async def emit_many(conn: asyncpg.Connection, domain: str, resource: str, action: str, subjects: Sequence[str],
+async def emit_many(conn: db.Connection, domain: str, resource: str, action: str, subjects: Sequence[str],
                     data: Sequence[Any] | None = None) -> None:
     """One event per subject, in one statement (bulk import writes thousands)."""
     if not subjects:

@@ -115,7 +115,7 @@ class KeaSync(Job):
                 "problems": self.problems[:50]}
 
     async def command(self, session: aiohttp.ClientSession, command: str, arguments: dict | None = None) -> dict:
-        body = {"command": command, "service": ["dhcp4"]}
+        body: dict[str, object] = {"command": command, "service": ["dhcp4"]}
         if arguments is not None:
             body["arguments"] = arguments
         async with session.post(self.kea_url, json=body) as response:

@@ -14,6 +14,8 @@ import logging
 
 import asyncpg
 import nats
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
 from sync.service import Job
@@ -48,11 +50,11 @@ class OutboxRelay(Job):
         self.nats_url = nats_url
         self.retention_s = retention_s
         self.published = 0
-        self._nc = None
-        self._js = None
+        self._nc: NATS | None = None
+        self._js: JetStreamContext | None = None  # set and cleared together with _nc
 
-    async def _jetstream(self):
-        if self._nc is None or self._nc.is_closed or not self._nc.is_connected:
+    async def _jetstream(self) -> JetStreamContext:
+        if self._nc is None or self._js is None or self._nc.is_closed or not self._nc.is_connected:
             if self._nc is not None:
                 await self._close()
             self._nc = await nats.connect(self.nats_url, connect_timeout=2, max_reconnect_attempts=0,
@@ -65,10 +67,11 @@ class OutboxRelay(Job):
         return self._js
 
     async def _close(self) -> None:
-        try:
-            await self._nc.close()
-        except Exception:  # noqa: BLE001 - closing a broken connection may fail; it is gone either way
-            pass
+        if self._nc is not None:
+            try:
+                await self._nc.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection may fail; it is gone either way
+                pass
         self._nc = self._js = None
 
     async def work_once(self, conn: asyncpg.Connection) -> bool:

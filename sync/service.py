@@ -105,7 +105,12 @@ class Job:
                 log.info("%s: active", self.name)
                 self.state = JobState.ACTIVE
                 lost = asyncio.Event()
-                conn.add_termination_listener(lambda _c, lost=lost: (lost.set(), self._wake.set()))
+
+                def on_lost(_conn: object, lost: asyncio.Event = lost) -> None:
+                    lost.set()
+                    self._wake.set()
+
+                conn.add_termination_listener(on_lost)
                 if self.channel:
                     await conn.add_listener(self.channel, lambda *_args: self._wake.set())
                 attempt = 0

@@ -33,7 +33,8 @@ class AuditEntry(msgspec.Struct, rename="camel"):
                     Param("since", "RFC 3339 time", schema={"type": "string", "format": "date-time"}), *PAGING))
 async def audit_log(request: Request) -> Response:
     limit, offset = paging(request)
-    where, args = [], []
+    where: list[str] = []
+    args: list[object] = []
     for name, column in (("actor", "actor"), ("outcome", "outcome"), ("action", "action")):
         if values := query_list(request, name):
             args.append(values)

@@ -21,7 +21,7 @@ from starlette.requests import Request
 
 from admin_api.auth import keys
 from core import db
-from core.config import Config
+from core.config import Config, ConfigError
 from core.crypto import SecretBox, SecretKeyMissing, read_key
 from core.problems import ProblemError
 from core.tokens import TokenError, TokenVerifier
@@ -30,6 +30,10 @@ log = logging.getLogger("chamicore.admin.auth")
 CHANNEL = "chamicore_auth"
 DEV_PRINCIPAL = {"sub": "dev-mode", "scope": "*", "roles": ["admin"]}
 MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+
+
+class NotStarted(RuntimeError):
+    """The Authenticator was used before start() gave it the pool (a bug in the app's lifespan)."""
 
 
 def client_ip(request: Request) -> str | None:
@@ -48,19 +52,28 @@ class Authenticator:
             if not self.dev_mode:
                 raise
             self.box = None  # dev mode without a key: checks off, no tokens issued
-        self.pool: asyncpg.Pool | None = None
+        self._pool: asyncpg.Pool | None = None
         self._tasks: list[asyncio.Task] = []
         self.reloads = 0
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise NotStarted("the authenticator has no pool: start() has not run")
+        return self._pool
+
     async def start(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
+        dsn = self.config.database_url
+        if not dsn:
+            raise ConfigError("DATABASE_URL", "the auth listener needs a connection of its own")
+        self._pool = pool
         if self.dev_mode:
             log.warning("CHAMICORE_DEV_MODE is on: the admin API accepts every request WITHOUT authentication")
         if self.box is not None:
             async with pool.acquire() as conn:
                 await keys.ensure_active_key(conn, self.box)
         await self.reload()
-        self._tasks = [asyncio.create_task(self._listen(), name="chamicore-auth-listener"),
+        self._tasks = [asyncio.create_task(self._listen(dsn), name="chamicore-auth-listener"),
                        asyncio.create_task(self._prune(), name="chamicore-auth-prune")]
 
     async def stop(self) -> None:
@@ -79,7 +92,7 @@ class Authenticator:
                 "SELECT jti, subject, revoked_at FROM auth.revocations WHERE expires_at > now()"))
         self.reloads += 1
 
-    async def _listen(self) -> None:
+    async def _listen(self, dsn: str) -> None:
         attempt = 0
 
         def connected() -> None:
@@ -88,7 +101,7 @@ class Authenticator:
 
         while True:
             try:
-                await self._listen_once(on_connected=connected)
+                await self._listen_once(dsn, on_connected=connected)
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, TimeoutError) as exc:
@@ -97,12 +110,16 @@ class Authenticator:
                 log.warning("auth listener: %s; retrying in %.2f s", exc, delay)
                 await asyncio.sleep(delay)
 
-    async def _listen_once(self, on_connected) -> None:
-        conn = await db.connect(self.config.database_url, timeout=5,
+    async def _listen_once(self, dsn: str, on_connected) -> None:
+        conn = await db.connect(dsn, timeout=5,
                                 server_settings={"application_name": "chamicore-auth-listener"})
         lost, wake = asyncio.Event(), asyncio.Event()
         try:
-            conn.add_termination_listener(lambda _c: (lost.set(), wake.set()))
+            def on_lost(_conn: object) -> None:
+                lost.set()
+                wake.set()
+
+            conn.add_termination_listener(on_lost)
             await conn.add_listener(CHANNEL, lambda *_args: wake.set())
             await self.reload()  # anything missed while disconnected
             on_connected()

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import secrets
 
-import asyncpg
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from core import db
 from core.crypto import SecretBox
 
 KEY_LOCK = 0x43484D43_4B455953  # "CHMCKEYS": one creator at a time
@@ -29,7 +29,7 @@ def _new_key() -> tuple[str, bytes, dict]:
     return kid, pem, jwk
 
 
-async def ensure_active_key(conn: asyncpg.Connection, box: SecretBox) -> str:
+async def ensure_active_key(conn: db.Connection, box: SecretBox) -> str:
     """The kid of the active key, creating the first one if there is none."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", KEY_LOCK)
@@ -41,7 +41,7 @@ async def ensure_active_key(conn: asyncpg.Connection, box: SecretBox) -> str:
         return kid
 
 
-async def rotate(conn: asyncpg.Connection, box: SecretBox, token_lifetime_s: int) -> tuple[str, str | None]:
+async def rotate(conn: db.Connection, box: SecretBox, token_lifetime_s: int) -> tuple[str, str | None]:
     """Retire the active key (published until its tokens expire) and make a new one."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", KEY_LOCK)
@@ -55,13 +55,13 @@ async def rotate(conn: asyncpg.Connection, box: SecretBox, token_lifetime_s: int
     return kid, old
 
 
-async def published(conn: asyncpg.Connection) -> list[dict]:
+async def published(conn: db.Connection) -> list[dict]:
     rows = await conn.fetch("SELECT public_jwk FROM auth.signing_keys WHERE retired_at IS NULL "
                             "OR publish_until > now() ORDER BY created_at DESC")
     return [row["public_jwk"] for row in rows]
 
 
-async def signing_key(conn: asyncpg.Connection, box: SecretBox):
+async def signing_key(conn: db.Connection, box: SecretBox):
     row = await conn.fetchrow("SELECT kid, private_key_enc FROM auth.signing_keys WHERE retired_at IS NULL")
     if row is None:
         raise RuntimeError("no active signing key")

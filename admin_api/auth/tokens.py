@@ -150,7 +150,7 @@ async def _exchange(request: Request, conn, body: TokenRequest, auth) -> tuple[s
     except jwt.PyJWTError as exc:
         raise oauth_error(400, "invalid_grant", f"malformed subject token: {exc}") from None
     issuer = unverified.get("iss")
-    if issuer not in issuers.trusted:
+    if not isinstance(issuer, str) or issuer not in issuers.trusted:
         raise oauth_error(400, "invalid_grant", f"the issuer {issuer!r} is not trusted (CHAMICORE_TRUSTED_ISSUERS)")
     if header.get("alg") not in ("RS256", "RS384", "RS512"):
         raise oauth_error(400, "invalid_grant", "subject tokens must be RSA-signed")
@@ -187,7 +187,8 @@ async def token(request: Request) -> Response:
                 valid = await asyncio.to_thread(verify_secret, body.client_secret, stored)
                 if not row or not valid or not row["enabled"]:
                     raise oauth_error(401, "invalid_client", "unknown client, wrong secret, or disabled account")
-                roles, extra = list(row["roles"]), {}
+                roles = list(row["roles"])
+                extra: dict = {}
             elif body.grant_type == TOKEN_EXCHANGE:
                 subject, roles, extra = await _exchange(request, conn, body, auth)
             else:

@@ -55,7 +55,8 @@ def _item(row) -> NodeSeen:
             params=(Param("componentId", "these nodes only"), dataclasses.replace(MINUTES, name="seenWithin", description="seen within this many minutes"), *PAGING))
 async def list_telemetry(request: Request) -> Response:
     limit, offset = paging(request)
-    where, args = [], []
+    where: list[str] = []
+    args: list[object] = []
     if ids := query_list(request, "componentId"):
         args.append(ids)
         where.append(f"component_id = ANY(${len(args)}::text[])")

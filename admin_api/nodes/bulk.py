@@ -15,7 +15,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.http import MAX_BULK_BODY, json_response, query_list, read_body, validation_problem
+from admin_api.http import MAX_BULK_BODY, json_response, query_list, read_body, validation_error
 from admin_api.nodes.schemas import NodeImport, check_boot_params, check_cloud_init
 from admin_api.routing import Param, Router
 from admin_api.smd.schemas import checked_interface
@@ -85,8 +85,8 @@ def _prepare(index: int, raw: bytes, errors: ItemErrors) -> Prepared | None:
         check_boot_params(item.boot_params, f"{where}.bootParams")
         check_cloud_init(item.cloud_init, f"{where}.cloudInit")
     except msgspec.ValidationError as exc:
-        problem = validation_problem(exc, where).problem
-        errors.add(index, problem.errors[0].field, problem.errors[0].detail)
+        error = validation_error(exc, where)
+        errors.add(index, error.field, error.detail)
         return None
     except msgspec.DecodeError as exc:
         errors.add(index, where, f"not valid JSON: {exc}")

@@ -9,6 +9,9 @@ transaction, reports what it would change, and rolls it back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,6 +27,7 @@ from core.identity import is_valid_id
 
 router = Router("nodes")
 BASE = "/hsm/v2/nodes/{id}"
+Entry = TypeVar("Entry")
 
 
 class Plan(msgspec.Struct, rename="camel"):
@@ -79,18 +83,19 @@ async def _provision(conn, node_id: str, body: NodeProvision, nics: list, change
                                                                                        "ipAddrs": nic[2]})
             changes.append(f"updated interface {mac}")
 
-    bp, ci = body.boot_params, body.cloud_init
-    await _set_own_entry(conn, node_id, changes, bp, "bss.boot_params", "bss", "bootparams", "boot parameters",
-                         f"{node_id}-boot", lambda: {"kernel": bp.kernel, "initrd": bp.initrd, "cmdline": bp.cmdline},
-                         lambda: msgspec.to_builtins(bp))
-    await _set_own_entry(conn, node_id, changes, ci, "cloudinit.payloads", "cloudinit", "payloads",
+    await _set_own_entry(conn, node_id, changes, body.boot_params, "bss.boot_params", "bss", "bootparams",
+                         "boot parameters", f"{node_id}-boot",
+                         lambda bp: {"kernel": bp.kernel, "initrd": bp.initrd, "cmdline": bp.cmdline},
+                         lambda bp: msgspec.to_builtins(bp))
+    await _set_own_entry(conn, node_id, changes, body.cloud_init, "cloudinit.payloads", "cloudinit", "payloads",
                          "cloud-init payload", f"{node_id}-cloud-init",
-                         lambda: {"user_data": ci.user_data, "meta_data": ci.meta_data, "vendor_data": ci.vendor_data},
-                         lambda: {"componentId": node_id})
+                         lambda ci: {"user_data": ci.user_data, "meta_data": ci.meta_data, "vendor_data": ci.vendor_data},
+                         lambda _ci: {"componentId": node_id})
 
 
-async def _set_own_entry(conn, node_id: str, changes: list[str], wanted, table: str, domain: str, resource: str,
-                         what: str, default_id: str, columns, event_data) -> None:
+async def _set_own_entry(conn, node_id: str, changes: list[str], wanted: Entry | None | msgspec.UnsetType,
+                         table: str, domain: str, resource: str, what: str, default_id: str,
+                         columns: Callable[[Entry], dict[str, Any]], event_data: Callable[[Entry], Any]) -> None:
     """The node's own boot parameters or payload: left out keeps it, null removes it, a value sets it."""
     if wanted is msgspec.UNSET:
         return
@@ -102,7 +107,7 @@ async def _set_own_entry(conn, node_id: str, changes: list[str], wanted, table: 
             changes.append(f"removed {what} {existing}")
         return
     entry_id = existing or default_id
-    values = columns()
+    values = columns(wanted)
     names = list(values)
     await conn.execute(
         f"INSERT INTO {table} (id, component_id, {', '.join(names)}) "
@@ -110,7 +115,7 @@ async def _set_own_entry(conn, node_id: str, changes: list[str], wanted, table: 
         + ", ".join(f"{n} = excluded.{n}" for n in names) + ", updated_at = now()",
         entry_id, node_id, *values.values())
     action = "updated" if existing else "created"
-    await events.emit(conn, domain, resource, action, entry_id, event_data())
+    await events.emit(conn, domain, resource, action, entry_id, event_data(wanted))
     changes.append(f"{action} {what} {entry_id}")
 
 

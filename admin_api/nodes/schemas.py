@@ -50,7 +50,7 @@ class NodeProvision(ComponentSpec, kw_only=True):
     cloud_init: NodeCloudInit | None | msgspec.UnsetType = msgspec.UNSET
 
 
-def check_boot_params(params: NodeBootParams | None, path: str) -> None:
+def check_boot_params(params: NodeBootParams | None | msgspec.UnsetType, path: str) -> None:
     if params is None or params is msgspec.UNSET:
         return
     check_uri(params.kernel, f"{path}.kernel", True)
@@ -58,7 +58,7 @@ def check_boot_params(params: NodeBootParams | None, path: str) -> None:
     check_text(params.cmdline, f"{path}.cmdline")
 
 
-def check_cloud_init(payload: NodeCloudInit | None, path: str) -> None:
+def check_cloud_init(payload: NodeCloudInit | None | msgspec.UnsetType, path: str) -> None:
     if payload is None or payload is msgspec.UNSET:
         return
     check_user_data(payload.user_data, f"{path}.userData")

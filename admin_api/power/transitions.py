@@ -152,7 +152,7 @@ async def _create(request: Request, operation: Operation, targets: Targets) -> R
             body.id = ""
             body.state = "dry-run"
             body.tasks = [msgspec.structs.replace(t, state="would-fail" if t.state == "failed" else "would-run")
-                          for t in body.tasks]
+                          for t in body.tasks or ()]
             body.counts = {k.replace("failed", "would-fail").replace("pending", "would-run"): v
                            for k, v in counts.items()}
             raise _DryRun(json_response(body))

@@ -174,8 +174,9 @@ async def get_component(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn:
         row = await fetch_row(conn, path_id(request))
     resource = to_resource(row)
-    if request.headers.get("if-none-match") == resource.metadata.etag:
-        return Response(status_code=304, headers={"ETag": resource.metadata.etag})
+    etag = resource.metadata.etag
+    if etag is not None and request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
     return answer(resource)
 
 

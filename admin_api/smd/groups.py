@@ -115,7 +115,8 @@ def make_router(base: str, exclusive: bool) -> Router:
                 params=(Param("tag", "having any of these tags"), *PAGING, sort_param(SORTABLE)))
     async def list_groups(request: Request) -> Response:
         limit, offset = paging(request)
-        where, args = ["g.exclusive = $1"], [exclusive]
+        where = ["g.exclusive = $1"]
+        args: list[object] = [exclusive]
         if tags := query_list(request, "tag"):
             args.append(tags)
             where.append(f"g.tags && ${len(args)}::text[]")

@@ -120,7 +120,8 @@ async def _component_exists(conn, component_id: str) -> None:
                     *PAGING, sort_param(SORTABLE)))
 async def list_interfaces(request: Request) -> Response:
     limit, offset = paging(request)
-    where, args = [], []
+    where: list[str] = []
+    args: list[object] = []
     if owners := query_list(request, "componentId"):
         args.append(owners)
         where.append(f"component_id = ANY(${len(args)}::text[])")

@@ -76,7 +76,7 @@ async def _upsert_node(conn, node_id: str | None, scan_id: str, *, state: str | 
                      slot=listed.slot or None)
     current = await conn.fetchrow(f"SELECT {', '.join(_NODE_FIELDS)} FROM smd.components WHERE id = $1",
                                   node_id) if node_id else None
-    if current is None:
+    if not node_id or current is None:
         node_id = node_id or generate_id("Node")
         await conn.execute(
             "INSERT INTO smd.components (id, type, state, parent_id, rack, unit, nid, role, sub_role, arch, slot) "

@@ -128,7 +128,8 @@ class DiscoveryScanner(Job):
             await pool.execute("UPDATE discovery.scan_hosts SET state = 'running', started_at = now() "
                                "WHERE scan_id = $1 AND target_id = $2 AND host = $3 AND state = 'pending'",
                                scan_id, target_id, host)
-            state, components, detail = "ok", [], ""
+            components: list[str] = []
+            state, detail = "ok", ""
             try:
                 if target is None:
                     raise HostFailed(f"target {target_id!r} was deleted")
@@ -175,8 +176,8 @@ class DiscoveryScanner(Job):
             return await register_bmc(conn, found, target["credential_id"], target["insecure"], scan_id)
 
     async def _finish(self, conn: asyncpg.Connection, scan_id: str) -> None:
-        counts = dict(await conn.fetch("SELECT state, count(*) FROM discovery.scan_hosts WHERE scan_id = $1 "
-                                       "GROUP BY state", scan_id))
+        counts = {state: n for state, n in await conn.fetch(
+            "SELECT state, count(*) FROM discovery.scan_hosts WHERE scan_id = $1 GROUP BY state", scan_id)}
         failed, total = counts.get("failed", 0), sum(counts.values())
         state = "failed" if total and failed == total else "completed"
         error = f"{failed} of {total} hosts failed" if failed else None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import logging
 import random
 import time
@@ -46,6 +47,10 @@ class TaskFailed(Exception):
     pass
 
 
+class NotActive(RuntimeError):
+    """A task used the engine's pool or HTTP session after deactivate() (a bug: deactivate cancels them first)."""
+
+
 class PowerEngine(Job):
     name = "power"
     channel = "chamicore_power"
@@ -63,7 +68,7 @@ class PowerEngine(Job):
         self.unconfirmed_s = unconfirmed_s
         self.limit = asyncio.Semaphore(concurrency)
         self.bmc_concurrency = bmc_concurrency
-        self.bmc_limits: dict[str, asyncio.Semaphore] = {}
+        self.bmc_limits: dict[str | None, asyncio.Semaphore] = {}  # by RedfishClient.bmc_id
         self.running: dict[TaskKey, asyncio.Task] = {}
         self.pool: asyncpg.Pool | None = None
         self.session: aiohttp.ClientSession | None = None
@@ -74,6 +79,19 @@ class PowerEngine(Job):
 
     def counts(self) -> dict:
         return {"passes": self.passes, "inFlight": len(self.running), "sent": self.sent, "tasksDone": self.tasks_done}
+
+    @property
+    def active_pool(self) -> asyncpg.Pool:
+        """The pool of the active replica: set by the first pass, gone at deactivate()."""
+        if self.pool is None:
+            raise NotActive("the power engine has no database pool: it is not the active replica")
+        return self.pool
+
+    @property
+    def active_session(self) -> aiohttp.ClientSession:
+        if self.session is None:
+            raise NotActive("the power engine has no HTTP session: it is not the active replica")
+        return self.session
 
     # -- the job's pass --------------------------------------------------------------------------------------
 
@@ -93,7 +111,7 @@ class PowerEngine(Job):
             if key not in self.running:
                 task = asyncio.create_task(self._drive(key), name=f"power-{key[0][:8]}-{key[1]}")
                 self.running[key] = task
-                task.add_done_callback(lambda _t, key=key: self._done(key))
+                task.add_done_callback(functools.partial(self._done, key))
         await self._finish_transitions(conn)
         if self.poll_s and time.monotonic() - self.last_refresh >= self.poll_s and (
                 self.refresher is None or self.refresher.done()):
@@ -101,7 +119,7 @@ class PowerEngine(Job):
             self.refresher = asyncio.create_task(self._refresh_status())
         return False
 
-    def _done(self, key: TaskKey) -> None:
+    def _done(self, key: TaskKey, _task: asyncio.Task) -> None:
         self.running.pop(key, None)
         self.tasks_done += 1
         self._wake.set()  # finish the transition promptly
@@ -142,15 +160,15 @@ class PowerEngine(Job):
                 "WHERE state = 'in-progress' AND NOT EXISTS (SELECT 1 FROM power.tasks t WHERE t.transition_id = r.id "
                 "AND t.state IN ('pending', 'sending', 'verifying')) RETURNING id")
             for row in finished:
-                counts = dict(await conn.fetch("SELECT state, count(*) FROM power.tasks WHERE transition_id = $1 "
-                                               "GROUP BY state", row["id"]))
+                counts = {state: n for state, n in await conn.fetch(
+                    "SELECT state, count(*) FROM power.tasks WHERE transition_id = $1 GROUP BY state", row["id"])}
                 await events.emit(conn, "power", "transitions", "completed", str(row["id"]), {"counts": counts})
                 log.info("power: transition %s completed %s", row["id"], counts)
 
     # -- one node's task -------------------------------------------------------------------------------------
 
     async def _load(self, key: TaskKey):
-        return await self.pool.fetchrow(
+        return await self.active_pool.fetchrow(
             "SELECT t.*, r.operation, r.state AS transition_state FROM power.tasks t "
             "JOIN power.transitions r ON r.id = t.transition_id WHERE t.transition_id = $1 AND t.node_id = $2",
             key[0], key[1])
@@ -159,7 +177,7 @@ class PowerEngine(Job):
         """Move the task from `expected` to `state`; False if someone else (an abort) moved it first."""
         names = list(fields)
         sets = "".join(f", {name} = ${i + 5}" for i, name in enumerate(names))
-        done = await self.pool.fetchval(
+        done = await self.active_pool.fetchval(
             f"UPDATE power.tasks SET state = $4, updated_at = now(){sets} WHERE transition_id = $1 AND node_id = $2 "
             f"AND state = $3 RETURNING true", key[0], key[1], expected, state, *fields.values())
         return bool(done)
@@ -173,7 +191,8 @@ class PowerEngine(Job):
             log.exception("power: task %s on %s stopped; it resumes on the next pass", key[0][:8], key[1])
 
     async def _steps(self, key: TaskKey) -> None:
-        client = path = None
+        client: RedfishClient | None = None
+        path = ""
         while True:
             task = await self._load(key)
             if task is None or task["state"] not in ("pending", "sending", "verifying") \
@@ -206,12 +225,12 @@ class PowerEngine(Job):
             await self._set(key, current, "pending" if current == "sending" else current, attempts=attempts,
                             detail=str(exc)[:1000], next_attempt_at=_after(backoff))
 
-    async def _request(self, bmc_id: str, call):
+    async def _request(self, bmc_id: str | None, call):
         bmc_limit = self.bmc_limits.setdefault(bmc_id, asyncio.Semaphore(self.bmc_concurrency))
         async with self.limit, bmc_limit:
             return await call
 
-    async def _power_state(self, client: RedfishClient, bmc_id: str, path: str) -> str | None:
+    async def _power_state(self, client: RedfishClient, bmc_id: str | None, path: str) -> str | None:
         system = await self._request(bmc_id, client.get(path))
         return system.get("PowerState")
 
@@ -265,7 +284,7 @@ class PowerEngine(Job):
             await self._set(key, expected, "pending", step=task["step"] + 1, attempts=0, unconfirmed=False,
                             detail=detail)
             return
-        async with self.pool.acquire() as conn, conn.transaction():
+        async with self.active_pool.acquire() as conn, conn.transaction():
             done = await conn.fetchval(
                 "UPDATE power.tasks SET state = 'succeeded', detail = $4, unconfirmed = false, updated_at = now() "
                 "WHERE transition_id = $1 AND node_id = $2 AND state = $3 RETURNING true", key[0], key[1], expected,
@@ -279,7 +298,7 @@ class PowerEngine(Job):
         await self._set(key, expected, "failed", detail=detail[:2000], **fields)
 
     async def _target(self, node_id: str) -> tuple[RedfishClient, str]:
-        row = (await self.pool.fetch(TARGETS_SQL, [node_id]))[0]
+        row = (await self.active_pool.fetch(TARGETS_SQL, [node_id]))[0]
         if problem := target_problem(row):
             raise TaskFailed(problem)
         client = await self._client(row)
@@ -289,8 +308,8 @@ class PowerEngine(Job):
     async def _client(self, row) -> RedfishClient:
         if self.box is None:
             raise TaskFailed("the sync daemon has no CHAMICORE_CREDENTIALS_KEY (or _FILE) to open BMC credentials")
-        secret = await self.pool.fetchrow("SELECT username, secret_enc FROM auth.credentials WHERE id = $1",
-                                          row["credential_id"])
+        secret = await self.active_pool.fetchrow("SELECT username, secret_enc FROM auth.credentials WHERE id = $1",
+                                                 row["credential_id"])
         if secret is None:
             raise TaskFailed(f"credential {row['credential_id']!r} of BMC {row['bmc_id']!r} no longer exists")
         try:
@@ -298,7 +317,7 @@ class PowerEngine(Job):
         except ValueError:
             raise TaskFailed(f"credential {row['credential_id']!r} cannot be decrypted: the sync daemon's "
                              "CHAMICORE_CREDENTIALS_KEY is not the admin API's") from None
-        return RedfishClient(self.session, row["address"], secret["username"], password, insecure=row["insecure"],
+        return RedfishClient(self.active_session, row["address"], secret["username"], password, insecure=row["insecure"],
                              timeout_s=self.timeout_s, credential_id=row["credential_id"], bmc_id=row["bmc_id"])
 
     async def _only_system(self, client: RedfishClient, bmc_id: str, node_id: str) -> str:
@@ -312,7 +331,8 @@ class PowerEngine(Job):
 
     async def _refresh_status(self) -> None:
         """Every mapped node's power state into power.status (what GET /power/v1/power-status shows)."""
-        rows = await self.pool.fetch(TARGETS_SQL, [r["id"] for r in await self.pool.fetch(
+        pool = self.active_pool
+        rows = await pool.fetch(TARGETS_SQL, [r["id"] for r in await pool.fetch(
             "SELECT id FROM smd.components WHERE type = 'Node' AND (id IN (SELECT component_id FROM smd.redfish_systems)"
             " OR parent_id IN (SELECT id FROM smd.redfish_endpoints))")])
         clients: dict[str, RedfishClient] = {}
@@ -326,9 +346,9 @@ class PowerEngine(Job):
                 client = clients[row["bmc_id"]]
                 path = row["path"] or await self._only_system(client, row["bmc_id"], row["id"])
                 state = await self._power_state(client, row["bmc_id"], path)
-                await _record_power(self.pool, row["id"], state if state in ("On", "Off") else None)
+                await _record_power(pool, row["id"], state if state in ("On", "Off") else None)
             except (TaskFailed, RedfishError) as exc:
-                await self.pool.execute(
+                await pool.execute(
                     "INSERT INTO power.status (node_id, power_state, management_state, error) "
                     "VALUES ($1, 'undefined', 'unavailable', $2) ON CONFLICT (node_id) DO UPDATE SET "
                     "power_state = 'undefined', management_state = 'unavailable', error = $2, updated_at = now()",
