@@ -8,7 +8,11 @@ PY := $(VENV)/bin/python
 # Real parts the tests start: iPXE firmware in QEMU, cloud-init's client, Kea (and busybox udhcpc), nginx and wrk for bench/.
 SYSTEM_PACKAGES := qemu-system-x86 ipxe-qemu cloud-init nginx wrk kea-dhcp4-server kea-ctrl-agent busybox iproute2
 
-.PHONY: up test install system-deps bench lint clean
+# Every Python package, with its hashes: what CI tested is what a fresh clone installs.
+LOCK := requirements.lock
+PIP_TOOLS := pip-tools==7.6.2
+
+.PHONY: up test install system-deps bench lint lock clean
 
 up: install
 	$(VENV)/bin/chamicore up
@@ -18,12 +22,26 @@ test: install system-deps
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py hotpath/_render.pyx hotpath/_dispatch.pyx
+# A new lock makes a new virtualenv: nothing left over from an older resolution.
+$(VENV)/.locked: $(LOCK)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	touch $@
+
+# Chamicore itself, built with the locked setuptools and Cython.
+$(VENV)/.installed: $(VENV)/.locked pyproject.toml setup.py hotpath/_render.pyx hotpath/_dispatch.pyx
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	$(PY) -c "import hotpath._render, hotpath._dispatch"  # the compiled boot path must load
 	touch $@
+
+# Refresh the lock to the newest releases pyproject.toml allows (then run the tests and commit it).
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet '$(PIP_TOOLS)'
+	.venv-lock/bin/pip-compile --upgrade --all-extras --all-build-deps --allow-unsafe --generate-hashes \
+		--strip-extras --no-emit-index-url --no-emit-find-links --quiet -o $(LOCK) pyproject.toml
 
 system-deps:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -35,7 +53,6 @@ system-deps:
 	fi
 
 bench: install system-deps
-	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) -m pytest bench/ --benchmark-columns=min,median,mean,max,rounds -p no:cacheprovider
 	$(PY) -m bench.bootstorm
 	$(PY) -m bench.scalecurve
@@ -45,4 +62,4 @@ lint: install
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) build *.egg-info hotpath/_*.c hotpath/*.so
+	rm -rf $(VENV) .venv-lock build *.egg-info hotpath/_*.c hotpath/*.so
