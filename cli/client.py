@@ -133,34 +133,33 @@ class ApiClient:
     def token(self) -> str | None:
         if self._token:
             return self._token
-        if not self._credentials:
+        credentials = self._credentials
+        if not credentials:
             return None
-        cached = self._cached_token()
+        cache_key = f"{self.endpoint}|{credentials.get('client_id')}"
+        cached = self._cached_token(cache_key)
         if cached:
             self._token = cached
             return cached
         body = urllib.parse.urlencode({"grant_type": "client_credentials", **{
-            k: self._credentials[k] for k in ("client_id", "client_secret")}}).encode()
+            k: credentials[k] for k in ("client_id", "client_secret")}}).encode()
         answer = self._send("POST", "/auth/v1/token", body, {"Content-Type": "application/x-www-form-urlencoded"},
                             auth=False)
         self._token = answer["access_token"]
-        self._cache_token(answer["access_token"], answer.get("expires_in", 300))
+        self._cache_token(cache_key, answer["access_token"], answer.get("expires_in", 300))
         return self._token
 
-    def _cache_key(self) -> str:
-        return f"{self.endpoint}|{self._credentials.get('client_id')}"
-
-    def _cached_token(self) -> str | None:
+    def _cached_token(self, cache_key: str) -> str | None:
         try:
             cached = json.loads(_token_cache().read_text())
         except (OSError, ValueError):
             return None
-        entry = cached.get(self._cache_key()) if isinstance(cached, dict) else None
+        entry = cached.get(cache_key) if isinstance(cached, dict) else None
         if isinstance(entry, dict) and entry.get("expires", 0) > time.time() + 60:
             return entry.get("token")
         return None
 
-    def _cache_token(self, token: str, lifetime: int) -> None:
+    def _cache_token(self, cache_key: str, token: str, lifetime: int) -> None:
         path = _token_cache()
         try:
             try:
@@ -169,7 +168,7 @@ class ApiClient:
                 cached = {}
             if not isinstance(cached, dict):  # a damaged cache is replaced, not a crash
                 cached = {}
-            cached[self._cache_key()] = {"token": token, "expires": time.time() + lifetime}
+            cached[cache_key] = {"token": token, "expires": time.time() + lifetime}
             write_private(path, json.dumps(cached))
         except OSError:
             pass  # a cache only

@@ -52,7 +52,7 @@ async def run_status(dsn: str) -> int:
         await conn.close()
     pending = 0
     for state in states:
-        when = state.applied_at.isoformat(timespec="seconds") if state.applied else "pending"
+        when = state.applied_at.isoformat(timespec="seconds") if state.applied_at is not None else "pending"
         pending += not state.applied
         print(f"{state.migration.filename:<32} {when}")
     print(f"{len(states) - pending} applied, {pending} pending")

@@ -38,8 +38,8 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], out=None) -> None:
-    """columns: (HEADER, path into each row)."""
+def table(rows: Sequence[Any], columns: Sequence[tuple[str, str]], out=None) -> None:
+    """columns: (HEADER, path into each row); a row that is not an object shows as dashes."""
     out = out or sys.stdout
     cells = [[_cell(dig(row, path)) for _, path in columns] for row in rows]
     widths = [max([len(header)] + [len(c[i]) for c in cells]) for i, (header, _) in enumerate(columns)]

@@ -41,7 +41,13 @@ class Service:
     name: str
     argv: list[str]
     ready_url: str | None
-    process: subprocess.Popen | None = field(default=None, repr=False)
+    process: subprocess.Popen | None = field(default=None, repr=False)  # set once run_up starts it
+
+    @property
+    def started(self) -> subprocess.Popen:
+        if self.process is None:
+            raise RuntimeError(f"the {self.name} has not been started")
+        return self.process
 
 
 def _services(config: Config) -> list[Service]:
@@ -60,9 +66,10 @@ def _services(config: Config) -> list[Service]:
 def _wait_ready(service: Service, deadline: float) -> None:
     if service.ready_url is None:
         return
+    process = service.started
     while time.monotonic() < deadline:
-        if service.process.poll() is not None:
-            raise CLIError(service.name, f"exited with status {service.process.returncode} while starting",
+        if process.poll() is not None:
+            raise CLIError(service.name, f"exited with status {process.returncode} while starting",
                            "read its log lines above; a port already in use is the usual cause")
         try:
             with urllib.request.urlopen(service.ready_url, timeout=2) as response:
@@ -76,19 +83,19 @@ def _wait_ready(service: Service, deadline: float) -> None:
 
 
 def _stop_children(services: list[Service]) -> None:
-    running = [s for s in services if s.process is not None and s.process.poll() is None]
-    for service in running:
+    running = [s.process for s in services if s.process is not None and s.process.poll() is None]
+    for process in running:
         try:
-            os.killpg(service.process.pid, signal.SIGTERM)
+            os.killpg(process.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + STOP_TIMEOUT_S
-    for service in running:
+    for process in running:
         try:
-            service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(service.process.pid, signal.SIGKILL)
-            service.process.wait()
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 async def _bootstrap(dsn: str, data_dir: Path, config: Config) -> Path | None:
@@ -160,8 +167,8 @@ def run_up(config: Config, data_dir: Path) -> int:
 
         while True:
             for service in services:
-                if service.process.poll() is not None:
-                    raise CLIError(service.name, f"exited unexpectedly with status {service.process.returncode}",
+                if service.started.poll() is not None:
+                    raise CLIError(service.name, f"exited unexpectedly with status {service.started.returncode}",
                                    "read its log lines above; everything else is being stopped", EXIT_FAILURE)
             time.sleep(0.5)
     except _Stop:

@@ -185,10 +185,11 @@ class EmbeddedPostgres:
 
     def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         command = [str(self.bin_dir / tool), *args]
-        kwargs = {}
-        if self._owner is not None:
-            kwargs = {"user": self._owner.pw_uid, "group": self._owner.pw_gid, "extra_groups": []}
-        result = subprocess.run(command, capture_output=True, text=True, cwd=self.data_dir, **kwargs)
+        owner = self._owner  # None: as this process's user (subprocess's defaults)
+        result = subprocess.run(command, capture_output=True, text=True, cwd=self.data_dir,
+                                user=None if owner is None else owner.pw_uid,
+                                group=None if owner is None else owner.pw_gid,
+                                extra_groups=None if owner is None else [])
         if check and result.returncode != 0:
             log_tail = ""
             if self.log_file.exists():

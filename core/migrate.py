@@ -9,6 +9,7 @@ refuses to go on when the database knows a migration the code does not
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import importlib.resources
 import re
@@ -58,7 +59,7 @@ class Migration:
 @dataclasses.dataclass(frozen=True, slots=True)
 class MigrationState:
     migration: Migration
-    applied_at: object | None  # datetime when applied
+    applied_at: datetime.datetime | None
 
     @property
     def applied(self) -> bool:

@@ -34,7 +34,8 @@ class TokenVerifier:
         self.keys = {jwk["kid"]: jwt.algorithms.RSAAlgorithm.from_jwk(jwk) for jwk in jwks}
 
     def set_revocations(self, rows) -> None:
-        jtis, subjects = set(), {}
+        jtis: set[str] = set()
+        subjects: dict[str, float] = {}
         for row in rows:
             if row["jti"]:
                 jtis.add(row["jti"])
@@ -50,7 +51,8 @@ class TokenVerifier:
             raise TokenError(f"malformed token: {exc}") from None
         if header.get("alg") != ALGORITHM:
             raise TokenError(f"tokens are signed with {ALGORITHM}, not {header.get('alg')!r}")
-        key = self.keys.get(header.get("kid"))
+        kid = header.get("kid")
+        key = self.keys.get(kid) if isinstance(kid, str) else None
         if key is None:
             raise TokenError("signed by a key this server does not publish")
         try:

@@ -100,7 +100,7 @@ class _Scoped:
             if self.site is not None:
                 rows.append(self.site)
             broad = self._broad[(groups, role)] = tuple(rows)
-        specific = ()
+        specific: tuple = ()
         if mac is not None and mac in self.by_mac:
             specific = (self.by_mac[mac],)
         if node_id in self.by_component:
@@ -128,9 +128,9 @@ class AnswerBuilder:
 class NodeBatch:
     def __init__(self, builder: AnswerBuilder) -> None:
         self.builder = builder
-        self._scoped_for: tuple | None = None
-        self._params: _Scoped | None = None
-        self._payloads: _Scoped | None = None
+        self._scoped_for: tuple | None = None  # the (params, payloads) rows the two below were made from
+        self._params = _Scoped((), has_mac=True)
+        self._payloads = _Scoped((), has_mac=False)
         # One object per distinct value: every node's role, arch, groups and
         # identical user-data are the same few objects, not 100k copies.
         self._shared: dict = {}

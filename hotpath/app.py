@@ -154,7 +154,8 @@ class BootApp:
             "headers": [(b"content-type", _CONTENT_TYPES[ct].encode()), (b"content-length", str(len(body)).encode())],
         })
         await send({"type": "http.response.body", "body": body})
-        if node_id is not None and not any(k == PREVIEW_HEADER_BYTES for k, _ in scope["headers"]):
+        if node_id is not None and endpoint is not None and not any(
+                k == PREVIEW_HEADER_BYTES for k, _ in scope["headers"]):
             client = scope.get("client") or ("", 0)
             self.telemetry.record(node_id, endpoint, time.time(), f"{client[0]}:{client[1]}")
         if endpoint is not None:

@@ -144,13 +144,15 @@ class ChangeFeed:
         self._lost.set()
         self._wake.set()
 
-    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         self.notifications += 1
         self._heard_since_check += 1
         pending = self._pending
         if pending.first_heard is None:
             pending.first_heard = time.perf_counter()
         try:
+            if not isinstance(payload, str):  # asyncpg hands NOTIFY payloads over as text
+                raise TypeError(f"a {type(payload).__name__} payload")
             message = json.loads(payload)
             if message.get("resync"):
                 pending.full = True

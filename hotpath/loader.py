@@ -86,7 +86,7 @@ async def load(
         while chunk := await cursor.fetch(chunk_rows):
             consume(chunk, params, payloads)
         if ids is None:
-            return tuple(await conn.fetchrow(FINGERPRINT))
+            return await fingerprint(conn)
         return None
 
 
@@ -96,4 +96,7 @@ async def affected_components(conn: asyncpg.Connection, ids, roles, groups, macs
 
 
 async def fingerprint(conn: asyncpg.Connection) -> tuple:
-    return tuple(await conn.fetchrow(FINGERPRINT))
+    row = await conn.fetchrow(FINGERPRINT)
+    if row is None:  # a SELECT without FROM has its one row, always
+        raise RuntimeError("the fingerprint query returned no row")
+    return tuple(row)
