@@ -4,7 +4,19 @@
 Runs when data changes, not per request, except for the small wait script
 of unknown nodes and the first render for a new Host or retry count.
 Keep byte-for-byte in step with the twin: tests/test_render.py checks it.
+
+Nothing stored can add a line or a command to a script.  The admin API
+refuses unsafe values when they are written; this renderer refuses them
+again, for rows that got into the database some other way (plain SQL, an
+older version).  A node whose script would need such a value gets the
+wait-and-retry script instead of a kernel (see render_bootscript): no value
+is ever escaped, dropped or guessed at.  The rules are core.identity's:
+a node variable is one word of BOOT_TOKEN_CHARS; the filled kernel and initrd
+URIs are one printable word; the filled command line is printable, with no
+word that ends an iPXE command (`||`, `&&`, `;`, `#...`).
 """
+
+from cpython.unicode cimport Py_UNICODE_ISPRINTABLE
 
 # Node variables a stored kernel, initrd or cmdline may name as {{name}}, in the
 # order of the values tuple each index entry keeps (a tuple is far smaller than
@@ -21,10 +33,16 @@ cpdef dict node_variables(tuple values, str mac):
 
 cpdef str fill_variables(str template, dict variables):
     """Replace `{{ name }}` with variables[name]; unknown names stay as written."""
+    return _fill(template, variables, None)
+
+
+cdef str _fill(str template, dict variables, list refused):
+    """fill_variables; the names of filled values that are not boot tokens go to `refused`."""
     cdef Py_ssize_t start = 0
     cdef Py_ssize_t open_at, close_at
     cdef list out
     cdef object value
+    cdef str name
     if template.find("{{") < 0:
         return template
     out = []
@@ -35,12 +53,62 @@ cpdef str fill_variables(str template, dict variables):
         close_at = template.find("}}", open_at + 2)
         if close_at < 0:
             break
-        value = variables.get(template[open_at + 2:close_at].strip())
+        name = template[open_at + 2:close_at].strip()
+        value = variables.get(name)
+        if value is not None and refused is not None and not _is_token(value):
+            refused.append(name)
         out.append(template[start:open_at])
         out.append(template[open_at:close_at + 2] if value is None else value)
         start = close_at + 2
     out.append(template[start:])
     return "".join(out)
+
+
+cdef inline bint _token_char(Py_UCS4 ch):
+    # core.identity.BOOT_TOKEN_CHARS
+    return (("a" <= ch <= "z") or ("A" <= ch <= "Z") or ("0" <= ch <= "9") or ch == "." or ch == "_"
+            or ch == ":" or ch == "/" or ch == "@" or ch == "+" or ch == "=" or ch == "," or ch == "%"
+            or ch == "~" or ch == "-")
+
+
+cdef bint _is_token(str value):
+    cdef Py_UCS4 ch
+    for ch in value:
+        if not _token_char(ch):
+            return False
+    return True
+
+
+cdef inline bint _ends_command(str text, Py_ssize_t start, Py_ssize_t end):
+    # core.identity.IPXE_COMMAND_ENDS, or a comment
+    cdef Py_ssize_t length = end - start
+    if length == 0:
+        return False
+    if text[start] == "#":
+        return True
+    if length == 1:
+        return text[start] == ";"
+    if length == 2:
+        return (text[start] == "|" and text[start + 1] == "|") or (text[start] == "&" and text[start + 1] == "&")
+    return False
+
+
+cdef bint _safe_text(str text, bint one_word):
+    """core.identity.boot_text_problem(text, one_word=...) is None, in one pass."""
+    cdef Py_ssize_t i
+    cdef Py_ssize_t start = 0
+    cdef Py_ssize_t length = len(text)
+    cdef Py_UCS4 ch
+    cdef bint ok = True
+    for i in range(length):
+        ch = text[i]
+        if ch == " ":
+            if one_word or _ends_command(text, start, i):
+                ok = False
+            start = i + 1
+        elif (ch < 0x21 or ch > 0x7e) and not Py_UNICODE_ISPRINTABLE(ch):
+            return False
+    return ok and not _ends_command(text, start, length)
 
 
 cdef bint _has_arg(str cmdline, str prefix):
@@ -94,12 +162,35 @@ cpdef str kernel_cmdline(str cmdline, bint has_initrd, str mac, str seed_url):
 cpdef bytes render_bootscript(str kernel, str initrd, str cmdline, tuple values, str node_id,
                               str mac, str chain_query, str base_url, int retry,
                               double retry_base, double retry_max):
-    """The iPXE script of a node that has boot parameters."""
+    """The iPXE script of a node that has boot parameters.
+
+    When a filled-in value is not safe in a script (see the module docstring)
+    the node gets the wait-and-retry script instead: an `echo` naming what is
+    wrong (`{{hostname}}`, `cmdline` ...) but never the value itself, then
+    `sleep` and `chain` back here with the usual back-off, so the node boots
+    as soon as the data is fixed.
+    """
     cdef dict variables = node_variables(values, mac)
-    cdef str kernel_uri = fill_variables(kernel, variables)
-    cdef str initrd_uri = fill_variables(initrd, variables)
-    cdef str args = kernel_cmdline(fill_variables(cmdline, variables), len(initrd_uri) > 0, mac,
+    cdef list refused = []
+    cdef str kernel_uri = _fill(kernel, variables, refused)
+    cdef str initrd_uri = _fill(initrd, variables, refused)
+    cdef str args = kernel_cmdline(_fill(cmdline, variables, refused), len(initrd_uri) > 0, mac,
                                    base_url + "/cloud-init/" + node_id + "/")
+    cdef str reason = None
+    if refused:
+        reason = "{{" + refused[0] + "}}"
+    elif not _safe_text(kernel_uri, True):
+        reason = "boot parameter kernel"
+    elif not _safe_text(initrd_uri, True):
+        reason = "boot parameter initrd"
+    elif not _safe_text(args, False):
+        reason = "boot parameter cmdline"
+    if reason is not None:
+        return render_wait_script(
+            ("node " + node_id if _is_token(node_id) else "this node") + " cannot boot: " + reason
+            + " is not safe in a boot script (fix it through the admin API)",
+            chain_query + "&retry=" + str(next_retry(retry, retry_base, retry_max)), base_url,
+            retry_delay(retry, retry_base, retry_max))
     cdef list lines = ["#!ipxe"]
     lines.append("kernel --name kernel " + kernel_uri + (" " + args if args else "") + " || goto retry")
     if initrd_uri:

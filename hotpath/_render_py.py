@@ -2,8 +2,10 @@
 
 Not imported by the running server.  Keep it line-for-line in step with the
 compiled module; tests/test_render.py compares the two on generated input.
+What is safe in a script is core.identity's rule, used here as it stands.
 """
 
+from core.identity import boot_text_problem, is_boot_token
 
 VARIABLE_NAMES = ("id", "nid", "role", "subRole", "hostname", "arch", "type", "rack", "unit", "slot", "group",
                   "groups")
@@ -16,6 +18,10 @@ def node_variables(values: tuple, mac: str) -> dict:
 
 
 def fill_variables(template: str, variables: dict) -> str:
+    return _fill(template, variables, None)
+
+
+def _fill(template: str, variables: dict, refused: list | None) -> str:
     if template.find("{{") < 0:
         return template
     out = []
@@ -27,7 +33,10 @@ def fill_variables(template: str, variables: dict) -> str:
         close_at = template.find("}}", open_at + 2)
         if close_at < 0:
             break
-        value = variables.get(template[open_at + 2 : close_at].strip())
+        name = template[open_at + 2 : close_at].strip()
+        value = variables.get(name)
+        if value is not None and refused is not None and not is_boot_token(value):
+            refused.append(name)
         out.append(template[start:open_at])
         out.append(template[open_at : close_at + 2] if value is None else value)
         start = close_at + 2
@@ -74,10 +83,26 @@ def kernel_cmdline(cmdline: str, has_initrd: bool, mac: str, seed_url: str) -> s
 def render_bootscript(kernel, initrd, cmdline, values, node_id, mac, chain_query, base_url, retry,
                       retry_base, retry_max) -> bytes:
     variables = node_variables(values, mac)
-    kernel_uri = fill_variables(kernel, variables)
-    initrd_uri = fill_variables(initrd, variables)
-    args = kernel_cmdline(fill_variables(cmdline, variables), len(initrd_uri) > 0, mac,
+    refused: list = []
+    kernel_uri = _fill(kernel, variables, refused)
+    initrd_uri = _fill(initrd, variables, refused)
+    args = kernel_cmdline(_fill(cmdline, variables, refused), len(initrd_uri) > 0, mac,
                           base_url + "/cloud-init/" + node_id + "/")
+    reason = None
+    if refused:
+        reason = "{{" + refused[0] + "}}"
+    elif boot_text_problem(kernel_uri, one_word=True):
+        reason = "boot parameter kernel"
+    elif boot_text_problem(initrd_uri, one_word=True):
+        reason = "boot parameter initrd"
+    elif boot_text_problem(args, one_word=False):
+        reason = "boot parameter cmdline"
+    if reason is not None:
+        return render_wait_script(
+            ("node " + node_id if is_boot_token(node_id) else "this node") + " cannot boot: " + reason
+            + " is not safe in a boot script (fix it through the admin API)",
+            chain_query + "&retry=" + str(next_retry(retry, retry_base, retry_max)), base_url,
+            retry_delay(retry, retry_base, retry_max))
     lines = ["#!ipxe", "kernel --name kernel " + kernel_uri + (" " + args if args else "") + " || goto retry"]
     if initrd_uri:
         lines.append("initrd --name initrd " + initrd_uri + " || goto retry")

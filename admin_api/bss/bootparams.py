@@ -13,7 +13,7 @@ from admin_api.routing import Router
 from admin_api.scoped import ScopedTable, register_routes
 from admin_api.smd.schemas import Id
 from core.envelope import Resource
-from core.identity import Role
+from core.identity import Role, boot_text_problem
 
 KIND, API_VERSION = "BootParams", "boot/v1"
 BASE = "/boot/v1/bootparams"
@@ -34,10 +34,12 @@ class BootParamsSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True,
 
 
 def check_text(value: str, path: str) -> None:
-    # These land in an iPXE script, one command per line: a line break or a
-    # control character would let a value smuggle in commands of its own.
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        raise field_problem(path, "must not contain line breaks or control characters")
+    # These land in an iPXE script, one command per line, split into words on
+    # whitespace: a line break, a control character or a word such as `||` or
+    # `;` would let a value smuggle in commands of its own.
+    problem = boot_text_problem(value, one_word=False)
+    if problem:
+        raise field_problem(path, problem)
 
 
 def check_uri(value: str, path: str, required: bool) -> None:
@@ -45,9 +47,11 @@ def check_uri(value: str, path: str, required: bool) -> None:
         if required:
             raise field_problem(path, "is required")
         return
-    check_text(value, path)
+    problem = boot_text_problem(value, one_word=True)
+    if problem:
+        raise field_problem(path, problem)
     parts = urlsplit(value)
-    if parts.scheme not in URI_SCHEMES or not parts.netloc or " " in value:
+    if parts.scheme not in URI_SCHEMES or not parts.netloc:
         raise field_problem(path, f"expected an {', '.join(URI_SCHEMES)} URL, got {value[:80]!r}")
 
 

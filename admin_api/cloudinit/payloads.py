@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from admin_api.cloudinit.userdata import check_user_data
+from admin_api.cloudinit.userdata import check_meta_data, check_user_data
 from admin_api.http import field_problem
 from admin_api.resources import metadata
 from admin_api.routing import Router
@@ -37,6 +37,7 @@ def check(spec: PayloadSpec) -> None:
     if "instance-id" in spec.meta_data:
         raise field_problem("$.spec.metaData.instance-id",
                             "is computed by Chamicore from the node's cloud-init data; leave it out")
+    check_meta_data(spec.meta_data, "$.spec.metaData")
 
 
 def to_resource(row) -> Resource[PayloadSpec]:

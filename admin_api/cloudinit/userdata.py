@@ -1,4 +1,5 @@
-"""What cloud-init accepts as user-data or vendor-data, checked before it is stored.
+"""What cloud-init accepts as user-data or vendor-data, checked before it is stored,
+and the meta-data values that boot scripts use.
 
 A payload that cloud-init would silently ignore, or a #cloud-config that is
 not valid YAML, is caught here (422) rather than on a booting node.
@@ -12,6 +13,7 @@ import email.policy
 import yaml
 
 from admin_api.http import field_problem
+from core.identity import BOOT_TOKEN_RULE, is_boot_token
 
 # The starts cloud-init's user-data handlers recognise.
 SCRIPT_STARTS = ("#!", "#include", "#include-once", "#cloud-boothook", "#part-handler", "#upstart-job",
@@ -43,6 +45,13 @@ def check_user_data(text: str | None, path: str) -> None:
             raise field_problem(path, "a MIME payload must be multipart (Content-Type: multipart/mixed)")
         return
     raise field_problem(path, f"cloud-init would ignore this; start it with {ACCEPTED}")
+
+
+def check_meta_data(meta: dict, path: str) -> None:
+    """Meta-data keys that boot scripts use: `local-hostname` is the node's {{hostname}}."""
+    hostname = meta.get("local-hostname")
+    if hostname is not None and not (is_boot_token(hostname) and 0 < len(hostname) <= 253):
+        raise field_problem(f"{path}.local-hostname", f"a host name of 1 to 253 {BOOT_TOKEN_RULE}")
 
 
 def _yaml(text: str, path: str):

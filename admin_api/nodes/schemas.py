@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import msgspec
 
 from admin_api.bss.bootparams import check_text, check_uri
-from admin_api.cloudinit.userdata import check_user_data
+from admin_api.cloudinit.userdata import check_meta_data, check_user_data
 from admin_api.http import field_problem
 from admin_api.smd.schemas import ComponentSpec, Id, InlineInterface
 from core.identity import ComponentType
@@ -65,3 +65,4 @@ def check_cloud_init(payload: NodeCloudInit | None | msgspec.UnsetType, path: st
     check_user_data(payload.vendor_data, f"{path}.vendorData")
     if "instance-id" in payload.meta_data:
         raise field_problem(f"{path}.metaData.instance-id", "is computed by Chamicore; leave it out")
+    check_meta_data(payload.meta_data, f"{path}.metaData")

@@ -8,7 +8,7 @@ from typing import Annotated
 import msgspec
 
 from admin_api.http import field_problem
-from core.identity import ID_PATTERN, ComponentState, ComponentType, Role
+from core.identity import BOOT_TOKEN_PATTERN, ID_PATTERN, ComponentState, ComponentType, Role
 from core.mac import InvalidMac, normalize_mac
 
 Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, max_length=255, description="ADR-010 identifier")]
@@ -16,11 +16,14 @@ Name = Annotated[str, msgspec.Meta(max_length=256)]
 ShortText = Annotated[str, msgspec.Meta(max_length=64)]
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
 Nid = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
-Arch = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]{1,32}$")]
+Arch = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]{1,32}(?![\s\S])")]
+# A value a boot script may name as {{subRole}}, {{rack}} ...: one word, no control character (core.identity).
+BOOT_TOKEN = msgspec.Meta(pattern=BOOT_TOKEN_PATTERN,
+                          description="letters, digits and . _ : / @ + = , % ~ - (substituted into boot scripts)")
 
 
 class Location(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    rack: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    rack: Annotated[str, msgspec.Meta(max_length=64), BOOT_TOKEN] | None = None
     unit: Count | None = None
     slot: Count = 0
     sub_slot: Count = 0
@@ -51,7 +54,7 @@ class ComponentSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, 
     type: ComponentType
     state: ComponentState = ComponentState.Empty
     role: Role | None = None
-    sub_role: ShortText = ""
+    sub_role: Annotated[str, msgspec.Meta(max_length=32), BOOT_TOKEN] = ""  # the column is varchar(32)
     nid: Nid | None = None
     arch: Arch = "x86_64"
     enabled: bool = True
