@@ -15,6 +15,10 @@ from tests.conftest import _tmp_root, free_port, stop_task
 from tests.seed import add_node
 
 
+class KeaNotReady(RuntimeError):
+    pass
+
+
 class KeaServer:
     def __init__(self) -> None:
         if shutil.which("kea-dhcp4") is None and not os.path.exists("/usr/sbin/kea-dhcp4"):
@@ -51,7 +55,7 @@ class KeaServer:
             try:
                 self.reservations()
                 return self
-            except OSError:
+            except (OSError, KeaNotReady):  # the agent answers before kea-dhcp4 opens its socket
                 time.sleep(0.1)
         raise TimeoutError("Kea did not answer")
 
@@ -65,7 +69,10 @@ class KeaServer:
         body = json.dumps({"command": "config-get", "service": ["dhcp4"]}).encode()
         request = urllib.request.Request(self.url, data=body, headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=5) as response:
-            return json.loads(response.read())[0]["arguments"]["Dhcp4"]
+            answer = json.loads(response.read())[0]
+        if answer.get("result") != 0:
+            raise KeaNotReady(answer.get("text", answer))
+        return answer["arguments"]["Dhcp4"]
 
     def reservations(self) -> dict[str, tuple]:
         found = {}
