@@ -2,7 +2,11 @@
 
 TLS is verified unless the endpoint is explicitly marked insecure.  Each
 error knows whether trying again may help (a timeout, a refused
-connection, 5xx, 429) or not (wrong credentials, an unsupported action).
+connection, 5xx, 429) or not (wrong credentials, an unsupported action),
+and whether the request may have been acted on all the same: it may when
+it was out and no answer came (a timeout, a connection lost) or the answer
+does not say it was not (500, and a gateway's 502 or 504); it was not when
+no connection was made or the BMC refused it (4xx, 501, 503).
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import aiohttp
 
 
 class RedfishError(Exception):
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False,
+                 may_have_acted: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        self.may_have_acted = may_have_acted
 
 
 class CredentialsRejected(RedfishError):
@@ -71,7 +77,8 @@ class RedfishClient:
                         status=response.status)
                 if response.status >= 400:
                     raise RedfishError(f"{method} {url}: {_reason(response.status, text)}", status=response.status,
-                                       retryable=response.status in (429, 500, 502, 503, 504))
+                                       retryable=response.status in (429, 500, 502, 503, 504),
+                                       may_have_acted=response.status in (500, 502, 504))
                 if not text.strip():
                     return {}
                 try:
@@ -81,11 +88,16 @@ class RedfishClient:
         except aiohttp.ClientSSLError as exc:
             raise RedfishError(f"{url}: TLS verification failed ({exc.__class__.__name__}); install the BMC's CA or "
                                "mark the target insecure explicitly") from None
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # No connection, so the request never left.
             reason = getattr(exc, "os_error", None) or exc
             raise RedfishError(f"{url}: cannot connect ({reason})", retryable=True) from None
         except TimeoutError:
-            raise RedfishError(f"{url}: no answer within {self.timeout.total:g} s", retryable=True) from None
+            raise RedfishError(f"{url}: no answer within {self.timeout.total:g} s", retryable=True,
+                               may_have_acted=True) from None
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, aiohttp.ClientResponseError) as exc:
+            raise RedfishError(f"{url}: the answer was cut off or malformed ({exc})", retryable=True,
+                               may_have_acted=True) from None
         except asyncio.CancelledError:
             raise
 

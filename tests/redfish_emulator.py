@@ -111,7 +111,8 @@ class RecordingProxy:
         self.thread.start()
 
     def close(self) -> None:
-        self.server.shutdown()
+        if self.thread.is_alive():
+            self.server.shutdown()
         self.server.server_close()
 
 
@@ -160,9 +161,13 @@ class RedfishEmulator:
         raise TimeoutError("sushy-emulator did not start")
 
     def stop(self) -> None:
+        """The BMC is dead: its address refuses connections.  So the proxy stops listening too (a proxy that took
+        the connection and then hung up would be a BMC whose answer was lost, which is another test)."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+        if self.proxy:
+            self.proxy.close()
 
     def close(self) -> None:
         self.stop()

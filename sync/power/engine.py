@@ -5,10 +5,14 @@ replica that takes over (after a SIGKILL, say) continues from the database:
 
 - `pending`: look at the node first; a node already in the step's wanted
   state is not sent anything.  Otherwise write `sending`, then POST.
-- `sending` found on resume: the request may or may not have gone out.  The
-  task is verified first (`unconfirmed`); only if the node does not get
-  there within a short window is the request sent again.  An Nmi, which
-  cannot be verified, is never sent twice: it fails with a note instead.
+- `sending` found on resume, or a POST whose outcome is unknown (no answer
+  in time, the connection lost once the request was out, a 500/502/504):
+  the request may or may not have been acted on.  The task is verified
+  first (`unconfirmed`); only if the node does not get there within a
+  short window is the request sent again.  An Nmi, which cannot be
+  verified, is never sent twice: it fails with a note instead.  A request
+  that certainly did not leave (no connection) or that the BMC refused is
+  retried as any other.
 - `verifying`: poll the node until it reaches the wanted state or the
   deadline passes (BMCs apply changes seconds later, on their own time).
 
@@ -252,7 +256,10 @@ class PowerEngine(Job):
             await self._request(bmc_id, client.post(path + "/Actions/ComputerSystem.Reset",
                                                     {"ResetType": step.reset_type}))
         except RedfishError as exc:
-            await self._retry_or_fail(key, "sending", attempts, exc)
+            if exc.may_have_acted:
+                await self._outcome_unknown(key, task, step, attempts, exc)
+            else:
+                await self._retry_or_fail(key, "sending", attempts, exc)
             return
         self.sent += 1
         if step.wanted is None:
@@ -261,6 +268,20 @@ class PowerEngine(Job):
             return
         await self._set(key, "sending", "verifying", sends=task["sends"] + 1, unconfirmed=False, attempts=0,
                         verify_until=_after(self.verify_s), detail=f"{step.reset_type} sent; waiting for {step.wanted}")
+
+    async def _outcome_unknown(self, key: TaskKey, task, step: Step, attempts: int, exc: RedfishError) -> None:
+        """The request may have reached the BMC and been acted on, though no answer says so."""
+        sends = task["sends"] + 1
+        if step.wanted is None:
+            await self._fail(key, "sending", f"{step.reset_type} may have reached the BMC ({exc}) and cannot be "
+                             "verified: not sent again, so that it cannot run twice; check the node",
+                             attempts=attempts, sends=sends)
+        elif attempts >= self.max_attempts:
+            await self._fail(key, "sending", f"{exc} (gave up after {attempts} tries)", attempts=attempts, sends=sends)
+        else:
+            await self._set(key, "sending", "verifying", attempts=attempts, sends=sends, unconfirmed=True,
+                            verify_until=_after(self.unconfirmed_s),
+                            detail=f"{exc}; checking for {step.wanted} before sending {step.reset_type} again"[:1000])
 
     async def _verify(self, key: TaskKey, task, step: Step, client: RedfishClient, path: str) -> None:
         state = await self._power_state(client, client.bmc_id, path)
@@ -271,9 +292,10 @@ class PowerEngine(Job):
             await asyncio.sleep(POLL_S * random.uniform(0.8, 1.2))
             return
         if task["unconfirmed"]:
-            # The interrupted request never took effect: send it (once more) now.
+            # The interrupted or unanswered request never took effect: send it (once more) now.
             await self._set(key, "verifying", "pending", unconfirmed=False,
-                            detail=f"not {step.wanted} after resuming; sending {step.reset_type} again")
+                            detail=f"not {step.wanted} within {self.unconfirmed_s:g} s of a request that may not "
+                                   f"have reached the BMC; sending {step.reset_type} again")
             return
         raise TaskFailed(f"did not reach {step.wanted} within {self.verify_s:g} s after {step.reset_type} "
                          f"(last seen: {state or 'unknown'})")
