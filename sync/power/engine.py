@@ -28,6 +28,7 @@ import contextlib
 import datetime
 import functools
 import logging
+import math
 import random
 import time
 
@@ -77,7 +78,7 @@ class PowerEngine(Job):
         self.pool: asyncpg.Pool | None = None
         self.session: aiohttp.ClientSession | None = None
         self.refresher: asyncio.Task | None = None
-        self.last_refresh = 0.0
+        self.last_refresh = -math.inf  # the first pass refreshes (monotonic() is small on a freshly booted host)
         self.sent = 0
         self.tasks_done = 0
 
