@@ -3,7 +3,9 @@
 Bodies are read with a size cap (413), mutations must say they are JSON
 (415), decoding goes straight into the route's msgspec type so unknown
 fields, wrong types and bad enums are 422 problems with field paths, and
-every answer is encoded by msgspec.
+every answer is encoded by msgspec.  What msgspec lets through but nothing
+downstream should see is refused here too, once for every route: nesting
+deeper than MAX_DEPTH, and control characters in any string.
 """
 
 from __future__ import annotations
@@ -23,6 +25,13 @@ MAX_BODY = 1 << 20  # 1 MiB
 MAX_BULK_BODY = 32 << 20  # 32 MiB
 JSON_TYPES = ("application/json",)
 MERGE_PATCH_TYPES = ("application/merge-patch+json", "application/json")
+# Levels of objects and arrays in a body: far beyond any real spec, far below the recursion limit that
+# merging, encoding and rendering a document meet (a merge patch 957 levels deep was a 500).
+MAX_DEPTH = 64
+# C0 and C1 control characters but tab, newline and carriage return (text has those), and lone surrogates
+# (which cannot be stored as UTF-8).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,12}")
 
 _PATH_RE = re.compile(r"- at `(\$[^`]*)`")
 _encoder = msgspec.json.Encoder()
@@ -64,20 +73,67 @@ async def read_body(request: Request, limit: int = MAX_BODY, content_types: tupl
 def decode(body: bytes, type_: type[T]) -> T:
     """JSON into `type_`, or a 400 (not JSON) / 422 (not the right shape) problem."""
     try:
-        return msgspec.json.decode(body, type=type_)
+        value = msgspec.json.decode(body, type=type_)
     except msgspec.ValidationError as exc:
         raise validation_problem(exc) from None
     except msgspec.DecodeError as exc:
         raise problem(400, f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise problem(400, "the body is nested too deeply") from None
+    check_values(value)
+    return value
 
 
 def convert(value: Any, type_: type[T], prefix: str = "$") -> T:
     try:
-        return msgspec.convert(value, type=type_)
+        converted = msgspec.convert(value, type=type_)
     except msgspec.ValidationError as exc:
         raise validation_problem(exc, prefix) from None
+    except RecursionError:
+        raise problem(400, "the value is nested too deeply") from None
+    check_values(converted, prefix)
+    return converted
+
+
+def check_values(value: Any, prefix: str = "$") -> None:
+    """Refuse nesting deeper than MAX_DEPTH (400) and control characters in any string, key or value (422).
+
+    Iterative, so that a deep value cannot exhaust the stack here.  `prefix` names the value in problems."""
+    stack: list[tuple[Any, int, tuple | None]] = [(value, 0, None)]  # (value, depth, (parent path, key))
+    while stack:
+        item, depth, path = stack.pop()
+        if isinstance(item, str):
+            if found := _CONTROL.search(item):
+                raise field_problem(_path_text(prefix, path), _control_detail(found.group()))
+            continue
+        if isinstance(item, dict):
+            children: Any = item.items()
+        elif isinstance(item, list | tuple):
+            children = enumerate(item)
+        elif isinstance(item, msgspec.Struct):
+            children = zip(item.__struct_encode_fields__, msgspec.structs.astuple(item), strict=True)
+        else:
+            continue
+        if depth >= MAX_DEPTH:
+            raise problem(400, f"the body is nested more than {MAX_DEPTH} levels deep")
+        for key, child in children:
+            if isinstance(key, str) and (found := _CONTROL.search(key)):
+                raise field_problem(_path_text(prefix, path), f"a key {_control_detail(found.group())}")
+            stack.append((child, depth + 1, (path, key)))
+
+
+def _control_detail(char: str) -> str:
+    what = "a lone surrogate" if "\ud800" <= char <= "\udfff" else "a control character"
+    return f"holds {what} (U+{ord(char):04X}); of the control characters only tab, newline and carriage return " \
+           f"may appear in text"
+
+
+def _path_text(prefix: str, path: tuple | None) -> str:
+    keys = []
+    while path is not None:
+        path, key = path
+        keys.append(f"[{key}]" if isinstance(key, int) else f".{str(key)[:64]}")
+    return prefix + "".join(reversed(keys))
 
 
 def validation_error(exc: msgspec.ValidationError, prefix: str = "$") -> FieldError:
@@ -102,7 +158,7 @@ def query_int(request: Request, name: str, default: int, minimum: int = 0, maxim
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isascii() or not raw.lstrip("-").isdigit() or len(raw) > 12:
+    if not _WHOLE_NUMBER.fullmatch(raw):
         raise field_problem(name, f"expected a whole number, got {raw[:40]!r}", 400)
     value = int(raw)
     if value < minimum or (maximum is not None and value > maximum):

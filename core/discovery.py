@@ -27,7 +27,10 @@ def base_url(host: str) -> str:
         if host.count(":") > 1 and not host.startswith("["):
             host = f"[{host}]"  # a bare IPv6 address
         host = "https://" + host
-    parts = urlsplit(host)
+    try:
+        parts = urlsplit(host)  # raises on an unclosed `[` or a netloc that NFKC-normalises to `/?#@:`
+    except ValueError:
+        raise BadAddress(f"not a host or URL: {host[:100]!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise BadAddress(f"not a host or URL: {host[:100]!r}")
     try:

@@ -50,8 +50,11 @@ def check_uri(value: str, path: str, required: bool) -> None:
     problem = boot_text_problem(value, one_word=True)
     if problem:
         raise field_problem(path, problem)
-    parts = urlsplit(value)
-    if parts.scheme not in URI_SCHEMES or not parts.netloc:
+    try:
+        parts = urlsplit(value)  # raises on an unclosed `[` or a netloc that NFKC-normalises to `/?#@:`
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in URI_SCHEMES or not parts.netloc:
         raise field_problem(path, f"expected an {', '.join(URI_SCHEMES)} URL, got {value[:80]!r}")
 
 
