@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import ipaddress
 import json
 
+from core import fields
 from core.identity import Role, is_valid_id
 from core.mac import InvalidMac, normalize_mac
 
@@ -57,21 +57,20 @@ def _node(record: dict, where: str) -> ListedNode:
     for name in ("id", "bmc"):
         if text.get(name) and not is_valid_id(text[name]):
             raise NodeListError(f"{where}: {name} {text[name][:40]!r} is not a valid component id")
-    if text.get("ip"):
-        try:
-            ipaddress.ip_address(text["ip"])
-        except ValueError:
-            raise NodeListError(f"{where}: ip {text['ip'][:40]!r} is not an IP address") from None
+    try:
+        ip = fields.ip_address(text["ip"]) if text.get("ip") else None
+        rack = fields.rack(text["rack"]) if text.get("rack") else None
+        system_path = fields.redfish_path(text["systemPath"]) if text.get("systemPath") else None
+    except fields.InvalidField as exc:
+        raise NodeListError(f"{where}: {exc}") from None
     if text.get("role") and text["role"] not in Role.__members__:
         raise NodeListError(f"{where}: role {text['role'][:40]!r} is not one of {', '.join(Role.__members__)}")
-    if text.get("systemPath") and not text["systemPath"].startswith("/redfish/v1/"):
-        raise NodeListError(f"{where}: systemPath must start with /redfish/v1/")
     return ListedNode(
-        mac=mac, id=text.get("id") or None, ip=text.get("ip") or None, nid=_int(record.get("nid"), "nid", where),
+        mac=mac, id=text.get("id") or None, ip=ip, nid=_int(record.get("nid"), "nid", where),
         role=text.get("role", ""), sub_role=text.get("subRole", "")[:64], arch=text.get("arch") or None,
-        rack=text.get("rack") or None, unit=_int(record.get("unit"), "unit", where),
+        rack=rack, unit=_int(record.get("unit"), "unit", where),
         slot=_int(record.get("slot"), "slot", where) or 0, bmc=text.get("bmc") or None,
-        bmc_address=text.get("bmcAddress") or None, system_path=text.get("systemPath") or None)
+        bmc_address=text.get("bmcAddress") or None, system_path=system_path)
 
 
 def parse(driver: str, document: str) -> list[ListedNode]:

@@ -25,7 +25,7 @@ from admin_api.http import (
 from admin_api.resources import answer, etag_of, fetch_one, list_answer, metadata, paging
 from admin_api.routing import PAGING, Router
 from admin_api.smd.schemas import Id
-from core import events
+from core import events, fields
 from core.discovery import BadAddress, base_url
 from core.envelope import Resource, ResourceList, ResourceRequest
 from core.identity import is_valid_id
@@ -34,16 +34,18 @@ KIND, API_VERSION = "RedfishEndpoint", "hsm/v2"
 BASE = "/hsm/v2/Inventory/RedfishEndpoints"
 router = Router("redfish-endpoints")
 
-SystemPath = Annotated[str, msgspec.Meta(pattern=r"^/redfish/v1/\S{1,500}$")]
+SystemPath = Annotated[str, msgspec.Meta(pattern=fields.REDFISH_PATH)]
+SystemUuid = Annotated[str, msgspec.Meta(pattern=fields.UUID_PATTERN)]
+Label = Annotated[str, msgspec.Meta(max_length=fields.LABEL_MAX, pattern=fields.PLAIN_TEXT)]
 
 
 class RedfishSystem(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
     component_id: Id
     path: SystemPath
-    uuid: str | None = None
-    serial: str | None = None
-    manufacturer: str | None = None
-    model: str | None = None
+    uuid: SystemUuid | None = None
+    serial: Label | None = None
+    manufacturer: Label | None = None
+    model: Label | None = None
 
 
 class RedfishEndpointSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated
 
 import msgspec
 
 from admin_api.http import field_problem
+from core import fields
 from core.identity import BOOT_TOKEN_PATTERN, ID_PATTERN, ComponentState, ComponentType, Role
 from core.mac import InvalidMac, normalize_mac
 
 Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN, max_length=255, description="ADR-010 identifier")]
 Name = Annotated[str, msgspec.Meta(max_length=256)]
 ShortText = Annotated[str, msgspec.Meta(max_length=64)]
-Count = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=fields.COUNT_MAX)]
 Nid = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 Arch = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_]{1,32}(?![\s\S])")]
 # A value a boot script may name as {{subRole}}, {{rack}} ...: one word, no control character (core.identity).
@@ -23,14 +23,14 @@ BOOT_TOKEN = msgspec.Meta(pattern=BOOT_TOKEN_PATTERN,
 
 
 class Location(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    rack: Annotated[str, msgspec.Meta(max_length=64), BOOT_TOKEN] | None = None
+    rack: Annotated[str, msgspec.Meta(max_length=fields.RACK_MAX), BOOT_TOKEN] | None = None
     unit: Count | None = None
     slot: Count = 0
     sub_slot: Count = 0
 
 
 class IpAddr(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
-    ip_address: Annotated[str, msgspec.Meta(max_length=64)]
+    ip_address: Annotated[str, msgspec.Meta(max_length=fields.IP_MAX)]
     network: ShortText = ""
 
 
@@ -77,9 +77,8 @@ def checked_interface(spec: InterfaceFields, path: str) -> tuple[str, list[dict]
     addresses = []
     for i, addr in enumerate(spec.ip_addrs):
         try:
-            ip = str(ipaddress.ip_address(addr.ip_address))
-        except ValueError:
-            raise field_problem(f"{path}.ipAddrs[{i}].ipAddress",
-                                f"not an IP address: {addr.ip_address[:64]!r}") from None
+            ip = fields.ip_address(addr.ip_address)
+        except fields.InvalidField as exc:
+            raise field_problem(f"{path}.ipAddrs[{i}].ipAddress", str(exc)) from None
         addresses.append({"ipAddress": ip, "network": addr.network})
     return mac, addresses

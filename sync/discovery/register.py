@@ -4,9 +4,17 @@ A node found again is recognised by, in order: its Redfish system on this
 endpoint, its system UUID, any of its MACs.  Only then is a new component
 made (`node-<8 hex>`, ADR-010).  Fields discovery does not know (role, nid,
 groups ...) are left as the admin set them.
+
+A BMC does not take over a node that another endpoint manages (mapped to
+one of its systems or, unmapped, a child of its BMC: whom power control
+would ask): a system that reports such a node's UUID or MAC is a conflict,
+reported with the node and its endpoint, and nothing of it is written.  Moving a node between BMCs is an admin's
+decision (delete the old mapping, or the node, and scan again).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import asyncpg
 
@@ -17,6 +25,15 @@ from core.nodelist import ListedNode
 from sync.discovery.walk import FoundBmc, FoundSystem
 
 SOURCE_DATA = {"source": "discovery"}
+
+
+@dataclasses.dataclass(slots=True)
+class Registered:
+    """What one host of a scan registered, and what it did not take."""
+
+    ids: list[str] = dataclasses.field(default_factory=list)        # components registered
+    problems: list[str] = dataclasses.field(default_factory=list)   # values not taken, and why
+    conflicts: list[str] = dataclasses.field(default_factory=list)  # nodes another endpoint manages: not adopted
 
 
 async def _emit(conn, action: str, component_id: str, scan_id: str) -> None:
@@ -147,29 +164,52 @@ async def _power_status(conn, node_id: str, power_state: str | None) -> None:
             "error = NULL, updated_at = now()", node_id, power_state.lower())
 
 
+async def _conflicts(conn, bmc_id: str, address: str, system: FoundSystem) -> list[str]:
+    """The nodes this system claims (by UUID or MAC) that another endpoint manages, said so."""
+    claims = [(r["component_id"], f"UUID {system.uuid}") for r in await conn.fetch(
+        "SELECT component_id FROM smd.redfish_systems WHERE uuid = $1", system.uuid)] if system.uuid else []
+    claims += [(r["component_id"], f"MAC {r['mac']}") for r in await conn.fetch(
+        "SELECT i.component_id, i.mac FROM smd.ethernet_interfaces i JOIN smd.components c ON c.id = i.component_id "
+        "WHERE i.mac = ANY($1::text[]) AND c.type = 'Node' ORDER BY i.mac", [mac for mac, _ in system.nics])]
+    found = []
+    for node_id, what in claims:
+        # The endpoint that power control would use for this node: its system mapping, else its parent BMC's.
+        owner = await conn.fetchrow(
+            "SELECT e.id, e.address FROM smd.components c LEFT JOIN smd.redfish_systems s ON s.component_id = c.id "
+            "JOIN smd.redfish_endpoints e ON e.id = coalesce(s.endpoint_id, c.parent_id) WHERE c.id = $1", node_id)
+        if owner is not None and owner["id"] != bmc_id:
+            found.append(f"conflict: node {node_id!r} is managed by endpoint {owner['id']!r} ({owner['address']}), "
+                         f"not adopted: {address} reports its {what} at {system.path}")
+    return found
+
+
 async def register_bmc(conn: asyncpg.Connection, found: FoundBmc, credential_id: str | None, insecure: bool,
-                       scan_id: str) -> tuple[list[str], list[str]]:
-    """(component ids registered, problems) for one walked BMC."""
+                       scan_id: str) -> Registered:
+    """What one walked BMC registered, in one transaction."""
+    done = Registered(problems=list(found.dropped))
     async with conn.transaction():
         bmc_id = await ensure_bmc(conn, found.address, credential_id, insecure, scan_id)
-        problems = await _upsert_interfaces(conn, bmc_id, [(mac, []) for mac in found.macs])
-        ids = [bmc_id]
+        done.problems += await _upsert_interfaces(conn, bmc_id, [(mac, []) for mac in found.macs])
+        done.ids.append(bmc_id)
         for system in found.systems:
+            if conflicts := await _conflicts(conn, bmc_id, found.address, system):
+                done.conflicts += conflicts
+                continue
             macs = [mac for mac, _ in system.nics]
             node_id = await _find_node(conn, bmc_id, system.path, system.uuid, macs)
             node_id = await _upsert_node(conn, node_id, scan_id, state=system.power_state, parent_id=bmc_id,
                                          rack=system.rack, unit=system.unit)
-            problems += await _upsert_interfaces(conn, node_id, system.nics)
+            done.problems += await _upsert_interfaces(conn, node_id, system.nics)
             await _map_system(conn, node_id, bmc_id, system.path, system)
             await _power_status(conn, node_id, system.power_state)
-            ids.append(node_id)
-    return ids, problems
+            done.ids.append(node_id)
+    return done
 
 
-async def register_listed(conn: asyncpg.Connection, nodes: list[ListedNode], scan_id: str) -> tuple[list[str], list[str]]:
-    """(component ids registered, problems) for a csv/json node list, in one transaction."""
-    ids: list[str] = []
-    problems: list[str] = []
+async def register_listed(conn: asyncpg.Connection, nodes: list[ListedNode], scan_id: str) -> Registered:
+    """What a csv/json node list registered, in one transaction (an admin's list may move nodes)."""
+    done = Registered()
+    ids, problems = done.ids, done.problems
     async with conn.transaction():
         for node in nodes:
             bmc_id = node.bmc
@@ -190,4 +230,4 @@ async def register_listed(conn: asyncpg.Connection, nodes: list[ListedNode], sca
             if node.system_path and bmc_id and node.bmc_address:
                 await _map_system(conn, node_id, bmc_id, node.system_path)
             ids.append(node_id)
-    return ids, problems
+    return done

@@ -19,7 +19,7 @@ from core import db, events
 from core.crypto import SecretBox
 from core.discovery import create_scan
 from core.nodelist import NodeListError, parse
-from sync.discovery.register import register_bmc, register_listed
+from sync.discovery.register import Registered, register_bmc, register_listed
 from sync.discovery.walk import walk
 from sync.redfish import RedfishClient, RedfishError
 from sync.service import Job
@@ -134,8 +134,10 @@ class DiscoveryScanner(Job):
                 if target is None:
                     raise HostFailed(f"target {target_id!r} was deleted")
                 async with asyncio.timeout(self.timeout_s):
-                    components, problems = await self._discover(pool, session, scan_id, target, host)
-                detail = "; ".join(problems)[:4000]
+                    registered = await self._discover(pool, session, scan_id, target, host)
+                # A node another endpoint manages was not adopted: the host needs an admin's eye.
+                components, state = registered.ids, "failed" if registered.conflicts else "ok"
+                detail = "; ".join(registered.conflicts + registered.problems)[:4000]
             except TimeoutError:
                 state, detail = "failed", f"{host}: no complete answer within {self.timeout_s:g} s"
             except (HostFailed, RedfishError, NodeListError) as exc:
@@ -163,7 +165,7 @@ class DiscoveryScanner(Job):
             raise HostFailed(f"credential {credential_id!r} cannot be decrypted: the sync daemon's "
                              "CHAMICORE_CREDENTIALS_KEY is not the admin API's") from None
 
-    async def _discover(self, pool, session, scan_id: str, target, host: str) -> tuple[list[str], list[str]]:
+    async def _discover(self, pool, session, scan_id: str, target, host: str) -> Registered:
         if target["driver"] in ("csv", "json"):
             nodes = parse(target["driver"], target["document"])
             async with pool.acquire() as conn:

@@ -1,12 +1,24 @@
-"""The redfish driver: walk one BMC's Redfish service and describe what it manages."""
+"""The redfish driver: walk one BMC's Redfish service and describe what it manages.
+
+What a BMC says is input, like an admin's request body, and passes the same
+checks (core/fields.py): a value no admin could store is dropped, with a
+note in `FoundBmc.dropped`; a link outside the service root is not followed;
+a BMC that reports more than any real one would fails its host.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 
+from core import fields
 from core.mac import InvalidMac, normalize_mac
 from sync.redfish import RedfishClient, RedfishError
+
+MAX_SYSTEMS = 4096    # per BMC; a chassis manager of a big enclosure has a few hundred
+MAX_NICS = 64         # per system
+MAX_ADDRESSES = 16    # IPv4 addresses per interface
 
 
 @dataclasses.dataclass(slots=True)
@@ -18,7 +30,7 @@ class FoundSystem:
     manufacturer: str | None
     model: str | None
     power_state: str | None              # "On", "Off", or None when the BMC does not say
-    nics: list[tuple[str, list[str]]]    # (normalised MAC, IPv4 addresses)
+    nics: list[tuple[str, list[str]]]    # (normalised MAC, IP addresses)
     rack: str | None = None
     unit: int | None = None
 
@@ -29,33 +41,64 @@ class FoundBmc:
     uuid: str | None
     macs: list[str]
     systems: list[FoundSystem]
+    dropped: list[str] = dataclasses.field(default_factory=list)  # what the BMC said that was not taken, and why
 
 
-def _mac(value) -> str | None:
+def _checked(check: Callable, value, notes: list[str], where: str):
+    """check(value), or None with a note when the BMC said what no admin could store."""
+    if value is None or value == "":
+        return None
     try:
-        return normalize_mac(value) if isinstance(value, str) and value else None
-    except InvalidMac:
+        return check(value)
+    except (fields.InvalidField, InvalidMac) as exc:
+        notes.append(f"dropped {where}: {exc}")
         return None
 
 
-async def _nics(client: RedfishClient, system: dict) -> list[tuple[str, list[str]]]:
-    link = (system.get("EthernetInterfaces") or {}).get("@odata.id")
+def _link(resource: dict, name: str, notes: list[str], where: str) -> str | None:
+    link = resource.get(name)
+    return _checked(fields.redfish_path, link.get("@odata.id") if isinstance(link, dict) else None, notes,
+                    f"{where} {name}")
+
+
+async def _members(client: RedfishClient, path: str, notes: list[str], limit: int) -> list[str]:
+    members = await client.members(path)
+    if len(members) > limit:
+        raise RedfishError(f"{client.base}{path} lists {len(members)} members; at most {limit} are taken from one BMC")
+    checked = (_checked(fields.redfish_path, m, notes, f"{path} member") for m in members)
+    return [m for m in checked if m]
+
+
+def _label(what: str) -> Callable[[object], str]:
+    return lambda value: fields.plain_text(value, fields.LABEL_MAX, what)
+
+
+async def _nics(client: RedfishClient, system: dict, where: str, notes: list[str]) -> list[tuple[str, list[str]]]:
+    link = _link(system, "EthernetInterfaces", notes, where)
     if not link:
         return []
     found = []
-    for path in await client.members(link):
+    for path in await _members(client, link, notes, MAX_NICS):
         nic = await client.get(path)
-        mac = _mac(nic.get("MACAddress")) or _mac(nic.get("PermanentMACAddress"))
+        mac = (_checked(normalize_mac, nic.get("MACAddress"), notes, f"{path} MACAddress")
+               or _checked(normalize_mac, nic.get("PermanentMACAddress"), notes, f"{path} PermanentMACAddress"))
         if mac and mac != "00:00:00:00:00:00":
-            ips = [a["Address"] for a in nic.get("IPv4Addresses") or [] if isinstance(a, dict) and a.get("Address")]
-            found.append((mac, ips))
+            listed = nic.get("IPv4Addresses")
+            addresses = [a.get("Address") for a in listed if isinstance(a, dict)] if isinstance(listed, list) else []
+            if len(addresses) > MAX_ADDRESSES:
+                notes.append(f"dropped {path} addresses after the first {MAX_ADDRESSES} of {len(addresses)}")
+            ips = [_checked(fields.ip_address, a, notes, f"{path} address") for a in addresses[:MAX_ADDRESSES]]
+            found.append((mac, list(dict.fromkeys(ip for ip in ips if ip))))
     return found
 
 
-async def _location(client: RedfishClient, system: dict, chassis_cache: dict[str, dict]) -> tuple[str | None, int | None]:
+async def _location(client: RedfishClient, system: dict, where: str, chassis_cache: dict[str, dict],
+                    notes: list[str]) -> tuple[str | None, int | None]:
     """Rack and unit from the system's chassis (Location.Placement), when it tells."""
-    for link in (system.get("Links") or {}).get("Chassis") or []:
-        path = link.get("@odata.id") if isinstance(link, dict) else None
+    links = (system.get("Links") or {}).get("Chassis") if isinstance(system.get("Links"), dict) else None
+    for link in links if isinstance(links, list) else []:
+        path = _checked(fields.redfish_path, link.get("@odata.id") if isinstance(link, dict) else None, notes,
+                        f"{where} chassis link")
         if not path:
             continue
         if path not in chassis_cache:
@@ -63,49 +106,65 @@ async def _location(client: RedfishClient, system: dict, chassis_cache: dict[str
                 chassis_cache[path] = await client.get(path)
             except RedfishError:
                 chassis_cache[path] = {}
-        placement = (chassis_cache[path].get("Location") or {}).get("Placement") or {}
-        rack = placement.get("Rack")
-        offset = placement.get("RackOffset")
-        if rack or offset is not None:
-            return (str(rack)[:64] if rack else None,
-                    offset if isinstance(offset, int) and 0 <= offset < 2**31 else None)
+        location = chassis_cache[path].get("Location")
+        placement = location.get("Placement") if isinstance(location, dict) else None
+        if not isinstance(placement, dict):
+            continue
+        rack = _checked(fields.rack, placement.get("Rack"), notes, f"{path} Location.Placement.Rack")
+        unit = _checked(lambda v: fields.count(v, "RackOffset"), placement.get("RackOffset"), notes,
+                        f"{path} Location.Placement")
+        if rack or unit is not None:
+            return rack, unit
     return None, None
 
 
-async def _system(client: RedfishClient, path: str, chassis_cache: dict[str, dict]) -> FoundSystem:
+async def _system(client: RedfishClient, path: str, chassis_cache: dict[str, dict],
+                  notes: list[str]) -> FoundSystem | None:
     system = await client.get(path)
-    rack, unit = await _location(client, system, chassis_cache)
+    reported = system.get("@odata.id", path)
+    where = _checked(fields.redfish_path, reported.rstrip("/") if isinstance(reported, str) else reported, notes,
+                     f"system {path} @odata.id")
+    if where is None:
+        notes.append(f"skipped system {path}: no usable path to address it by")
+        return None
+    rack, unit = await _location(client, system, where, chassis_cache, notes)
     power = system.get("PowerState")
     return FoundSystem(
-        path=system.get("@odata.id", path).rstrip("/"), name=str(system.get("Name") or ""),
-        uuid=system.get("UUID"), serial=system.get("SerialNumber"), manufacturer=system.get("Manufacturer"),
-        model=system.get("Model"), power_state=power if power in ("On", "Off") else None,
-        nics=await _nics(client, system), rack=rack, unit=unit)
+        path=where, name=_checked(_label("Name"), system.get("Name"), notes, where) or "",
+        uuid=_checked(fields.system_uuid, system.get("UUID"), notes, f"{where} UUID"),
+        serial=_checked(_label("serial number"), system.get("SerialNumber"), notes, f"{where} SerialNumber"),
+        manufacturer=_checked(_label("manufacturer"), system.get("Manufacturer"), notes, f"{where} Manufacturer"),
+        model=_checked(_label("model"), system.get("Model"), notes, f"{where} Model"),
+        power_state=power if power in ("On", "Off") else None,
+        nics=await _nics(client, system, where, notes), rack=rack, unit=unit)
 
 
 async def walk(client: RedfishClient) -> FoundBmc:
     root = await client.get("/redfish/v1/")
+    notes: list[str] = []
     chassis_cache: dict[str, dict] = {}
-    systems_link = (root.get("Systems") or {}).get("@odata.id")
-    paths = await client.members(systems_link) if systems_link else []
+    systems_link = _link(root, "Systems", notes, "service root")
+    paths = await _members(client, systems_link, notes, MAX_SYSTEMS) if systems_link else []
     # A few systems at a time: a BMC is a small computer.
     limit = asyncio.Semaphore(4)
 
-    async def one(path: str) -> FoundSystem:
+    async def one(path: str) -> FoundSystem | None:
         async with limit:
-            return await _system(client, path, chassis_cache)
+            return await _system(client, path, chassis_cache, notes)
 
-    systems = list(await asyncio.gather(*(one(p) for p in paths)))
+    systems = [s for s in await asyncio.gather(*(one(p) for p in paths)) if s is not None]
     macs: list[str] = []
-    managers_link = (root.get("Managers") or {}).get("@odata.id")
-    for path in await client.members(managers_link) if managers_link else []:
+    managers_link = _link(root, "Managers", notes, "service root")
+    for path in await _members(client, managers_link, notes, MAX_SYSTEMS) if managers_link else []:
         manager = await client.get(path)
         if manager.get("ManagerType") not in (None, "BMC"):
             continue
-        link = (manager.get("EthernetInterfaces") or {}).get("@odata.id")
+        link = _link(manager, "EthernetInterfaces", notes, path)
         if link:
-            for nic_path in await client.members(link):
-                mac = _mac((await client.get(nic_path)).get("MACAddress"))
+            for nic_path in await _members(client, link, notes, MAX_NICS):
+                mac = _checked(normalize_mac, (await client.get(nic_path)).get("MACAddress"), notes,
+                               f"{nic_path} MACAddress")
                 if mac and mac not in macs:
                     macs.append(mac)
-    return FoundBmc(address=client.base, uuid=root.get("UUID"), macs=macs, systems=systems)
+    return FoundBmc(address=client.base, uuid=_checked(fields.system_uuid, root.get("UUID"), notes, "service root UUID"),
+                    macs=macs, systems=systems, dropped=list(dict.fromkeys(notes)))
