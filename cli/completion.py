@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from cli.command import Commands, Invocation, handles
+
 SCRIPTS = {
     "bash": """_chamicore() {
     local IFS=$'\\n'
@@ -23,6 +25,18 @@ _chamicore() {
 complete -o default -F _chamicore chamicore
 """,
 }
+
+
+def register(commands: Commands) -> None:
+    script = handles(commands.add_parser("completion", help="print a shell completion script"), print_script)
+    script.add_argument("shell", choices=sorted(SCRIPTS))
+    # `__complete` is answered before parsing (partial words are not valid arguments yet): see cli.main.
+    commands.add_parser("__complete").add_argument("words", nargs=argparse.REMAINDER)
+
+
+def print_script(run: Invocation) -> int:
+    print(SCRIPTS[run.args.shell], end="")
+    return 0
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 
+from cli.command import Commands, Invocation, handles, verbs
 from cli.errors import EXIT_DATABASE, CLIError
 from core import db, migrate
 from core.config import Config, mask_url
+
+
+def register(commands: Commands) -> None:
+    database = verbs(commands.add_parser("db", help="database schema"), "db_command", "ACTION")
+    handles(database.add_parser("migrate", help="apply pending migrations (safe to run from several hosts at once)"),
+            migrate_schema)
+    handles(database.add_parser("status", help="list migrations and whether each is applied"), status)
+
+
+def migrate_schema(run: Invocation) -> int:
+    asyncio.run(run_migrate(require_database_url(run.config)))
+    return 0
+
+
+def status(run: Invocation) -> int:
+    asyncio.run(run_status(require_database_url(run.config)))
+    return 0
 
 
 async def _connect(dsn: str) -> asyncpg.Connection:

@@ -30,3 +30,10 @@ class CLIError(Exception):
         if self.hint:
             print(f"  hint: {self.hint}", file=sys.stderr)
         return self.code
+
+
+class UsageError(CLIError):
+    """The command line itself is wrong: exit code 2."""
+
+    def __init__(self, detail: str, hint: str | None = None) -> None:
+        super().__init__("cli", detail, hint, EXIT_USAGE)

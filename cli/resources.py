@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from cli.client import ApiClient
-from cli.errors import EXIT_USAGE, CLIError
+from cli.command import Commands, Invocation, handles, verbs
+from cli.errors import UsageError
 from cli.output import emit
 
 PAGING = ("limit", "offset")
@@ -88,30 +88,38 @@ def add_body_options(parser: argparse.ArgumentParser) -> None:
                         help="a field of the spec (repeatable); VALUE is JSON when it parses, else a string")
 
 
-def register(commands, kind: Kind) -> None:
+def register(commands: Commands) -> None:
+    for kind in KINDS:
+        register_kind(commands, kind)
+
+
+def register_kind(commands: Commands, kind: Kind) -> None:
     """The kind's verbs as sub-commands of `chamicore <kind.name>`."""
-    noun = commands.add_parser(kind.name, help=kind.help)
-    verbs = noun.add_subparsers(dest="verb", metavar="VERB", required=True)
-    listing = verbs.add_parser("list", help=f"list {kind.name}")
+    noun = verbs(commands.add_parser(kind.name, help=kind.help))
+
+    def on(verb: str, handler, **kwargs) -> argparse.ArgumentParser:
+        return handles(noun.add_parser(verb, **kwargs), lambda run: handler(run, kind))
+
+    listing = on("list", list_items, help=f"list {kind.name}")
     for name in kind.filters:
         listing.add_argument(_flag(name), dest=f"q_{name}", metavar="VALUE",
                              help=f"filter on {name} (comma = OR)" if name not in ("sort", "after", "fields") else name)
     if kind.paged:
         listing.add_argument("--limit", type=int, dest="q_limit")
         listing.add_argument("--offset", type=int, dest="q_offset")
-    verbs.add_parser("get", help="show one").add_argument("id")
-    create = verbs.add_parser("create", help="create one")
+    on("get", get_item, help="show one").add_argument("id")
+    create = on("create", create_item, help="create one")
     create.add_argument("--id", help="its id (default: generated)")
     add_body_options(create)
-    update = verbs.add_parser("update", help="replace one (sends If-Match from a fresh GET)" if kind.can_put else
-                              "change the given fields (this resource has no full replace: same as patch)")
+    update = on("update", update_item if kind.can_put else patch_item,
+                help="replace one (sends If-Match from a fresh GET)" if kind.can_put else
+                "change the given fields (this resource has no full replace: same as patch)")
     update.add_argument("id")
     add_body_options(update)
-    patch = verbs.add_parser("patch", help="change some fields (JSON merge patch)")
+    patch = on("patch", patch_item, help="change some fields (JSON merge patch)")
     patch.add_argument("id")
     add_body_options(patch)
-    verbs.add_parser("delete", help="delete one").add_argument("id")
-    noun.set_defaults(handler=lambda client, args, fmt: run(client, kind, args, fmt))
+    on("delete", delete_item, help="delete one").add_argument("id")
 
 
 def read_document(path: str | None) -> Any:
@@ -121,17 +129,16 @@ def read_document(path: str | None) -> Any:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
         return yaml.safe_load(text)
     except OSError as exc:
-        raise CLIError("cli", f"cannot read {path}: {exc.strerror}", None, EXIT_USAGE) from None
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise CLIError("cli", f"{path} is neither JSON nor YAML: {exc}", None, EXIT_USAGE) from None
+        raise UsageError(f"{path} is neither JSON nor YAML: {exc}") from None
 
 
 def apply_sets(target: dict, sets: list[str]) -> dict:
     for item in sets:
         path, sep, raw = item.partition("=")
         if not sep or not path:
-            raise CLIError("cli", f"--set {item!r}: expected PATH=VALUE", "for example --set location.rack=R12",
-                           EXIT_USAGE)
+            raise UsageError(f"--set {item!r}: expected PATH=VALUE", "for example --set location.rack=R12")
         try:
             value = json.loads(raw)
         except ValueError:
@@ -141,7 +148,7 @@ def apply_sets(target: dict, sets: list[str]) -> dict:
         for key in keys[:-1]:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
-                raise CLIError("cli", f"--set {path}: {key} is not an object", None, EXIT_USAGE)
+                raise UsageError(f"--set {path}: {key} is not an object")
         node[keys[-1]] = value
     return target
 
@@ -151,7 +158,7 @@ def _spec_of(document: Any) -> tuple[dict, dict]:
     if document is None:
         return {}, {}
     if not isinstance(document, dict):
-        raise CLIError("cli", "the body must be an object", None, EXIT_USAGE)
+        raise UsageError("the body must be an object")
     if "spec" in document:
         metadata = document.get("metadata") or {}
         return {k: v for k, v in metadata.items() if k == "id"}, dict(document["spec"] or {})
@@ -175,26 +182,41 @@ def item_path(kind: Kind, resource_id: str) -> str:
     return f"{kind.path}/{urllib.parse.quote(resource_id, safe='')}"
 
 
-def run(client: ApiClient, kind: Kind, args, fmt: str) -> int:
-    if args.verb == "list":
-        params = {k[2:]: v for k, v in vars(args).items() if k.startswith("q_") and v is not None}
-        emit(client.get(kind.path, params), fmt, kind.columns)
-    elif args.verb == "get":
-        emit(client.get(item_path(kind, args.id)), fmt, kind.columns)
-    elif args.verb == "create":
-        emit(client.request("POST", kind.path, body_of(kind, args, with_id=True)), fmt, kind.columns)
-    elif args.verb == "update" and kind.can_put:
-        _, etag = client.request_with_etag(item_path(kind, args.id))
-        answer = client.request("PUT", item_path(kind, args.id), body_of(kind, args),
-                                headers={"If-Match": etag} if etag else None)
-        emit(answer, fmt, kind.columns)
-    elif args.verb in ("patch", "update"):
-        body = body_of(kind, args)
-        if body in ({"spec": {}}, {}):
-            raise CLIError("cli", "nothing to change", "give -f FILE and/or --set PATH=VALUE", EXIT_USAGE)
-        content_type = "application/merge-patch+json" if kind.envelope else "application/json"
-        emit(client.request("PATCH", item_path(kind, args.id), body, content_type=content_type), fmt, kind.columns)
-    elif args.verb == "delete":
-        client.request("DELETE", item_path(kind, args.id))
-        print(f"deleted {kind.name[:-1] if kind.name.endswith('s') else kind.name} {args.id}", file=sys.stderr)
+def list_items(run: Invocation, kind: Kind) -> int:
+    params = {k[2:]: v for k, v in vars(run.args).items() if k.startswith("q_") and v is not None}
+    emit(run.client.get(kind.path, params), run.fmt, kind.columns)
+    return 0
+
+
+def get_item(run: Invocation, kind: Kind) -> int:
+    emit(run.client.get(item_path(kind, run.args.id)), run.fmt, kind.columns)
+    return 0
+
+
+def create_item(run: Invocation, kind: Kind) -> int:
+    emit(run.client.request("POST", kind.path, body_of(kind, run.args, with_id=True)), run.fmt, kind.columns)
+    return 0
+
+
+def update_item(run: Invocation, kind: Kind) -> int:
+    path = item_path(kind, run.args.id)
+    _, etag = run.client.request_with_etag(path)
+    answer = run.client.request("PUT", path, body_of(kind, run.args), headers={"If-Match": etag} if etag else None)
+    emit(answer, run.fmt, kind.columns)
+    return 0
+
+
+def patch_item(run: Invocation, kind: Kind) -> int:
+    body = body_of(kind, run.args)
+    if body in ({"spec": {}}, {}):
+        raise UsageError("nothing to change", "give -f FILE and/or --set PATH=VALUE")
+    content_type = "application/merge-patch+json" if kind.envelope else "application/json"
+    emit(run.client.request("PATCH", item_path(kind, run.args.id), body, content_type=content_type), run.fmt,
+         kind.columns)
+    return 0
+
+
+def delete_item(run: Invocation, kind: Kind) -> int:
+    run.client.request("DELETE", item_path(kind, run.args.id))
+    print(f"deleted {kind.name[:-1] if kind.name.endswith('s') else kind.name} {run.args.id}", file=sys.stderr)
     return 0

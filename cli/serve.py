@@ -5,8 +5,20 @@ from __future__ import annotations
 import importlib.util
 import resource
 
+from cli.command import Commands, Invocation, handles, verbs
 from cli.errors import EXIT_CONFIG, CLIError
-from core.config import Config
+from core.config import Address, Config
+
+
+def register(commands: Commands) -> None:
+    serve = verbs(commands.add_parser("serve", help="run one service in the foreground"), "service", "SERVICE")
+    boot = handles(serve.add_parser("boot", help="the boot path (iPXE scripts and cloud-init), on granian"),
+                   serve_boot)
+    boot.add_argument("--interface", choices=("rsgi", "asgi"),
+                      help="granian interface (default CHAMICORE_BOOT_INTERFACE, rsgi: the faster one)")
+    handles(serve.add_parser("admin", help="the admin REST API (Starlette), on granian"), serve_admin)
+    handles(serve.add_parser("sync", help="the sync daemons the configuration enables (event relay to NATS)"),
+            serve_sync)
 
 
 def raise_fd_limit(wanted: int) -> int:
@@ -34,63 +46,50 @@ def app_target(module: str, factory: str) -> str:
     return f"{spec.origin}:{factory}"
 
 
-def serve_boot(config: Config, interface: str | None = None) -> None:
+def _database_url(config: Config, service: str) -> str:
+    if not config.database_url:
+        raise CLIError(service, "CHAMICORE_DATABASE_URL is not set",
+                       "set it, or use `chamicore up` which starts an embedded PostgreSQL", EXIT_CONFIG)
+    return config.database_url
+
+
+def _granian(module: str, listen: Address, interface: str, workers: int, **options) -> int:
     from granian import Granian
     from granian.constants import Interfaces, Loops
 
-    if not config.database_url:
-        raise CLIError("boot", "CHAMICORE_DATABASE_URL is not set",
-                       "set it, or use `chamicore up` which starts an embedded PostgreSQL", EXIT_CONFIG)
-    interface = interface or config.boot_interface
+    Granian(app_target(module, "create_app"), factory=True, address=listen.host, port=listen.port,
+            interface=Interfaces.RSGI if interface == "rsgi" else Interfaces.ASGI, workers=workers,
+            loop=Loops.uvloop, log_access=False, websockets=False, **options).serve()
+    return 0
+
+
+def serve_boot(run: Invocation) -> int:
+    config = run.config
+    _database_url(config, "boot")
     # Each connection needs a descriptor; a boot storm holds thousands at once.
     raise_fd_limit(config.boot_max_connections + 1024)
-    server = Granian(
-        app_target("hotpath.app", "create_app"),
-        factory=True,
-        address=config.boot_listen.host,
-        port=config.boot_listen.port,
-        interface=Interfaces.RSGI if interface == "rsgi" else Interfaces.ASGI,
-        workers=config.boot_workers,
-        loop=Loops.uvloop,
-        # granian's default backpressure (backlog / workers) silently parks
-        # clients beyond ~1024; a boot storm needs room for every node.
-        backlog=config.boot_max_connections,
-        backpressure=config.boot_max_connections,
-        log_access=False,
-        websockets=False,
-    )
-    server.serve()
+    # granian's default backpressure (backlog / workers) silently parks
+    # clients beyond ~1024; a boot storm needs room for every node.
+    return _granian("hotpath.app", config.boot_listen, run.args.interface or config.boot_interface,
+                    config.boot_workers, backlog=config.boot_max_connections,
+                    backpressure=config.boot_max_connections)
 
 
-def serve_admin(config: Config) -> None:
-    from granian import Granian
-    from granian.constants import Interfaces, Loops
-
-    if not config.database_url:
-        raise CLIError("admin", "CHAMICORE_DATABASE_URL is not set",
-                       "set it, or use `chamicore up` which starts an embedded PostgreSQL", EXIT_CONFIG)
-    Granian(
-        app_target("admin_api.app", "create_app"),
-        factory=True,
-        address=config.admin_listen.host,
-        port=config.admin_listen.port,
-        interface=Interfaces.ASGI,
-        workers=config.admin_workers,
-        loop=Loops.uvloop,
-        log_access=False,
-        websockets=False,
-    ).serve()
+def serve_admin(run: Invocation) -> int:
+    config = run.config
+    _database_url(config, "admin")
+    return _granian("admin_api.app", config.admin_listen, "asgi", config.admin_workers)
 
 
-def serve_sync(config: Config) -> None:
+def serve_sync(run: Invocation) -> int:
     import asyncio
     import logging
 
     from sync.runner import enabled_jobs, run_jobs
 
-    if not config.database_url:
-        raise CLIError("sync", "CHAMICORE_DATABASE_URL is not set",
-                       "set it, or use `chamicore up` which starts an embedded PostgreSQL", EXIT_CONFIG)
+    config = run.config
+    _database_url(config, "sync")
     jobs = enabled_jobs(config)
     logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(run_jobs(jobs))
+    return 0

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
-from admin_api.syncstatus import QUERY, to_status
-from cli.dbcmd import _connect
+from cli.command import Commands, Invocation, handles, verbs
+from cli.dbcmd import _connect, require_database_url
+
+
+def register(commands: Commands) -> None:
+    sync = verbs(commands.add_parser("sync", help="sync daemons"), "sync_command", "ACTION")
+    handles(sync.add_parser("status", help="every replica: active or standby, last success, last error, counts"),
+            status)
+
+
+def status(run: Invocation) -> int:
+    return asyncio.run(print_status(require_database_url(run.config)))
 
 
 async def print_status(dsn: str) -> int:
+    from admin_api.syncstatus import QUERY, to_status
+
     conn = await _connect(dsn)
     try:
         rows = await conn.fetch(QUERY)

@@ -20,16 +20,27 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from admin_api.auth.bootstrap import bootstrap_admin, credentials_path
+from cli.command import Commands, Invocation, handles
 from cli.dbcmd import run_migrate
 from cli.errors import EXIT_FAILURE, CLIError
 from core import db
 from core.config import Config, mask_url
-from core.crypto import create_key_file
 from core.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
 READY_TIMEOUT_S = 60
 STOP_TIMEOUT_S = 15
+
+
+def register(commands: Commands) -> None:
+    up = handles(commands.add_parser(
+        "up", help="start everything (embedded PostgreSQL unless CHAMICORE_DATABASE_URL is set)"), up_command)
+    up.add_argument("--data-dir", type=Path, help="where to keep everything up creates "
+                    "(default: CHAMICORE_DATA_DIR, ~/.local/share/chamicore, or /var/lib/chamicore as root)")
+
+
+def up_command(run: Invocation) -> int:
+    data_dir = (run.args.data_dir or run.config.resolved_data_dir).expanduser().resolve()
+    return run_up(run.config, data_dir)
 
 
 class _Stop(Exception):
@@ -99,6 +110,8 @@ def _stop_children(services: list[Service]) -> None:
 
 
 async def _bootstrap(dsn: str, data_dir: Path, config: Config) -> Path | None:
+    from admin_api.auth.bootstrap import bootstrap_admin
+
     conn = await db.connect(dsn)
     try:
         return await bootstrap_admin(conn, data_dir, f"{config.token_issuer}/auth/v1/token")
@@ -107,6 +120,10 @@ async def _bootstrap(dsn: str, data_dir: Path, config: Config) -> Path | None:
 
 
 def run_up(config: Config, data_dir: Path) -> int:
+    # Imported here, not above: every `chamicore` command (shell completion too) imports this module.
+    from admin_api.auth.bootstrap import credentials_path
+    from core.crypto import create_key_file
+
     data_dir.mkdir(parents=True, exist_ok=True)
     lock = open(data_dir / "up.lock", "w")  # noqa: SIM115 - held for the whole run
     try:
