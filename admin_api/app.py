@@ -24,6 +24,7 @@ from starlette.staticfiles import StaticFiles
 from admin_api import openapi, service, syncstatus
 from admin_api.auth import accounts, audit, credentials, tokens
 from admin_api.auth.guard import Authenticator
+from admin_api.auth.throttle import TokenThrottle
 from admin_api.bss import bootparams, telemetry
 from admin_api.cloudinit import payloads
 from admin_api.discovery import scans, targets
@@ -33,6 +34,7 @@ from admin_api.power import transitions
 from admin_api.routing import Router, starlette_routes
 from admin_api.smd import components, groups, interfaces, redfish
 from core import db, sdnotify
+from core.bounded import bound_log_records, clip
 from core.config import Config, load_config
 from core.crypto import device_credentials_box
 from core.problems import Problem, ProblemError, title_for
@@ -101,7 +103,7 @@ async def on_database_error(request: Request, exc: asyncpg.PostgresError) -> Res
         return _problem(503, "a concurrent change got in the way; retry", {"Retry-After": "1"})
     if isinstance(exc, asyncpg.TooManyConnectionsError | asyncpg.CannotConnectNowError):
         return _problem(503, "the database is busy or starting; retry", {"Retry-After": "2"})
-    log.exception("database error on %s %s", request.method, request.url.path)
+    log.exception("database error on %s %s", clip(request.method), clip(request.url.path))
     return _problem(500, "the database failed unexpectedly; see the admin API log")
 
 
@@ -110,13 +112,14 @@ async def on_unavailable(request: Request, exc: Exception) -> Response:
 
 
 async def on_crash(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    log.exception("unhandled error on %s %s", clip(request.method), clip(request.url.path))
     return _problem(500, "an unexpected error; it is logged on the admin API")
 
 
 def create_app(config: Config | None = None) -> Starlette:
     """Factory for granian (`--factory`) and tests: reads CHAMICORE_* settings unless given a Config."""
     config = config or load_config()
+    bound_log_records()
     dsn = config.database_url
     if not dsn:
         raise ValueError("the admin API needs CHAMICORE_DATABASE_URL (chamicore up sets it)")
@@ -162,6 +165,7 @@ def create_app(config: Config | None = None) -> Starlette:
     app.state.auth = auth
     app.state.credentials_box = device_credentials_box(config)
     app.state.outside_issuers = tokens.OutsideIssuers(config.trusted_issuers)
+    app.state.token_throttle = TokenThrottle(config)
     app.state.known_scopes = {op.scope for r in ROUTERS for op in r.operations if op.scope}
     app.state.openapi = msgspec.json.encode(openapi.build(ROUTERS, service.version()))
     return app

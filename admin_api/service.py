@@ -15,6 +15,9 @@ from core import migrate
 
 router = Router("service")
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Methods counted under their own name; any other (a client may send any token, 8 KB long) is OTHER, so
+# the label set stays bounded.
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
 def version() -> str:
@@ -57,7 +60,8 @@ class Metrics:
 
 
 class MetricsMiddleware:
-    """Counts every request under its route template, not its raw path (bounded label set)."""
+    """Counts every request under its route template, not its raw path, and a known method or OTHER
+    (bounded label set)."""
 
     def __init__(self, app, metrics: Metrics) -> None:
         self.app = app
@@ -80,7 +84,8 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            self.metrics.observe(template, scope["method"], status[0], time.perf_counter() - started)
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            self.metrics.observe(template, method, status[0], time.perf_counter() - started)
 
 
 @router.get("/health", scope=None, summary="Liveness")

@@ -171,6 +171,14 @@ SETTINGS: tuple[Setting, ...] = (
             "issuer (iss) of Chamicore tokens, the same for every admin replica; unset: http://<CHAMICORE_ADMIN_LISTEN>"),
     Setting("TRUSTED_ISSUERS", "", _issuers,
             "outside identity providers for token exchange: JSON list of {issuer, jwksUri, audience}"),
+    Setting("TOKEN_FAILURES_PER_CLIENT", "10", _positive_int,
+            "failed token requests for one client_id within CHAMICORE_TOKEN_FAILURE_WINDOW_S before it is answered "
+            "429 (counted in memory, per admin process)"),
+    Setting("TOKEN_FAILURES_PER_ADDRESS", "30", _positive_int,
+            "failed token requests from one source address within CHAMICORE_TOKEN_FAILURE_WINDOW_S before it is "
+            "answered 429 (counted in memory, per admin process)"),
+    Setting("TOKEN_FAILURE_WINDOW_S", "60", _positive_float,
+            "the sliding window, in seconds, over which failed token requests are counted"),
     Setting("LOG_LEVEL", "info", str, "debug, info, warning or error"),
 )
 
@@ -219,6 +227,9 @@ class Config:
     token_lifetime_s: int
     issuer: str | None
     trusted_issuers: tuple
+    token_failures_per_client: int
+    token_failures_per_address: int
+    token_failure_window_s: float
     log_level: str
 
     @property

@@ -7,6 +7,7 @@ import logging
 import signal
 
 from core import sdnotify
+from core.bounded import bound_log_records
 from core.config import Config, ConfigError
 from core.crypto import device_credentials_box
 from sync.discovery.scanner import DiscoveryScanner
@@ -43,6 +44,7 @@ def enabled_jobs(config: Config) -> list[Job]:
 
 
 async def run_jobs(jobs: list[Job]) -> None:
+    bound_log_records()  # BMCs and Kea choose some of what the daemons log
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

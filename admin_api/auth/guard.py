@@ -21,6 +21,7 @@ from starlette.requests import Request
 
 from admin_api.auth import keys
 from core import db
+from core.bounded import clip
 from core.config import Config, ConfigError
 from core.crypto import SecretBox, SecretKeyMissing, read_key
 from core.problems import ProblemError
@@ -176,9 +177,18 @@ class Authenticator:
                 await conn.execute(
                     "INSERT INTO auth.audit (actor, action, resource, status, outcome, source_ip, detail) "
                     "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    actor, action, resource[:1000], status, outcome, client_ip(request), detail)
+                    clip(actor), clip(action), clip(resource, 1000), status, outcome, client_ip(request),
+                    _clipped(detail))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.error("audit: could not record %s %s by %s (%s): %s", action, resource, actor, status, exc)
+            log.error("audit: could not record %s %s by %s (%s): %s", clip(action), clip(resource), clip(actor),
+                      status, clip(exc))
+
+
+def _clipped(detail: dict | None) -> dict | None:
+    """An audit detail with its text values clipped (they may come from the request)."""
+    if detail is None:
+        return None
+    return {key: clip(value) if isinstance(value, str) else value for key, value in detail.items()}
 
 
 def unauthorized(detail: str, error: str) -> ProblemError:

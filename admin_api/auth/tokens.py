@@ -20,7 +20,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin_api.auth import keys
-from admin_api.http import field_problem, json_response, problem, read_body
+from admin_api.auth.guard import client_ip
+from admin_api.auth.throttle import TokenThrottle
+from admin_api.http import check_values, field_problem, json_response, problem, read_body
 from admin_api.routing import Router
 from core.crypto import verify_secret
 from core.problems import ProblemError
@@ -32,6 +34,7 @@ JWT_TOKEN_TYPES = ("urn:ietf:params:oauth:token-type:jwt", "urn:ietf:params:oaut
                    "urn:ietf:params:oauth:token-type:id_token")
 FORM = "application/x-www-form-urlencoded"
 JWKS_TTL_S = 300
+MAX_CLIENT_ID = 255  # the longest id a service account can have
 
 
 class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -80,6 +83,16 @@ async def _read_token_request(request: Request) -> TokenRequest:
         return msgspec.json.decode(body, type=TokenRequest)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise oauth_error(400, "invalid_request", f"not a token request: {exc}") from None
+
+
+def _checked(body: TokenRequest) -> TokenRequest:
+    try:
+        check_values(body)  # no control characters in any field
+    except ProblemError as exc:
+        raise oauth_error(400, "invalid_request", exc.problem.detail or "") from None
+    if body.client_id is not None and len(body.client_id) > MAX_CLIENT_ID:
+        raise oauth_error(400, "invalid_request", f"client_id is longer than {MAX_CLIENT_ID} characters")
+    return body
 
 
 def _granted(requested: str | None, available: set[str]) -> str:
@@ -172,37 +185,58 @@ async def _exchange(request: Request, conn, body: TokenRequest, auth) -> tuple[s
              summary="Get an access token (client_credentials, or token exchange of an outside JWT)",
              content_types=(FORM, "application/json"))
 async def token(request: Request) -> Response:
+    """Every refusal is audited and counted against the client and the source address; one that has too
+    many recent refusals is answered 429 before its body is read or any secret hashed (auth/throttle.py)."""
     auth = request.app.state.auth
-    body = await _read_token_request(request)
+    throttle: TokenThrottle = request.app.state.token_throttle
+    address = client_ip(request) or "unknown"
+    throttle.check(address)
+    client_id: str | None = None
+    grant_type: str | None = None
+    try:
+        body = await _read_token_request(request)
+        client_id, grant_type = body.client_id, body.grant_type
+        _checked(body)
+        throttle.check(address, client_id)
+        subject, answer = await _grant(request, body, auth)
+    except ProblemError as exc:
+        status = exc.problem.status
+        if status == 429:
+            raise  # not audited: a flood of these would fill the audit (the refusal that began the hold is there)
+        held = throttle.failed(address, client_id) if 400 <= status < 500 else []
+        detail = {"grantType": grant_type, "reason": exc.problem.detail}
+        if held:
+            detail["held"] = " and ".join(held)
+        await auth.audit(request, "token.refused", "/auth/v1/token", client_id or "unknown", status, detail)
+        raise
+    await auth.audit(request, "token.issued", "/auth/v1/token", subject, 200,
+                     {"grantType": grant_type, "scope": answer.scope})
+    return json_response(answer, headers={"Cache-Control": "no-store"})
+
+
+async def _grant(request: Request, body: TokenRequest, auth) -> tuple[str, TokenAnswer]:
+    """The token a valid request earns, and its subject; a ProblemError for any other."""
     subject = body.client_id or "unknown"
     async with request.app.state.pool.acquire() as conn:
-        try:
-            if body.grant_type == "client_credentials":
-                if not body.client_id or not body.client_secret:
-                    raise oauth_error(401, "invalid_client", "give client_id and client_secret")
-                row = await conn.fetchrow("SELECT secret_hash, roles, enabled FROM auth.service_accounts "
-                                          "WHERE client_id = $1", body.client_id)
-                # The hash check runs even for unknown clients, so timing does not tell which exist.
-                stored = row["secret_hash"] if row else "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA"
-                valid = await asyncio.to_thread(verify_secret, body.client_secret, stored)
-                if not row or not valid or not row["enabled"]:
-                    raise oauth_error(401, "invalid_client", "unknown client, wrong secret, or disabled account")
-                roles = list(row["roles"])
-                extra: dict = {}
-            elif body.grant_type == TOKEN_EXCHANGE:
-                subject, roles, extra = await _exchange(request, conn, body, auth)
-            else:
-                raise oauth_error(400, "unsupported_grant_type",
-                                  f"grant_type must be client_credentials or {TOKEN_EXCHANGE}")
-            scope = _granted(body.scope, await _scopes_of(conn, roles))
-            answer = await issue(conn, auth, subject, roles, scope, extra)
-        except ProblemError as exc:
-            await auth.audit(request, "token.refused", "/auth/v1/token", subject, exc.problem.status,
-                             {"grantType": body.grant_type, "reason": exc.problem.detail})
-            raise
-    await auth.audit(request, "token.issued", "/auth/v1/token", subject, 200,
-                     {"grantType": body.grant_type, "scope": answer.scope})
-    return json_response(answer, headers={"Cache-Control": "no-store"})
+        if body.grant_type == "client_credentials":
+            if not body.client_id or not body.client_secret:
+                raise oauth_error(401, "invalid_client", "give client_id and client_secret")
+            row = await conn.fetchrow("SELECT secret_hash, roles, enabled FROM auth.service_accounts "
+                                      "WHERE client_id = $1", body.client_id)
+            # The hash check runs even for unknown clients, so timing does not tell which exist.
+            stored = row["secret_hash"] if row else "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA"
+            valid = await asyncio.to_thread(verify_secret, body.client_secret, stored)
+            if not row or not valid or not row["enabled"]:
+                raise oauth_error(401, "invalid_client", "unknown client, wrong secret, or disabled account")
+            roles = list(row["roles"])
+            extra: dict = {}
+        elif body.grant_type == TOKEN_EXCHANGE:
+            subject, roles, extra = await _exchange(request, conn, body, auth)
+        else:
+            raise oauth_error(400, "unsupported_grant_type",
+                              f"grant_type must be client_credentials or {TOKEN_EXCHANGE}")
+        scope = _granted(body.scope, await _scopes_of(conn, roles))
+        return subject, await issue(conn, auth, subject, roles, scope, extra)
 
 
 @router.post("/auth/v1/token/revoke", scope="write:auth", status=200, request=RevokeRequest, response=Revoked,
