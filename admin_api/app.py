@@ -26,7 +26,7 @@ from admin_api.auth import accounts, audit, credentials, tokens
 from admin_api.auth.guard import Authenticator
 from admin_api.auth.throttle import TokenThrottle
 from admin_api.bss import bootparams, telemetry
-from admin_api.cloudinit import payloads
+from admin_api.cloudinit import payloads, seeds
 from admin_api.discovery import scans, targets
 from admin_api.http import problem_response
 from admin_api.nodes import bulk, provision
@@ -50,6 +50,7 @@ ROUTERS: list[Router] = [
     groups.partitions_router,
     bootparams.router,
     payloads.router,
+    seeds.router,
     bulk.router,
     provision.router,
     telemetry.router,

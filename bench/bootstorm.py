@@ -104,7 +104,7 @@ request = function()
   local k = math.random(4)
   local path
   if k == 4 then path = "/boot/v1/bootscript?mac=" .. mac(i)
-  else path = "/cloud-init/node-" .. i .. "/" .. docs[k] end
+  else path = "/cloud-init/node-" .. i .. "/" .. string.format("%%032x", i) .. "/" .. docs[k] end
   return wrk.format("GET", path, {["Host"] = "boot"})
 end
 -- The figures as one JSON line, so nothing depends on wrk's human-readable report.
@@ -161,7 +161,7 @@ async def write_static_tree(dsn: str, root: Path) -> int:
         (root / "bootscript" / mac.replace(":", "-")).write_bytes(entry.body)
     (root / "bootscript" / "unknown").write_bytes(b"#!ipxe\nsleep 10\nchain http://boot/boot/v1/bootscript\n")
     for node_id, entry in index.cloud_by_id.items():
-        folder = root / "cloud-init" / node_id
+        folder = root / "cloud-init" / node_id / entry.token
         folder.mkdir(parents=True)
         (folder / "user-data").write_bytes(entry.user_data)
         (folder / "meta-data").write_bytes(entry.meta_data)

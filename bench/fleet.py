@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 
 SEED_SQL = """
-INSERT INTO smd.components (id, type, state, role, nid, rack, unit)
-SELECT format('node-%s', i), 'Node', 'Ready', 'Compute', i, format('R%s', i / 40), i % 40
+INSERT INTO smd.components (id, type, state, role, nid, rack, unit, cloud_init_token)
+SELECT format('node-%s', i), 'Node', 'Ready', 'Compute', i, format('R%s', i / 40), i % 40, lpad(to_hex(i), 32, '0')
 FROM generate_series(1, $1) AS i;
 
 INSERT INTO smd.ethernet_interfaces (id, component_id, mac, ip_addrs)
@@ -30,6 +30,12 @@ VALUES ('compute', 'Compute',
 
 def mac_of(i: int) -> str:
     return f"02:00:{i >> 24 & 255:02x}:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
+
+
+def token_of(i: int) -> str:
+    """The cloud-init seed token of node i: predictable here so that load generators can build each
+    node's seed URL (/cloud-init/node-i/<token>/...); a real one is random."""
+    return f"{i:032x}"
 
 
 def ip_of(i: int) -> str:

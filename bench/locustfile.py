@@ -58,7 +58,8 @@ class BootingNode(FastHttpUser):
             if b"kernel --name kernel" not in response.content:
                 response.failure(f"node-{node} got no kernel line")
         for document in DOCUMENTS:
-            self.client.get(f"/cloud-init/node-{node}/{document}", name=f"cloud-init {document}")
+            # The seed URL of the node's script: bench.fleet.token_of(node), inlined (locust loads this file alone).
+            self.client.get(f"/cloud-init/node-{node}/{node:032x}/{document}", name=f"cloud-init {document}")
 
 
 class AdminUser(FastHttpUser):

@@ -21,7 +21,7 @@ import resource
 import statistics
 import time
 
-from bench.fleet import mac_of
+from bench.fleet import mac_of, token_of
 
 
 @dataclasses.dataclass
@@ -63,7 +63,7 @@ def node_requests(index: int, registered: bool) -> list[bytes]:
     node_id = f"node-{index}"
     paths = [f"/boot/v1/bootscript?mac={mac.replace(':', '-')}"]
     if registered:
-        paths += [f"/cloud-init/{node_id}/{doc}" for doc in ("user-data", "meta-data", "vendor-data")]
+        paths += [f"/cloud-init/{node_id}/{token_of(index)}/{doc}" for doc in ("user-data", "meta-data", "vendor-data")]
     else:
         paths.append(f"/boot/v1/bootscript?mac={mac}&retry=1")
     return [f"GET {p} HTTP/1.1\r\nHost: boot\r\nUser-Agent: iPXE/1.0.0\r\n\r\n".encode() for p in paths]

@@ -21,16 +21,17 @@ VARIABLES = ("node-1017", "1017", "Compute", "", "node-1017", "x86_64", "Node", 
 RENDER_ARGS = ("http://images.cluster/{{arch}}/vmlinuz", "http://images.cluster/{{arch}}/initrd.img",
                "console=ttyS0,115200 root=live:http://images.cluster/rootfs nid={{nid}} hostname={{hostname}} quiet",
                VARIABLES, "node-1017", "02:00:00:00:03:f9", "mac=02:00:00:00:03:f9", "http://boot.cluster:27778",
-               0, 2.0, 60.0)
+               0, 2.0, 60.0, "000000000000000000000000000003f9")
 
 
 def synthetic_rows(nodes: int) -> tuple[list, list, list]:
     """Node, boot-parameter and payload rows as the loader hands them over."""
-    from bench.fleet import ip_of, mac_of
+    from bench.fleet import ip_of, mac_of, token_of
 
     rows = [{"id": f"node-{i}", "type": "Node", "role": "Compute", "sub_role": "", "nid": i, "arch": "x86_64",
              "enabled": True, "rack": f"R{i // 40}", "unit": i % 40, "slot": 0, "sub_slot": 0, "groups": [],
-             "macs": [mac_of(i)], "ip_addrs": [[{"ipAddress": ip_of(i), "network": "mgmt"}]]}
+             "macs": [mac_of(i)], "ip_addrs": [[{"ipAddress": ip_of(i), "network": "mgmt"}]],
+             "cloud_init_token": token_of(i)}
             for i in range(1, nodes + 1)]
     params = [{"mac": None, "component_id": None, "group_name": None, "role": "Compute", "kernel": RENDER_ARGS[0],
                "initrd": RENDER_ARGS[1], "cmdline": RENDER_ARGS[2]}]

@@ -77,6 +77,8 @@ def create_app() -> Starlette:
         return PlainTextResponse(row["user_data" if document == "user-data" else "vendor_data"] or "")
 
     return Starlette(
-        routes=[Route("/boot/v1/bootscript", bootscript), Route("/cloud-init/{node}/{document}", cloud_init)],
+        routes=[Route("/boot/v1/bootscript", bootscript), Route("/cloud-init/{node}/{document}", cloud_init),
+                # the seed URL the boot path's scripts carry (its token is not checked here)
+                Route("/cloud-init/{node}/{token}/{document}", cloud_init)],
         lifespan=lifespan,
     )

@@ -4,8 +4,35 @@
 A request is: split path and query, normalise the MAC, one dict lookup in
 the current index, return prebuilt bytes.  No I/O, no awaits: the caller
 (hotpath/app.py) owns the transport, metrics and telemetry.
+
+Who may read what.  The boot path has no accounts: a booting node proves who
+it is by what it presents.
+
+- `/boot/v1/bootscript?mac=<MAC>`: the node's script, to anyone who names
+  the MAC (the firmware has nothing else to show).  Its cloud-init seed URL
+  carries the node's secret seed token: `<boot URL>/cloud-init/<id>/<token>/`.
+- `?name=<id>` and `?nid=<n>`: the same boot, but neither the token nor the
+  MAC (no BOOTIF=, `{{mac}}` empty), since anyone can ask by id or number;
+  its seed URL is `<boot URL>/cloud-init/<id>/`, which works for the node
+  itself, by address.
+- `/cloud-init/<id>/<token>/<document>`: to anyone presenting the node's
+  current token (smd.components.cloud_init_token, 128 random bits; rotating
+  it retires every URL that holds the old one).
+- `/cloud-init/<id>/<document>`, or a wrong token: only to a requester whose
+  address (X-Forwarded-For only from CHAMICORE_TRUSTED_PROXIES, hotpath/app.py)
+  is one of that node's addresses.
+- `/cloud-init/<document>`: the node that owns the requester's address.
+- Anyone else: a 404 problem, the same for a node that exists and one that
+  does not, and no data.
+
+The token is rendered into the node's script when its answers are built, not
+per request; a by-id request costs one lookup and one comparison, and only a
+request that fails it resolves the requester's address.  A MAC is not a
+secret (it is on the wire of the node's network segment): whoever can present
+a node's MAC to the boot path can boot as that node, as with any network boot.
 """
 
+from hmac import compare_digest
 from urllib.parse import unquote_plus
 
 import msgspec
@@ -137,8 +164,9 @@ cdef class Dispatcher:
 
     cpdef tuple dispatch(self, str path, str query, str host):
         """(status, content type, body, node id or None, endpoint, outcome)."""
-        cdef str rest, node_id, document
+        cdef str rest, node_id, document, token
         cdef Py_ssize_t slash
+        cdef object entry
         if path == "/boot/v1/bootscript":
             return self.bootscript(query, host)
         if path.startswith("/cloud-init/"):
@@ -150,16 +178,37 @@ cdef class Dispatcher:
                 return self._not_found(EP_CLOUD_INIT, "no such cloud-init document: /cloud-init/" + rest[:64])
             node_id = rest[:slash]
             document = rest[slash + 1:]
+            token = None
+            slash = document.find("/")
+            if slash >= 0:
+                token = document[:slash]
+                document = document[slash + 1:]
             if document not in _DOCUMENTS:
                 return self._not_found(EP_CLOUD_INIT, "cloud-init documents are user-data, meta-data and vendor-data")
-            return self._cloud_init(self.index.cloud_by_id.get(node_id), document, node_id)
+            entry = self.index.cloud_by_id.get(node_id)
+            if entry is None:
+                return self._cloud_init(None, document, node_id)
+            if token is not None and entry.token and token.isascii() and compare_digest(<str>entry.token, token):
+                return self._cloud_init(entry, document, node_id)
+            # No token, or not this node's: only the node's own address will do (cloud_init_by_ip).
+            return (0, CT_TEXT, b"", None, EP_CLOUD_INIT, OUT_NEEDS_CLIENT_IP)
         if path == "/boot/v1/boot.ipxe":
             return (200, CT_TEXT, self.first_stage(self.base_for(host)), None, EP_FIRST_STAGE, OUT_OK)
         return self._not_found(EP_OTHER, "no such boot-path resource: " + path[:128])
 
     cpdef tuple cloud_init_by_ip(self, str client_ip, str path):
-        cdef str document = path[12:]
-        return self._cloud_init(self.index.cloud_by_ip.get(client_ip), document, "address " + client_ip)
+        """`/cloud-init/<document>` for the requester's node; `/cloud-init/<id>/[<token>/]<document>`
+        when the requester's address is one of that node's."""
+        cdef str rest = path[12:]
+        cdef Py_ssize_t slash = rest.find("/")
+        cdef object entry = self.index.cloud_by_ip.get(client_ip)
+        cdef str node_id
+        if slash < 0:
+            return self._cloud_init(entry, rest, "address " + client_ip)
+        node_id = rest[:slash]
+        if entry is not None and entry.node_id != node_id:
+            entry = None
+        return self._cloud_init(entry, rest[rest.rfind("/") + 1:], node_id)
 
     cpdef bytes first_stage(self, str base):
         cdef bytes body = self._first_stage.get(base)
@@ -192,6 +241,7 @@ cdef class Dispatcher:
         cdef object cache
         cdef bytes body
         cdef str base
+        cdef bint by_mac = False
         cdef object index = self.index
 
         raw = params.get("retry")
@@ -209,6 +259,7 @@ cdef class Dispatcher:
                                     "(use aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff or aabbccddeeff)")
             entry = index.by_mac.get(mac)
             lookup = "mac=" + mac
+            by_mac = True
         else:
             raw = params.get("name")
             if raw is not None:
@@ -234,17 +285,25 @@ cdef class Dispatcher:
             return (200, CT_TEXT, render_wait_script(entry.wait_message, lookup, base, self.unknown_delay),
                     entry.node_id, EP_BOOTSCRIPT, OUT_WAIT)
 
-        if retry == 0 and self.base_url is not None:
-            body = entry.body  # prerendered when the index was built
-            if body is not None:
-                return (200, CT_TEXT, body, entry.node_id, EP_BOOTSCRIPT, OUT_OK)
-        key = base if retry == 0 else (base, retry)
+        if by_mac:
+            if retry == 0 and self.base_url is not None:
+                body = entry.body  # prerendered when the index was built
+                if body is not None:
+                    return (200, CT_TEXT, body, entry.node_id, EP_BOOTSCRIPT, OUT_OK)
+            key = base if retry == 0 else (base, retry)
+        else:
+            key = (base, retry, lookup)
         cache = entry.cache
         body = None if cache is None else cache.get(key)
         if body is None:
-            body = render_bootscript(entry.kernel, entry.initrd, entry.cmdline, entry.values,
-                                     entry.node_id, entry.mac, entry.chain_query, base, retry,
-                                     self.retry_base, self.retry_max)
+            if by_mac:
+                body = render_bootscript(entry.kernel, entry.initrd, entry.cmdline, entry.values,
+                                         entry.node_id, entry.mac, entry.chain_query, base, retry,
+                                         self.retry_base, self.retry_max, entry.seed_token)
+            else:
+                # Anyone may ask by name or nid: neither the MAC nor the seed token goes into this one.
+                body = render_bootscript(entry.kernel, entry.initrd, entry.cmdline, entry.values,
+                                         entry.node_id, "", lookup, base, retry, self.retry_base, self.retry_max)
             if cache is None:
                 cache = entry.cache = {}
             if len(cache) < MAX_CACHED_VARIANTS:

@@ -2,8 +2,10 @@
 
 Not imported by the running server.  It renders with the twin renderer and
 normalises MACs with core.mac, the rules every other part of Chamicore uses.
+Who may read what: the compiled module's docstring.
 """
 
+from hmac import compare_digest
 from urllib.parse import unquote_plus
 
 import msgspec
@@ -76,15 +78,31 @@ class Dispatcher:
                 if rest in _DOCUMENTS:
                     return (0, CT_TEXT, b"", None, EP_CLOUD_INIT, OUT_NEEDS_CLIENT_IP)
                 return self._not_found(EP_CLOUD_INIT, "no such cloud-init document: /cloud-init/" + rest[:64])
+            token: str | None = None
+            head, slash, tail = document.partition("/")
+            if slash:
+                token, document = head, tail
             if document not in _DOCUMENTS:
                 return self._not_found(EP_CLOUD_INIT, "cloud-init documents are user-data, meta-data and vendor-data")
-            return self._cloud_init(self.index.cloud_by_id.get(node_id), document, node_id)
+            entry = self.index.cloud_by_id.get(node_id)
+            if entry is None:
+                return self._cloud_init(None, document, node_id)
+            if token is not None and entry.token and token.isascii() and compare_digest(entry.token, token):
+                return self._cloud_init(entry, document, node_id)
+            return (0, CT_TEXT, b"", None, EP_CLOUD_INIT, OUT_NEEDS_CLIENT_IP)
         if path == "/boot/v1/boot.ipxe":
             return (200, CT_TEXT, self.first_stage(self.base_for(host)), None, EP_FIRST_STAGE, OUT_OK)
         return self._not_found(EP_OTHER, "no such boot-path resource: " + path[:128])
 
     def cloud_init_by_ip(self, client_ip: str, path: str) -> tuple:
-        return self._cloud_init(self.index.cloud_by_ip.get(client_ip), path[12:], "address " + client_ip)
+        rest = path[12:]
+        entry = self.index.cloud_by_ip.get(client_ip)
+        node_id, slash, _ = rest.partition("/")
+        if not slash:
+            return self._cloud_init(entry, rest, "address " + client_ip)
+        if entry is not None and entry.node_id != node_id:
+            entry = None
+        return self._cloud_init(entry, rest.rpartition("/")[2], node_id)
 
     def first_stage(self, base: str) -> bytes:
         body = self._first_stage.get(base)
@@ -107,6 +125,7 @@ class Dispatcher:
         params = parse_query(query)
         index = self.index
         retry = 0
+        by_mac = False
         raw = params.get("retry")
         if raw:
             try:
@@ -122,6 +141,7 @@ class Dispatcher:
                                     "(use aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff or aabbccddeeff)")
             entry = index.by_mac.get(mac)
             lookup = "mac=" + mac
+            by_mac = True
         elif (raw := params.get("name")) is not None:
             if not _is_id(raw):
                 return _bad_request("name=" + repr(raw[:64]) + " is not a valid component id")
@@ -144,15 +164,23 @@ class Dispatcher:
             return (200, CT_TEXT, render_wait_script(entry.wait_message, lookup, base, self.unknown_delay),
                     entry.node_id, EP_BOOTSCRIPT, OUT_WAIT)
 
-        if retry == 0 and self.base_url is not None and entry.body is not None:
-            return (200, CT_TEXT, entry.body, entry.node_id, EP_BOOTSCRIPT, OUT_OK)
-        key = base if retry == 0 else (base, retry)
+        key: str | tuple
+        if by_mac:
+            if retry == 0 and self.base_url is not None and entry.body is not None:
+                return (200, CT_TEXT, entry.body, entry.node_id, EP_BOOTSCRIPT, OUT_OK)
+            key = base if retry == 0 else (base, retry)
+        else:
+            key = (base, retry, lookup)
         cache = entry.cache
         body = None if cache is None else cache.get(key)
         if body is None:
-            body = render_bootscript(entry.kernel, entry.initrd, entry.cmdline, entry.values,
-                                     entry.node_id, entry.mac, entry.chain_query, base, retry,
-                                     self.retry_base, self.retry_max)
+            if by_mac:
+                body = render_bootscript(entry.kernel, entry.initrd, entry.cmdline, entry.values,
+                                         entry.node_id, entry.mac, entry.chain_query, base, retry,
+                                         self.retry_base, self.retry_max, entry.seed_token)
+            else:
+                body = render_bootscript(entry.kernel, entry.initrd, entry.cmdline, entry.values,
+                                         entry.node_id, "", lookup, base, retry, self.retry_base, self.retry_max)
             if cache is None:
                 cache = entry.cache = {}
             if len(cache) < MAX_CACHED_VARIANTS:

@@ -161,9 +161,11 @@ cpdef str kernel_cmdline(str cmdline, bint has_initrd, str mac, str seed_url):
 
 cpdef bytes render_bootscript(str kernel, str initrd, str cmdline, tuple values, str node_id,
                               str mac, str chain_query, str base_url, int retry,
-                              double retry_base, double retry_max):
+                              double retry_base, double retry_max, str seed_token=""):
     """The iPXE script of a node that has boot parameters.
 
+    The cloud-init seed URL is `<base_url>/cloud-init/<node_id>/<seed_token>/`
+    (`.../<node_id>/` without a token: the node then proves itself by address).
     When a filled-in value is not safe in a script (see the module docstring)
     the node gets the wait-and-retry script instead: an `echo` naming what is
     wrong (`{{hostname}}`, `cmdline` ...) but never the value itself, then
@@ -174,8 +176,10 @@ cpdef bytes render_bootscript(str kernel, str initrd, str cmdline, tuple values,
     cdef list refused = []
     cdef str kernel_uri = _fill(kernel, variables, refused)
     cdef str initrd_uri = _fill(initrd, variables, refused)
-    cdef str args = kernel_cmdline(_fill(cmdline, variables, refused), len(initrd_uri) > 0, mac,
-                                   base_url + "/cloud-init/" + node_id + "/")
+    cdef str seed_url = base_url + "/cloud-init/" + node_id + "/"
+    if seed_token:
+        seed_url = seed_url + seed_token + "/"
+    cdef str args = kernel_cmdline(_fill(cmdline, variables, refused), len(initrd_uri) > 0, mac, seed_url)
     cdef str reason = None
     if refused:
         reason = "{{" + refused[0] + "}}"

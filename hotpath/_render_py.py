@@ -81,13 +81,15 @@ def kernel_cmdline(cmdline: str, has_initrd: bool, mac: str, seed_url: str) -> s
 
 
 def render_bootscript(kernel, initrd, cmdline, values, node_id, mac, chain_query, base_url, retry,
-                      retry_base, retry_max) -> bytes:
+                      retry_base, retry_max, seed_token="") -> bytes:
     variables = node_variables(values, mac)
     refused: list = []
     kernel_uri = _fill(kernel, variables, refused)
     initrd_uri = _fill(initrd, variables, refused)
-    args = kernel_cmdline(_fill(cmdline, variables, refused), len(initrd_uri) > 0, mac,
-                          base_url + "/cloud-init/" + node_id + "/")
+    seed_url = base_url + "/cloud-init/" + node_id + "/"
+    if seed_token:
+        seed_url = seed_url + seed_token + "/"
+    args = kernel_cmdline(_fill(cmdline, variables, refused), len(initrd_uri) > 0, mac, seed_url)
     reason = None
     if refused:
         reason = "{{" + refused[0] + "}}"

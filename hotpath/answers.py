@@ -8,6 +8,11 @@ specific scope winning key by key, over the node's own attributes.
 
 One BootEntry exists per MAC of the cluster and one CloudInitEntry per
 node, so both are kept small (bench/ reports bytes per node).
+
+Both hold the node's cloud-init seed token (smd.components.cloud_init_token,
+the same string object): the script rendered for the node's MAC carries it
+in its seed URL, and the dispatcher serves cloud-init by id to a requester
+that presents it (who may read what: hotpath/_dispatch.pyx).
 """
 
 from __future__ import annotations
@@ -17,15 +22,17 @@ import hashlib
 
 import msgspec
 
+from core.identity import is_boot_token
 from hotpath._render import render_bootscript
 
 
 class BootEntry:
     """What one MAC (or a node looked up by name/nid) gets from /boot/v1/bootscript."""
 
-    __slots__ = ("node_id", "mac", "kernel", "initrd", "cmdline", "values", "wait_message", "body", "cache")
+    __slots__ = ("node_id", "mac", "kernel", "initrd", "cmdline", "values", "wait_message", "body", "cache",
+                 "seed_token")
 
-    def __init__(self, node_id, mac, kernel, initrd, cmdline, values, wait_message, body=None):
+    def __init__(self, node_id, mac, kernel, initrd, cmdline, values, wait_message, body=None, seed_token=""):
         self.node_id = node_id
         self.mac = mac  # "" for a node without interfaces (looked up by name or nid)
         self.kernel = kernel
@@ -38,6 +45,8 @@ class BootEntry:
         self.body = body
         # Other renders (Host-derived base URLs, retry counts), created on first need.
         self.cache = None
+        # The node's cloud-init seed token, for the seed URL of the script asked for by MAC.
+        self.seed_token = seed_token
 
     @property
     def chain_query(self) -> str:
@@ -45,13 +54,16 @@ class BootEntry:
 
 
 class CloudInitEntry:
-    __slots__ = ("node_id", "user_data", "meta_data", "vendor_data")
+    __slots__ = ("node_id", "user_data", "meta_data", "vendor_data", "token")
 
-    def __init__(self, node_id, user_data, meta_data, vendor_data):
+    def __init__(self, node_id, user_data, meta_data, vendor_data, token=""):
         self.node_id = node_id
         self.user_data = user_data
         self.meta_data = meta_data
         self.vendor_data = vendor_data
+        # What a by-id request must present unless it comes from one of the node's addresses;
+        # "" (no token) leaves only the address.
+        self.token = token
 
     @property
     def instance_id(self) -> str:
@@ -153,7 +165,10 @@ class NodeBatch:
         groups = self._share(tuple(node["groups"]))
         role = self._share(node["role"])
         macs = node["macs"]
-        cloud_init, hostname = self._cloud_init(node, groups, role)
+        token = node["cloud_init_token"]
+        if not (isinstance(token, str) and len(token) >= 16 and is_boot_token(token)):
+            token = ""  # not from this schema (its CHECK allows no other): by address only
+        cloud_init, hostname = self._cloud_init(node, groups, role, token)
         values = (
             node_id,
             _text(node["nid"]),
@@ -170,28 +185,30 @@ class NodeBatch:
         )
         enabled = node["enabled"]
         params = self._params
-        by_mac = {mac: self._boot_entry(node_id, enabled, mac, params.chain(node_id, groups, role, mac), values)
-                  for mac in macs}
+        by_mac = {mac: self._boot_entry(node_id, enabled, mac, params.chain(node_id, groups, role, mac), values,
+                                        token) for mac in macs}
         if macs:
             primary = by_mac[macs[0]]
         else:
-            primary = self._boot_entry(node_id, enabled, "", params.chain(node_id, groups, role), values)
+            primary = self._boot_entry(node_id, enabled, "", params.chain(node_id, groups, role), values, token)
         ips = [addr["ipAddress"] for addrs in node["ip_addrs"] for addr in addrs
                if isinstance(addr, dict) and isinstance(addr.get("ipAddress"), str)]
         return NodeAnswers(node_id, node["nid"], by_mac, primary, cloud_init, ips)
 
-    def _boot_entry(self, node_id: str, enabled: bool, mac: str, chain: tuple, values: tuple) -> BootEntry:
+    def _boot_entry(self, node_id: str, enabled: bool, mac: str, chain: tuple, values: tuple,
+                    token: str) -> BootEntry:
         if not enabled:
             return BootEntry(node_id, mac, "", "", "", values, f"node {node_id} is disabled")
         if not chain:
             return BootEntry(node_id, mac, "", "", "", values, f"no boot parameters apply to node {node_id}")
         row = chain[0]
-        entry = BootEntry(node_id, mac, row["kernel"], row["initrd"], row["cmdline"], values, None)
+        entry = BootEntry(node_id, mac, row["kernel"], row["initrd"], row["cmdline"], values, None, None, token)
         builder = self.builder
-        if builder.base_url is not None:
+        if builder.base_url is not None and mac:
+            # The answer to the node's MAC; by name or nid (no MAC) the dispatcher renders one without the token.
             entry.body = render_bootscript(
                 entry.kernel, entry.initrd, entry.cmdline, values, node_id, mac, entry.chain_query,
-                builder.base_url, 0, builder.retry_base, builder.retry_max)
+                builder.base_url, 0, builder.retry_base, builder.retry_max, token)
         return entry
 
     def _resolved_payloads(self, chain: tuple) -> tuple:
@@ -209,7 +226,7 @@ class NodeBatch:
             found = self._cloud[key] = (user.encode(), vendor.encode(), meta)
         return found
 
-    def _cloud_init(self, node, groups: tuple, role: str) -> tuple[CloudInitEntry, str]:
+    def _cloud_init(self, node, groups: tuple, role: str, token: str) -> tuple[CloudInitEntry, str]:
         node_id = node["id"]
         user_bytes, vendor_bytes, payload_meta = self._resolved_payloads(self._payloads.chain(node_id, groups, role))
         meta = {
@@ -237,4 +254,4 @@ class NodeBatch:
             digest.update(part)
         # Spliced in front rather than re-encoded: key order means nothing to a YAML/JSON reader.
         meta_bytes = b'{"instance-id":"' + f"{node_id}-{digest.hexdigest()}".encode() + b'",' + meta_bytes[1:]
-        return CloudInitEntry(node_id, user_bytes, meta_bytes, vendor_bytes), hostname
+        return CloudInitEntry(node_id, user_bytes, meta_bytes, vendor_bytes, token), hostname

@@ -19,6 +19,7 @@ CHUNK_ROWS = 5_000
 # One row per node, its interfaces folded in (ordered: the first is the primary).
 _NODES = """
 SELECT c.id, c.type, c.role, c.sub_role, c.nid, c.arch, c.enabled, c.rack, c.unit, c.slot, c.sub_slot,
+       c.cloud_init_token,
        coalesce((SELECT array_agg(m.group_name ORDER BY m.group_name)
                  FROM smd.group_members m WHERE m.component_id = c.id), '{}') AS groups,
        coalesce(n.macs, '{}') AS macs, coalesce(n.ip_addrs, '{}') AS ip_addrs

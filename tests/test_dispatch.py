@@ -15,13 +15,15 @@ from hotpath.index import Index
 NODES = [
     {"id": "node-1", "type": "Node", "role": "Compute", "sub_role": "", "nid": 1, "arch": "x86_64",
      "enabled": True, "rack": "R1", "unit": 3, "slot": 0, "sub_slot": 0, "groups": ["rack1"],
-     "macs": ["aa:bb:cc:00:00:01", "aa:bb:cc:00:00:02"], "ip_addrs": [[{"ipAddress": "10.1.0.1"}], []]},
+     "macs": ["aa:bb:cc:00:00:01", "aa:bb:cc:00:00:02"], "ip_addrs": [[{"ipAddress": "10.1.0.1"}], []],
+     "cloud_init_token": "00000000000000000000000000000001"},
     {"id": "node-2", "type": "Node", "role": "Storage", "sub_role": "", "nid": 2, "arch": "aarch64",
      "enabled": False, "rack": None, "unit": None, "slot": 0, "sub_slot": 0, "groups": [],
-     "macs": ["aa:bb:cc:00:00:03"], "ip_addrs": [[{"ipAddress": "10.1.0.3"}]]},
+     "macs": ["aa:bb:cc:00:00:03"], "ip_addrs": [[{"ipAddress": "10.1.0.3"}]],
+     "cloud_init_token": "00000000000000000000000000000002"},
     {"id": "node-3", "type": "Node", "role": "Service", "sub_role": "", "nid": 3, "arch": "x86_64",
      "enabled": True, "rack": None, "unit": None, "slot": 0, "sub_slot": 0, "groups": [],
-     "macs": ["aa:bb:cc:00:00:04"], "ip_addrs": [[]]},
+     "macs": ["aa:bb:cc:00:00:04"], "ip_addrs": [[]], "cloud_init_token": "00000000000000000000000000000003"},
 ]
 PARAMS = [
     {"mac": None, "component_id": None, "group_name": None, "role": "Compute", "kernel": "http://k/{{arch}}",
@@ -64,10 +66,14 @@ def test_second_interface_gets_its_own_bootif(dispatcher):
 
 
 def test_lookup_by_name_and_nid(dispatcher):
+    # Anyone may ask by name or nid: the answer boots the node but names neither its MAC nor its
+    # cloud-init seed token (tests/security/test_cloudinit_access.py).
     for query in ("name=node-1", "nid=1", "nid=0001"):
         status, _, body, node_id, _, outcome = dispatcher.dispatch("/boot/v1/bootscript", query, "b")
         assert (status, node_id, outcome) == (200, "node-1", _dispatch.OUT_OK), query
-        assert b"BOOTIF=01-aa-bb-cc-00-00-01" in body
+        assert b"kernel --name kernel http://k/x86_64 nid=1 initrd=initrd ds=nocloud-net;s=http://b/cloud-init/node-1/ " \
+            in body
+        assert b"BOOTIF=" not in body and b"00000000000000000000000000000001" not in body
 
 
 def test_unknown_disabled_and_unconfigured_nodes_wait(dispatcher):
@@ -119,12 +125,17 @@ def test_configured_boot_url_is_prerendered():
 
 
 def test_cloud_init_by_id_and_by_ip(dispatcher):
-    status, ct, body, node_id, endpoint, _ = dispatcher.dispatch("/cloud-init/node-1/meta-data", "", "")
+    token = "00000000000000000000000000000001"
+    status, ct, body, node_id, endpoint, _ = dispatcher.dispatch(f"/cloud-init/node-1/{token}/meta-data", "", "")
     assert (status, ct, node_id, endpoint) == (200, _dispatch.CT_JSON, "node-1", _dispatch.EP_CLOUD_INIT)
     meta = msgspec.json.decode(body)
     assert meta["local-hostname"] == "node-1" and meta["site"] == "s1" and meta["instance-id"].startswith("node-1-")
-    assert dispatcher.dispatch("/cloud-init/node-1/user-data", "", "")[2] == b"#cloud-config\n"
-    assert dispatcher.dispatch("/cloud-init/node-1/vendor-data", "", "")[2] == b""
+    assert dispatcher.dispatch(f"/cloud-init/node-1/{token}/user-data", "", "")[2] == b"#cloud-config\n"
+    assert dispatcher.dispatch(f"/cloud-init/node-1/{token}/vendor-data", "", "")[2] == b""
+    # Without the token, by id only from the node's own address.
+    assert dispatcher.dispatch("/cloud-init/node-1/user-data", "", "")[5] == _dispatch.OUT_NEEDS_CLIENT_IP
+    assert dispatcher.cloud_init_by_ip("10.1.0.1", "/cloud-init/node-1/user-data")[2] == b"#cloud-config\n"
+    assert dispatcher.cloud_init_by_ip("10.1.0.3", "/cloud-init/node-1/user-data")[0] == 404
     assert dispatcher.dispatch("/cloud-init/user-data", "", "")[5] == _dispatch.OUT_NEEDS_CLIENT_IP
     assert dispatcher.cloud_init_by_ip("10.1.0.3", "/cloud-init/meta-data")[3] == "node-2"
     status, ct, body, *_ = dispatcher.cloud_init_by_ip("10.9.9.9", "/cloud-init/meta-data")

@@ -28,11 +28,18 @@ def test_fill_variables_twin(template, values):
 
 @settings(max_examples=300)
 @given(templates, templates, templates, st.lists(words, min_size=12, max_size=12).map(tuple), words,
-       st.integers(0, 64), st.floats(0.1, 30), st.floats(30, 600))
-def test_bootscript_twin(kernel, initrd, cmdline, values, node_id, retry, base, cap):
+       st.integers(0, 64), st.floats(0.1, 30), st.floats(30, 600), st.sampled_from(["", "0123abcd" * 4]))
+def test_bootscript_twin(kernel, initrd, cmdline, values, node_id, retry, base, cap, seed_token):
     args = (kernel, initrd, cmdline, values, node_id, "aa:bb:cc:dd:ee:ff", "mac=aa:bb:cc:dd:ee:ff",
-            "http://boot:8080", retry, base, cap)
+            "http://boot:8080", retry, base, cap, seed_token)
     assert _render.render_bootscript(*args) == _render_py.render_bootscript(*args)
+
+
+def test_seed_url_carries_the_token():
+    for module in (_render, _render_py):
+        script = module.render_bootscript("http://k", "", "", NO_VALUES, "n1", "aa:bb:cc:dd:ee:ff", "mac=x",
+                                          "http://b", 0, 2.0, 60.0, "0123abcd" * 4).decode()
+        assert " ds=nocloud-net;s=http://b/cloud-init/n1/0123abcd0123abcd0123abcd0123abcd/ || goto retry" in script
 
 
 @given(st.integers(0, 1000), st.floats(0.1, 100), st.floats(0.1, 1000))

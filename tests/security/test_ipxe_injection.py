@@ -159,7 +159,7 @@ def test_compiled_and_twin_refuse_alike(value):
 
 NODE_ROW = {"id": "node-1", "type": "Node", "role": "Compute", "sub_role": "", "nid": 1, "arch": "x86_64",
             "enabled": True, "rack": "R1", "unit": 3, "slot": 0, "sub_slot": 0, "groups": [],
-            "macs": [MAC], "ip_addrs": [[{"ipAddress": "10.1.0.1"}]]}
+            "macs": [MAC], "ip_addrs": [[{"ipAddress": "10.1.0.1"}]], "cloud_init_token": "0123456789abcdef0123456789abcdef"}
 PARAMS = [{"mac": None, "component_id": None, "group_name": None, "role": None, "kernel": "http://k/{{rack}}",
            "initrd": "", "cmdline": "hostname={{hostname}} role={{subRole}}"}]
 
