@@ -73,6 +73,19 @@ async def check_scope_free(conn, table: str, columns: dict[str, str | None], own
         raise problem(409, f"{holder!r} already holds the entry for {describe(columns)}; change that one instead")
 
 
+# The scope that writes each table of entries scoped like this (see the ScopedTables in bss/ and cloudinit/).
+WRITE_SCOPES = {"bss.boot_params": "write:bss", "cloudinit.payloads": "write:cloudinit"}
+
+
+async def entry_scopes(conn, column: str, value: str) -> set[str]:
+    """The write scopes of the entries scoped to this component (`component_id`) or group
+    (`group_name`): what deleting it also deletes (the foreign keys cascade), so what a
+    delete of it or a decommission must hold."""
+    assert column in ("component_id", "group_name")
+    return {scope for table, scope in WRITE_SCOPES.items()
+            if await conn.fetchval(f"SELECT true FROM {table} WHERE {column} = $1 LIMIT 1", value)}
+
+
 def _attr(name: str) -> str:
     return {"componentId": "component_id"}.get(name, name)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Iterable
 
 import asyncpg
 from starlette.requests import Request
@@ -164,9 +165,7 @@ class Authenticator:
         except TokenError as exc:
             raise unauthorized(exc.reason, "invalid_token") from None
         if scope not in claims.get("scope", "").split():
-            raise ProblemError(403, f"this needs the scope {scope!r}, which your token does not carry",
-                               type="urn:chamicore:problem:insufficient-scope",
-                               headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'})
+            raise insufficient_scope([scope])
         return claims
 
     async def audit(self, request: Request, action: str, resource: str, actor: str, status: int,
@@ -182,6 +181,35 @@ class Authenticator:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.error("audit: could not record %s %s by %s (%s): %s", clip(action), clip(resource), clip(actor),
                       status, clip(exc))
+
+
+def require_scopes(request: Request, scopes: Iterable[str], reason: str = "") -> None:
+    """Demand, besides the route's own scope, the scopes of what this request turns out to write.
+
+    The dispatcher checks the one scope a route declares before its handler
+    runs.  A route that can also write into other domains (a node provisioned
+    with boot parameters, an import carrying cloud-init payloads, a delete
+    that cascades into them) calls this once it knows what it will write and
+    before it writes anything, dry run or not: 403 naming every missing scope.
+    """
+    if missing := missing_scopes(request, scopes):
+        raise insufficient_scope(missing, reason)
+
+
+def missing_scopes(request: Request, scopes: Iterable[str]) -> list[str]:
+    """Which of `scopes` the request's token does not carry (none in dev mode)."""
+    if request.app.state.auth.dev_mode:
+        return []
+    principal = getattr(request.state, "principal", None) or {}
+    return sorted(set(scopes) - set(str(principal.get("scope", "")).split()))
+
+
+def insufficient_scope(missing: list[str], reason: str = "") -> ProblemError:
+    names = " and ".join(repr(scope) for scope in missing)
+    because = f" ({reason})" if reason else ""
+    return ProblemError(403, f"this needs the scope{'s' if len(missing) > 1 else ''} {names}{because}, which your "
+                             "token does not carry", type="urn:chamicore:problem:insufficient-scope",
+                        headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{" ".join(missing)}"'})
 
 
 def _clipped(detail: dict | None) -> dict | None:

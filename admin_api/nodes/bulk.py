@@ -18,6 +18,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from admin_api.auth.guard import require_scopes
 from admin_api.http import (
     MAX_BULK_BODY,
     check_values,
@@ -241,6 +242,10 @@ async def import_nodes(request: Request) -> Response:
         raise ProblemError(422, f"more than {MAX_ITEMS} nodes in one request; the limit is {MAX_ITEMS}: split the file")
     errors = ItemErrors()
     nodes = [node for i, raw in enumerate(raws) if (node := _prepare(i, raw, errors)) is not None]
+    # Items carrying boot parameters or a payload write those domains too (dry run or not).
+    require_scopes(request, {scope for node in nodes for given, scope in ((node.item.boot_params, "write:bss"),
+                                                                          (node.item.cloud_init, "write:cloudinit"))
+                             if given is not None}, "items carry bootParams or cloudInit")
     _check_batch(nodes, errors)
     errors.raise_if_any(len(raws))
     dry_run = (query_list(request, "dryRun") or ["false"])[0].lower() in ("1", "true", "yes")

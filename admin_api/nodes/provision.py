@@ -5,6 +5,10 @@ boot parameters and cloud-init payload exactly what the body says.
 POST /hsm/v2/nodes/{id}/decommission takes it out of service (or, with
 `purge=true`, out of the inventory).  `dryRun=true` runs the same
 transaction, reports what it would change, and rolls it back.
+
+Both are write:smd routes that also write other domains: boot parameters
+need write:bss and a cloud-init payload write:cloudinit, whether the body
+sets them, removes them (null) or decommissioning deletes them, dry run or not.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from admin_api.auth.guard import require_scopes
 from admin_api.http import field_problem, json_response, problem, query_list, read_json
 from admin_api.nodes.schemas import NodeProvision, check_boot_params, check_cloud_init
 from admin_api.routing import Param, Router
+from admin_api.scoped import entry_scopes
 from admin_api.smd import components, interfaces
 from admin_api.smd.components import ComponentSpec
 from core import events
@@ -146,6 +152,10 @@ async def provision_node(request: Request) -> Response:
     interfaces.check_distinct_macs(nics, "$.networkInterfaces")
     check_boot_params(body.boot_params, "$.bootParams")
     check_cloud_init(body.cloud_init, "$.cloudInit")
+    # Setting or removing (null) the node's own entries writes their domains: the body needs their scopes.
+    require_scopes(request, {scope for given, scope in ((body.boot_params, "write:bss"),
+                                                        (body.cloud_init, "write:cloudinit"))
+                             if given is not msgspec.UNSET}, "the body sets bootParams or cloudInit")
     plan = await _run(request, node_id, _flag(request, "dryRun"),
                       lambda conn, changes: _provision(conn, node_id, body, nics, changes))
     return json_response(plan)
@@ -162,6 +172,8 @@ async def decommission_node(request: Request) -> Response:
     async def work(conn, changes: list[str]) -> None:
         if not await conn.fetchval("SELECT true FROM smd.components WHERE id = $1 FOR UPDATE", node_id):
             raise problem(404, f"no component {node_id!r}")
+        require_scopes(request, await entry_scopes(conn, "component_id", node_id),
+                       "the node has boot parameters or a cloud-init payload of its own, which this deletes")
         for table, domain, resource, what in (
                 ("smd.ethernet_interfaces", "smd", "ethernetinterfaces", "interface"),
                 ("bss.boot_params", "bss", "bootparams", "boot parameters"),

@@ -6,6 +6,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from admin_api.auth.guard import require_scopes
 from admin_api.http import (
     MERGE_PATCH_TYPES,
     check_if_match,
@@ -28,6 +29,7 @@ from admin_api.resources import (
     sparse_fields,
 )
 from admin_api.routing import PAGING, Param, Router, one_of, sort_param
+from admin_api.scoped import entry_scopes
 from admin_api.smd import interfaces
 from admin_api.smd.schemas import ComponentCreateSpec, ComponentSpec, Location
 from core import events
@@ -238,6 +240,8 @@ async def delete_component(request: Request) -> Response:
         if children:
             names = ", ".join(repr(r["id"]) for r in children[:5]) + (" ..." if len(children) > 5 else "")
             raise problem(409, f"component {component_id!r} is the parent of {names}; re-parent or delete those first")
+        require_scopes(request, await entry_scopes(conn, "component_id", component_id),
+                       "the component has boot parameters or a cloud-init payload of its own, which go with it")
         await conn.execute("DELETE FROM smd.components WHERE id = $1", component_id)
         await events.emit(conn, "smd", "components", "deleted", component_id)
     return Response(status_code=204)

@@ -13,6 +13,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from admin_api.auth.guard import require_scopes
 from admin_api.http import (
     check_if_match,
     field_problem,
@@ -25,6 +26,7 @@ from admin_api.http import (
 )
 from admin_api.resources import answer, etag_of, list_answer, metadata, order_by, paging, path_key
 from admin_api.routing import PAGING, Param, Router, sort_param
+from admin_api.scoped import entry_scopes
 from admin_api.smd.schemas import Id
 from core import events
 from core.envelope import Resource, ResourceList, ResourceRequest
@@ -189,6 +191,8 @@ def make_router(base: str, exclusive: bool) -> Router:
         name = path_name(request)
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             await fetch_row(conn, name, lock=True)
+            require_scopes(request, await entry_scopes(conn, "group_name", name),
+                           f"the {noun} has boot parameters or a cloud-init payload, which go with it")
             await conn.execute("DELETE FROM smd.groups WHERE name = $1", name)
             await events.emit(conn, "smd", domain_resource, "deleted", name)
         return Response(status_code=204)
