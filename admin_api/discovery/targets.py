@@ -8,6 +8,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from admin_api.auth.binding import check_binding
 from admin_api.http import (
     MAX_BULK_BODY,
     MERGE_PATCH_TYPES,
@@ -61,7 +62,7 @@ def _resource(row) -> Resource[TargetSpec]:
     return Resource(kind=KIND, api_version=API_VERSION, metadata=metadata(row["id"], row), spec=spec)
 
 
-async def _check(conn, spec: TargetSpec) -> None:
+async def _check(request: Request, conn, spec: TargetSpec) -> None:
     if spec.driver == "redfish":
         if spec.document is not None:
             raise field_problem("$.spec.document", "only the csv and json drivers take a document")
@@ -81,6 +82,8 @@ async def _check(conn, spec: TargetSpec) -> None:
     if spec.credential_id and not await conn.fetchval("SELECT true FROM auth.credentials WHERE id = $1",
                                                       spec.credential_id):
         raise field_problem("$.spec.credentialId", f"no credential {spec.credential_id!r}")
+    if spec.driver == "redfish":  # the node-list drivers send no credential anywhere
+        await check_binding(request, conn, spec.credential_id, expand(spec.address), spec.insecure, "the target")
 
 
 def _values(spec: TargetSpec) -> tuple:
@@ -121,7 +124,7 @@ async def create_target(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         if await conn.fetchval("SELECT true FROM discovery.targets WHERE id = $1", target_id):
             raise problem(409, f"discovery target {target_id!r} already exists")
-        await _check(conn, body.spec)
+        await _check(request, conn, body.spec)
         row = await conn.fetchrow(
             f"INSERT INTO discovery.targets (id, driver, address, document, credential_id, insecure, schedule_s, "
             f"enabled, description) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}",
@@ -145,7 +148,7 @@ async def patch_target(request: Request) -> Response:
         current = await _fetch(conn, target_id, lock=True)
         check_if_match(request, etag_of(target_id, current), required=False)
         spec = patched(_resource(current).spec, patch, TargetSpec)
-        await _check(conn, spec)
+        await _check(request, conn, spec)
         row = await conn.fetchrow(
             f"UPDATE discovery.targets SET driver = $2, address = $3, document = $4, credential_id = $5, "
             f"insecure = $6, schedule_s = $7, enabled = $8, description = $9, updated_at = now() WHERE id = $1 "

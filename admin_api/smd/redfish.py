@@ -13,6 +13,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from admin_api.auth.binding import check_binding
 from admin_api.http import (
     MERGE_PATCH_TYPES,
     check_if_match,
@@ -86,8 +87,8 @@ async def _fetch(conn, endpoint_id: str, *, lock: bool = False):
                            "Redfish endpoint", lock=lock)
 
 
-async def _checked(conn, endpoint_id: str, spec: RedfishEndpointSpec) -> str:
-    """The normalised address, once the references are known good."""
+async def _checked(request: Request, conn, endpoint_id: str, spec: RedfishEndpointSpec) -> str:
+    """The normalised address, once the references are known good and the caller may bind the credential there."""
     try:
         address = base_url(spec.address)
     except BadAddress as exc:
@@ -100,6 +101,7 @@ async def _checked(conn, endpoint_id: str, spec: RedfishEndpointSpec) -> str:
     if spec.credential_id and not await conn.fetchval("SELECT true FROM auth.credentials WHERE id = $1",
                                                       spec.credential_id):
         raise field_problem("$.spec.credentialId", f"no credential {spec.credential_id!r}")
+    await check_binding(request, conn, spec.credential_id, [address], spec.insecure, "the endpoint")
     taken = await conn.fetchval("SELECT id FROM smd.redfish_endpoints WHERE address = $1 AND id <> $2",
                                 address, endpoint_id)
     if taken:
@@ -153,7 +155,7 @@ async def create_endpoint(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         if await conn.fetchval("SELECT true FROM smd.redfish_endpoints WHERE id = $1", endpoint_id):
             raise problem(409, f"BMC {endpoint_id!r} already has a Redfish endpoint; PATCH it")
-        address = await _checked(conn, endpoint_id, body.spec)
+        address = await _checked(request, conn, endpoint_id, body.spec)
         row = await conn.fetchrow(
             f"INSERT INTO smd.redfish_endpoints (id, address, credential_id, insecure) VALUES ($1, $2, $3, $4) "
             f"RETURNING {ENDPOINT_COLUMNS}", endpoint_id, address, body.spec.credential_id, body.spec.insecure)
@@ -178,7 +180,7 @@ async def patch_endpoint(request: Request) -> Response:
         check_if_match(request, etag_of(endpoint_id, current), required=False)
         systems = (await _systems(conn, [endpoint_id])).get(endpoint_id, [])
         spec = patched(_spec(current, systems), patch, RedfishEndpointSpec)
-        address = await _checked(conn, endpoint_id, spec)
+        address = await _checked(request, conn, endpoint_id, spec)
         row = await conn.fetchrow(
             f"UPDATE smd.redfish_endpoints SET address = $2, credential_id = $3, insecure = $4, updated_at = now() "
             f"WHERE id = $1 RETURNING {ENDPOINT_COLUMNS}", endpoint_id, address, spec.credential_id, spec.insecure)
