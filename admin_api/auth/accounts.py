@@ -1,4 +1,11 @@
-"""Service accounts, roles (role -> scopes) and policies (outside subject -> roles)."""
+"""Service accounts, roles (role -> scopes) and policies (outside subject -> roles).
+
+A change that takes something away from a subject (deleting or disabling its
+account, a new secret, fewer scopes through its roles, its policy deleted)
+revokes the subject's tokens in the same transaction: a token never outlives
+what it was issued on by more than the second the revocation takes to reach
+every admin process.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from admin_api.auth.revocations import revoke_subjects
 from admin_api.http import field_problem, json_response, problem, read_json
 from admin_api.routing import Router
 from admin_api.smd.schemas import Id
@@ -85,6 +93,15 @@ async def _check_roles(conn, roles: list[str], path: str) -> None:
             raise field_problem(f"{path}[{i}]", f"no role {role!r}")
 
 
+async def scopes_of(conn, roles: list[str]) -> set[str]:
+    rows = await conn.fetch("SELECT scopes FROM auth.roles WHERE name = ANY($1::text[])", roles)
+    return {scope for row in rows for scope in row["scopes"]}
+
+
+async def _revoke(request: Request, conn, subjects: list[str]) -> None:
+    await revoke_subjects(conn, subjects, request.app.state.auth.config.token_lifetime_s)
+
+
 async def create_account(conn, client_id: str, roles: list[str], description: str = "") -> str:
     """Create a service account; returns its secret (never stored, only hashed)."""
     secret = secrets.token_urlsafe(32)
@@ -94,8 +111,9 @@ async def create_account(conn, client_id: str, roles: list[str], description: st
     return secret
 
 
-async def _fetch(conn, client_id: str):
-    row = await conn.fetchrow("SELECT * FROM auth.service_accounts WHERE client_id = $1", client_id)
+async def _fetch(conn, client_id: str, *, lock: bool = False):
+    row = await conn.fetchrow("SELECT * FROM auth.service_accounts WHERE client_id = $1"
+                              + (" FOR UPDATE" if lock else ""), client_id)
     if row is None:
         raise problem(404, f"no service account {client_id[:255]!r}")
     return row
@@ -136,13 +154,18 @@ async def get(request: Request) -> Response:
 async def change(request: Request) -> Response:
     body = await read_json(request, AccountChange)
     async with request.app.state.pool.acquire() as conn, conn.transaction():
-        row = await _fetch(conn, request.path_params["id"])
+        row = await _fetch(conn, request.path_params["id"], lock=True)
         if body.roles is not None:
             await _check_roles(conn, body.roles, "$.roles")
+        narrowed = body.roles is not None and bool(
+            await scopes_of(conn, list(row["roles"])) - await scopes_of(conn, body.roles))
+        if narrowed or (row["enabled"] and body.enabled is False):
+            await _revoke(request, conn, [row["client_id"]])
         row = await conn.fetchrow(
             "UPDATE auth.service_accounts SET description = coalesce($2, description), roles = coalesce($3, roles), "
             "enabled = coalesce($4, enabled), updated_at = now() WHERE client_id = $1 RETURNING *",
             row["client_id"], body.description, body.roles, body.enabled)
+    await request.app.state.auth.reload()  # this process at once; the others on the NOTIFY
     return json_response(_account(row))
 
 
@@ -151,10 +174,12 @@ async def change(request: Request) -> Response:
 async def new_secret(request: Request) -> Response:
     secret = secrets.token_urlsafe(32)
     digest = await asyncio.to_thread(hash_secret, secret)
-    async with request.app.state.pool.acquire() as conn:
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
         await _fetch(conn, request.path_params["id"])
         row = await conn.fetchrow("UPDATE auth.service_accounts SET secret_hash = $2, updated_at = now() "
                                   "WHERE client_id = $1 RETURNING *", request.path_params["id"], digest)
+        await _revoke(request, conn, [row["client_id"]])  # whoever held the old secret holds nothing now
+    await request.app.state.auth.reload()
     account = _account(row)
     return json_response(AccountWithSecret(**msgspec.structs.asdict(account), client_secret=secret),
                          headers={"Cache-Control": "no-store"})
@@ -162,10 +187,13 @@ async def new_secret(request: Request) -> Response:
 
 @router.delete("/auth/v1/service-accounts/{id}", scope="write:auth", summary="Delete a service account")
 async def delete(request: Request) -> Response:
-    async with request.app.state.pool.acquire() as conn:
-        done = await conn.execute("DELETE FROM auth.service_accounts WHERE client_id = $1", request.path_params["id"])
-    if done == "DELETE 0":
-        raise problem(404, f"no service account {request.path_params['id'][:255]!r}")
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        gone = await conn.fetchval("DELETE FROM auth.service_accounts WHERE client_id = $1 RETURNING client_id",
+                                   request.path_params["id"])
+        if gone is None:
+            raise problem(404, f"no service account {request.path_params['id'][:255]!r}")
+        await _revoke(request, conn, [gone])
+    await request.app.state.auth.reload()
     return Response(status_code=204)
 
 
@@ -189,13 +217,21 @@ async def put_role(request: Request) -> Response:
     unknown = sorted(set(body.scopes) - request.app.state.known_scopes)
     if unknown:
         raise field_problem("$.scopes", f"unknown scope {unknown[0]!r}")
-    async with request.app.state.pool.acquire() as conn:
-        if await conn.fetchval("SELECT builtin FROM auth.roles WHERE name = $1", name):
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        current = await conn.fetchrow("SELECT builtin, scopes FROM auth.roles WHERE name = $1 FOR UPDATE", name)
+        if current and current["builtin"]:
             raise problem(409, f"{name!r} is a built-in role; create a new one instead")
+        if current and set(current["scopes"]) - set(body.scopes):
+            # Every holder's tokens carry the scopes taken away (a holder may have them through another
+            # role too: it gets a new token, as after any revocation).
+            holders = await conn.fetch("SELECT client_id AS subject FROM auth.service_accounts WHERE $1 = ANY(roles) "
+                                       "UNION SELECT subject FROM auth.policies WHERE $1 = ANY(roles)", name)
+            await _revoke(request, conn, [r["subject"] for r in holders])
         row = await conn.fetchrow(
             "INSERT INTO auth.roles (name, description, scopes) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE "
             "SET description = excluded.description, scopes = excluded.scopes, updated_at = now() RETURNING *",
             name, body.description, body.scopes)
+    await request.app.state.auth.reload()
     return json_response(Role(name=row["name"], description=row["description"], scopes=list(row["scopes"]),
                               builtin=False))
 
@@ -225,8 +261,11 @@ async def create_policy(request: Request) -> Response:
 
 @router.delete("/auth/v1/policies/{id}", scope="write:auth", summary="Delete a policy")
 async def delete_policy(request: Request) -> Response:
-    async with request.app.state.pool.acquire() as conn:
-        done = await conn.execute("DELETE FROM auth.policies WHERE id = $1", request.path_params["id"])
-    if done == "DELETE 0":
-        raise problem(404, f"no policy {request.path_params['id'][:255]!r}")
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        subject = await conn.fetchval("DELETE FROM auth.policies WHERE id = $1 RETURNING subject",
+                                      request.path_params["id"])
+        if subject is None:
+            raise problem(404, f"no policy {request.path_params['id'][:255]!r}")
+        await _revoke(request, conn, [subject])  # tokens exchanged under it
+    await request.app.state.auth.reload()
     return Response(status_code=204)

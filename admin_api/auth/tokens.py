@@ -19,7 +19,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.auth import keys
+from admin_api.auth import keys, revocations
 from admin_api.auth.guard import client_ip
 from admin_api.auth.throttle import TokenThrottle
 from admin_api.http import check_values, field_problem, json_response, problem, read_body
@@ -110,6 +110,7 @@ async def issue(conn, auth, subject: str, roles: list[str], scope: str, extra: d
         raise problem(503, "no token signing key: set CHAMICORE_SECRET_KEY (or _FILE)")
     kid, private_key = await keys.signing_key(conn, auth.box)
     lifetime = auth.config.token_lifetime_s
+    await revocations.wait_until_past(conn, subject)  # else a revocation of this very second would refuse it
     now = int(time.time())
     claims = {"iss": auth.config.token_issuer, "sub": subject, "aud": AUDIENCE, "iat": now, "nbf": now,
               "exp": now + lifetime, "jti": uuid.uuid4().hex, "scope": scope, "roles": roles, **(extra or {})}
