@@ -114,7 +114,7 @@ async def _bootstrap(dsn: str, data_dir: Path, config: Config) -> Path | None:
 
     conn = await db.connect(dsn)
     try:
-        return await bootstrap_admin(conn, data_dir, f"{config.token_issuer}/auth/v1/token")
+        return await bootstrap_admin(conn, data_dir, f"{config.token_issuer}/auth/v1/token", config.token_lifetime_s)
     finally:
         await conn.close()
 

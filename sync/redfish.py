@@ -64,6 +64,10 @@ class RedfishClient:
         return await self._request("POST", path, body)
 
     async def _request(self, method: str, path: str, body: dict | None = None) -> dict:
+        # Paths come from the BMC's own answers: one not starting with /redfish/v1 (`@evil.example/x`)
+        # would send the credential to another host.
+        if not (path == "/redfish/v1" or path.startswith("/redfish/v1/")) or not path.isprintable() or " " in path:
+            raise RedfishError(f"{self.base}: refused to follow {path[:80]!r}, which is not a /redfish/v1 path")
         url = self.base + path
         try:
             async with self.session.request(method, url, json=body, headers=self.headers, ssl=self.ssl,

@@ -8,6 +8,7 @@ from pathlib import Path
 import asyncpg
 
 from admin_api.auth.accounts import create_account
+from admin_api.auth.revocations import revoke_subjects
 from core.files import write_private
 
 BOOTSTRAP_CLIENT = "chamicore-admin"
@@ -30,7 +31,8 @@ def _write_credentials(path: Path, secret: str, token_url: str) -> None:
                                    indent=2))
 
 
-async def bootstrap_admin(conn: asyncpg.Connection, data_dir: Path, token_url: str) -> Path | None:
+async def bootstrap_admin(conn: asyncpg.Connection, data_dir: Path, token_url: str,
+                          token_lifetime_s: int = 3600) -> Path | None:
     """Create the admin account once; returns the credentials file when it was just written.
 
     On later starts the file keeps its secret, and its `token_url` follows the
@@ -48,6 +50,7 @@ async def bootstrap_admin(conn: asyncpg.Connection, data_dir: Path, token_url: s
             return None
         if exists:  # the file was lost: give the account a new secret rather than lock everyone out
             await conn.execute("DELETE FROM auth.service_accounts WHERE client_id = $1", BOOTSTRAP_CLIENT)
+            await revoke_subjects(conn, [BOOTSTRAP_CLIENT], token_lifetime_s)  # and end the old secret's tokens
         secret = await create_account(conn, BOOTSTRAP_CLIENT, ["admin"], "created by chamicore up")
         _write_credentials(path, secret, token_url)
     return path

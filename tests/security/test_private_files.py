@@ -1,5 +1,6 @@
 """Finding 11: files that hold secrets are written 0600 whatever was there before, and never through a link."""
 
+import asyncio
 import io
 import json
 import stat
@@ -81,3 +82,24 @@ async def test_bootstrap_keeps_the_secret_and_follows_the_admin_address(dsn, tmp
     assert again["client_secret"] == first["client_secret"]
     assert again["token_url"] == "http://127.0.0.1:2222/auth/v1/token"
     assert mode(credentials_path(tmp_path)) == 0o600
+
+
+async def test_a_lost_credentials_file_ends_the_tokens_of_the_old_secret(admin_app, anonymous, dsn, tmp_path):
+    conn = await db.connect(dsn)
+    try:
+        await bootstrap_admin(conn, tmp_path, "http://admin/auth/v1/token")
+        old = json.loads(credentials_path(tmp_path).read_text())
+        answer = await anonymous.post("/auth/v1/token", data={"grant_type": "client_credentials", **{
+            k: old[k] for k in ("client_id", "client_secret")}})
+        headers = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+        assert (await anonymous.get("/hsm/v2/State/Components", headers=headers)).status_code == 200
+        credentials_path(tmp_path).unlink()
+        assert await bootstrap_admin(conn, tmp_path, "http://admin/auth/v1/token") == credentials_path(tmp_path)
+    finally:
+        await conn.close()
+    assert json.loads(credentials_path(tmp_path).read_text())["client_secret"] != old["client_secret"]
+    for _ in range(40):
+        if (await anonymous.get("/hsm/v2/State/Components", headers=headers)).status_code == 401:
+            break
+        await asyncio.sleep(0.05)
+    assert (await anonymous.get("/hsm/v2/State/Components", headers=headers)).status_code == 401
