@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from typing import TypeAlias
 
 import asyncpg
@@ -25,3 +27,30 @@ async def connect(dsn: str, **kwargs) -> asyncpg.Connection:
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs) -> asyncpg.Pool:
     return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection, **kwargs)
+
+
+Notified = Callable[[object, int, str, object], None]  # asyncpg's listener: (connection, pid, channel, payload)
+
+
+async def listen(conn: asyncpg.Connection, channel: str | None, wake: asyncio.Event,
+                 on_notify: Notified | None = None) -> asyncio.Event:
+    """Set `wake` on every NOTIFY on `channel` and when the connection is lost.
+
+    Returns the event that says the connection was lost, so a waiting loop can
+    tell "there is work" from "reconnect".  `on_notify` sees each payload first.
+    """
+    lost = asyncio.Event()
+
+    def on_lost(_conn: object) -> None:
+        lost.set()
+        wake.set()
+
+    def on_message(connection: object, pid: int, name: str, payload: object) -> None:
+        if on_notify is not None:
+            on_notify(connection, pid, name, payload)
+        wake.set()
+
+    conn.add_termination_listener(on_lost)
+    if channel:
+        await conn.add_listener(channel, on_message)
+    return lost

@@ -47,6 +47,8 @@ ACTIONS: dict[str, Operation] = {
 
 ACTIVE_TASK_STATES = ("pending", "sending", "verifying")
 FINAL_TASK_STATES = ("succeeded", "failed", "aborted")
+# The same, as SQL: `WHERE state IN ('pending', 'sending', 'verifying')`.
+ACTIVE_TASK_STATES_SQL = "(" + ", ".join(f"'{state}'" for state in ACTIVE_TASK_STATES) + ")"
 
 
 # How each node reaches its BMC: its own Redfish system mapping, else its parent BMC's endpoint.

@@ -16,13 +16,13 @@ import enum
 import gc
 import json
 import logging
-import random
 import time
 from collections.abc import Callable
 
 import asyncpg
 
 from core import db, sdnotify
+from core.backoff import Backoff
 from hotpath import loader
 from hotpath.answers import AnswerBuilder
 from hotpath.index import Index
@@ -109,18 +109,16 @@ class ChangeFeed:
         self.state = FeedState.STOPPED
 
     async def run(self) -> None:
-        attempt = 0
+        backoff = Backoff(base=0.1, cap=self.backoff_max_s)
         while True:
             conn = None
             try:
                 conn = await db.connect(self.dsn, timeout=5,
                                       server_settings={"application_name": APPLICATION_NAME})
-                self._lost.clear()
-                conn.add_termination_listener(lambda _conn: self._on_lost())
-                await conn.add_listener(CHANNEL, self._on_notify)
+                self._lost = await db.listen(conn, CHANNEL, self._wake, self._on_notify)
                 self._pending = _Pending()
                 await self._full_reload(conn)
-                attempt = 0
+                backoff.reset()
                 self.state = FeedState.LIVE
                 self.last_error = None
                 await self._serve(conn)
@@ -129,8 +127,7 @@ class ChangeFeed:
             except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.state = FeedState.RECONNECTING if self.ready.is_set() else FeedState.CONNECTING
-                delay = min(self.backoff_max_s, 0.1 * 2 ** attempt) * random.uniform(0.5, 1.0)
-                attempt = min(attempt + 1, 16)
+                delay = backoff.next()
                 log.warning("change feed: %s; keeping the current index, retrying in %.2f s",
                             self.last_error, delay)
                 await asyncio.sleep(delay)
@@ -139,10 +136,6 @@ class ChangeFeed:
                     conn.terminate()
 
     # -- notifications ----------------------------------------------------
-
-    def _on_lost(self) -> None:
-        self._lost.set()
-        self._wake.set()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         self.notifications += 1
@@ -167,7 +160,6 @@ class ChangeFeed:
         except (ValueError, AttributeError, TypeError):
             log.warning("change feed: unreadable notification %.200r; reloading everything", payload)
             pending.full = True
-        self._wake.set()
 
     async def _serve(self, conn: asyncpg.Connection) -> None:
         next_check = time.monotonic() + self.check_interval_s

@@ -14,12 +14,12 @@ import enum
 import hashlib
 import logging
 import os
-import random
 import socket
 
 import asyncpg
 
 from core import db
+from core.backoff import Backoff
 
 log = logging.getLogger("chamicore.sync")
 
@@ -55,8 +55,12 @@ class Job:
         """Do one batch; return True if there may be more to do right away."""
         raise NotImplementedError
 
+    async def activate(self) -> None:
+        """Called when this replica becomes the active one, before its first pass: set up what the work needs."""
+
     async def deactivate(self) -> None:
-        """Called when this replica stops being the active one: stop whatever work is still in flight."""
+        """Called when this replica stops being the active one: stop whatever work is still in flight,
+        and release what activate() set up."""
 
     def counts(self) -> dict:
         """What this job reports in sync.status besides its state."""
@@ -87,7 +91,7 @@ class Job:
             pass  # the database itself may be what failed
 
     async def run(self) -> None:
-        attempt = 0
+        backoff = Backoff(base=0.2, cap=10.0)
         while True:
             conn = None
             try:
@@ -104,16 +108,9 @@ class Job:
                     continue
                 log.info("%s: active", self.name)
                 self.state = JobState.ACTIVE
-                lost = asyncio.Event()
-
-                def on_lost(_conn: object, lost: asyncio.Event = lost) -> None:
-                    lost.set()
-                    self._wake.set()
-
-                conn.add_termination_listener(on_lost)
-                if self.channel:
-                    await conn.add_listener(self.channel, lambda *_args: self._wake.set())
-                attempt = 0
+                await self.activate()
+                lost = await db.listen(conn, self.channel, self._wake)
+                backoff.reset()
                 while not lost.is_set():
                     more = await self.work_once(conn)
                     self.passes += 1
@@ -131,8 +128,7 @@ class Job:
                 raise
             except Exception as exc:  # noqa: BLE001 - a daemon logs, backs off and carries on
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                delay = min(10.0, 0.2 * 2 ** attempt) * random.uniform(0.5, 1.0)
-                attempt = min(attempt + 1, 16)
+                delay = backoff.next()
                 log.warning("%s: %s; retrying in %.1f s", self.name, self.last_error, delay)
                 await self._report_error()
                 await asyncio.sleep(delay)

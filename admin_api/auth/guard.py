@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Iterable
 
 import asyncpg
@@ -22,6 +21,7 @@ from starlette.requests import Request
 
 from admin_api.auth import keys
 from core import db
+from core.backoff import Backoff
 from core.bounded import clip
 from core.config import Config, ConfigError
 from core.crypto import SecretBox, SecretKeyMissing, read_key
@@ -31,7 +31,6 @@ from core.tokens import TokenError, TokenVerifier
 log = logging.getLogger("chamicore.admin.auth")
 CHANNEL = "chamicore_auth"
 DEV_PRINCIPAL = {"sub": "dev-mode", "scope": "*", "roles": ["admin"]}
-MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 
 
 class NotStarted(RuntimeError):
@@ -95,34 +94,23 @@ class Authenticator:
         self.reloads += 1
 
     async def _listen(self, dsn: str) -> None:
-        attempt = 0
-
-        def connected() -> None:
-            nonlocal attempt
-            attempt = 0
-
+        backoff = Backoff(base=0.1, cap=5.0)
         while True:
             try:
-                await self._listen_once(dsn, on_connected=connected)
+                await self._listen_once(dsn, on_connected=backoff.reset)
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError, TimeoutError) as exc:
-                delay = min(5.0, 0.1 * 2 ** attempt) * random.uniform(0.5, 1.0)
-                attempt = min(attempt + 1, 16)
+                delay = backoff.next()
                 log.warning("auth listener: %s; retrying in %.2f s", exc, delay)
                 await asyncio.sleep(delay)
 
     async def _listen_once(self, dsn: str, on_connected) -> None:
         conn = await db.connect(dsn, timeout=5,
                                 server_settings={"application_name": "chamicore-auth-listener"})
-        lost, wake = asyncio.Event(), asyncio.Event()
+        wake = asyncio.Event()
         try:
-            def on_lost(_conn: object) -> None:
-                lost.set()
-                wake.set()
-
-            conn.add_termination_listener(on_lost)
-            await conn.add_listener(CHANNEL, lambda *_args: wake.set())
+            lost = await db.listen(conn, CHANNEL, wake)
             await self.reload()  # anything missed while disconnected
             on_connected()
             while True:

@@ -22,7 +22,14 @@ from admin_api.routing import PAGING, Param, Router, one_of
 from admin_api.smd.schemas import Id
 from core import events
 from core.envelope import ListMetadata
-from core.power import ACTIONS, STEPS, TARGETS_SQL, Operation, target_problem
+from core.power import (
+    ACTIONS,
+    ACTIVE_TASK_STATES_SQL,
+    STEPS,
+    TARGETS_SQL,
+    Operation,
+    target_problem,
+)
 
 router = Router("power")
 BASE = "/power/v1/transitions"
@@ -130,7 +137,7 @@ async def _create(request: Request, operation: Operation, targets: Targets) -> R
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('chamicore.power.transitions'))")
         busy = await conn.fetchrow(
             "SELECT node_id, transition_id FROM power.tasks WHERE node_id = ANY($1::text[]) "
-            "AND state IN ('pending', 'sending', 'verifying') LIMIT 1", node_ids)
+            f"AND state IN {ACTIVE_TASK_STATES_SQL} LIMIT 1", node_ids)
         if busy and not targets.dry_run:
             raise problem(409, f"node {busy['node_id']!r} is already in transition {busy['transition_id']}; wait for "
                                f"it or abort it (DELETE {BASE}/{busy['transition_id']})")

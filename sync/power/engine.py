@@ -24,7 +24,6 @@ around a request, never while waiting.  Retryable failures (no answer,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import functools
 import logging
@@ -35,9 +34,9 @@ import time
 import aiohttp
 import asyncpg
 
-from core import db, events
+from core import backoff, db, events
 from core.crypto import SecretBox
-from core.power import STEPS, TARGETS_SQL, Operation, Step, target_problem
+from core.power import ACTIVE_TASK_STATES_SQL, STEPS, TARGETS_SQL, Operation, Step, target_problem
 from sync.redfish import RedfishClient, RedfishError
 from sync.service import Job
 
@@ -87,7 +86,7 @@ class PowerEngine(Job):
 
     @property
     def active_pool(self) -> asyncpg.Pool:
-        """The pool of the active replica: set by the first pass, gone at deactivate()."""
+        """The pool of the active replica: made by activate(), gone at deactivate()."""
         if self.pool is None:
             raise NotActive("the power engine has no database pool: it is not the active replica")
         return self.pool
@@ -100,17 +99,18 @@ class PowerEngine(Job):
 
     # -- the job's pass --------------------------------------------------------------------------------------
 
+    async def activate(self) -> None:
+        self.pool = await db.create_pool(self.dsn, min_size=1, max_size=8,
+                                         server_settings={"application_name": "chamicore-sync-power"})
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
     async def work_once(self, conn: asyncpg.Connection) -> bool:
-        if self.pool is None:
-            self.pool = await db.create_pool(self.dsn, min_size=1, max_size=8,
-                                             server_settings={"application_name": "chamicore-sync-power"})
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         await self._abort_signaled(conn)
         await conn.execute("UPDATE power.transitions SET state = 'in-progress', updated_at = now() "
                            "WHERE state = 'new'")
         active = await conn.fetch(
             "SELECT t.transition_id, t.node_id FROM power.tasks t JOIN power.transitions r ON r.id = t.transition_id "
-            "WHERE t.state IN ('pending', 'sending', 'verifying') AND r.state = 'in-progress'")
+            f"WHERE t.state IN {ACTIVE_TASK_STATES_SQL} AND r.state = 'in-progress'")
         for row in active:
             key = (str(row["transition_id"]), row["node_id"])
             if key not in self.running:
@@ -153,7 +153,7 @@ class PowerEngine(Job):
                 await conn.execute(
                     "UPDATE power.tasks SET state = 'aborted', updated_at = now(), detail = CASE WHEN state = "
                     "'sending' THEN 'aborted; the last request may have reached the BMC' ELSE 'aborted' END "
-                    "WHERE transition_id = $1 AND state IN ('pending', 'sending', 'verifying')", row["id"])
+                    f"WHERE transition_id = $1 AND state IN {ACTIVE_TASK_STATES_SQL}", row["id"])
                 await conn.execute("UPDATE power.transitions SET state = 'aborted', finished_at = now(), "
                                    "updated_at = now() WHERE id = $1", row["id"])
                 await events.emit(conn, "power", "transitions", "aborted", transition_id)
@@ -163,7 +163,7 @@ class PowerEngine(Job):
             finished = await conn.fetch(
                 "UPDATE power.transitions r SET state = 'completed', finished_at = now(), updated_at = now() "
                 "WHERE state = 'in-progress' AND NOT EXISTS (SELECT 1 FROM power.tasks t WHERE t.transition_id = r.id "
-                "AND t.state IN ('pending', 'sending', 'verifying')) RETURNING id")
+                f"AND t.state IN {ACTIVE_TASK_STATES_SQL}) RETURNING id")
             for row in finished:
                 counts = {state: n for state, n in await conn.fetch(
                     "SELECT state, count(*) FROM power.tasks WHERE transition_id = $1 GROUP BY state", row["id"])}
@@ -226,9 +226,9 @@ class PowerEngine(Job):
         elif attempts >= self.max_attempts:
             await self._fail(key, current, f"{exc} (gave up after {attempts} tries)", attempts=attempts)
         else:
-            backoff = min(30.0, 0.5 * 2 ** attempts) * random.uniform(0.5, 1.5)
+            wait = backoff.delay(attempts, base=0.5, cap=30.0, jitter=(0.5, 1.5))
             await self._set(key, current, "pending" if current == "sending" else current, attempts=attempts,
-                            detail=str(exc)[:1000], next_attempt_at=_after(backoff))
+                            detail=str(exc)[:1000], next_attempt_at=_after(wait))
 
     async def _request(self, bmc_id: str | None, call):
         bmc_limit = self.bmc_limits.setdefault(bmc_id, asyncio.Semaphore(self.bmc_concurrency))
@@ -377,8 +377,13 @@ class PowerEngine(Job):
                     "power_state = 'undefined', management_state = 'unavailable', error = $2, updated_at = now()",
                     row["id"], str(exc)[:1000])
 
-        with contextlib.suppress(asyncpg.ForeignKeyViolationError):  # a node deleted meanwhile
-            await asyncio.gather(*(one(r) for r in rows))
+        # Every node's outcome is awaited; one that failed does not leave its siblings unobserved.
+        for row, outcome in zip(rows, await asyncio.gather(*(one(r) for r in rows), return_exceptions=True),
+                                strict=True):
+            if isinstance(outcome, asyncpg.ForeignKeyViolationError):
+                continue  # the node was deleted meanwhile
+            if isinstance(outcome, BaseException):
+                log.warning("power status of %s: %s: %s", row["id"], type(outcome).__name__, outcome)
 
 
 async def _record_power(conn, node_id: str, state: str | None) -> None:
