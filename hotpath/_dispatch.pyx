@@ -132,8 +132,12 @@ cdef tuple _bad_request(str detail):
 cdef class Dispatcher:
     """Routes one boot-path request against the current index.
 
-    `index` is replaced whole by the change feed on a full reload (an atomic
-    reference swap), so a request always sees one consistent snapshot.
+    `index` is replaced whole by the change feed on a full reload (one
+    reference swap).  Between reloads the feed changes the live index in
+    place, node by node (Index.replace), with no await inside one node's
+    change: a request, which reads one node, sees that node wholly before or
+    wholly after an edit.  Copying a 100k-node index for every edit would cost
+    far more than that guarantee needs.
     """
 
     cdef public object index

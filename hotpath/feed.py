@@ -2,7 +2,8 @@
 
 LISTEN on `chamicore_boot` first, then load everything, so that no change
 falls between the two.  Notifications are coalesced for a few milliseconds,
-then the touched nodes are re-read in one snapshot and swapped in.  On a
+then the touched nodes are re-read in one snapshot and replaced in the live
+index node by node (a full reload swaps in a new index whole).  On a
 lost connection the old index keeps serving while the feed reconnects with
 backoff and reloads everything (notifications may have been missed).  A
 cheap periodic fingerprint check reloads when the database changed without
