@@ -5,7 +5,7 @@ import msgspec
 from hotpath import _render, loader
 from hotpath.answers import AnswerBuilder
 from hotpath.index import Index
-from tests.seed import add_node, add_params, add_payload
+from tests.helpers.seed import add_node, add_params, add_payload
 
 
 async def load_answers(conn, ids=None) -> list:

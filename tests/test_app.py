@@ -7,16 +7,8 @@ import urllib.request
 import msgspec
 import pytest
 
-from tests.conftest import wait_until
-from tests.seed import add_node, add_params, add_payload
-
-
-async def seed_cluster(conn):
-    await add_node(conn, "node-1", ["52:54:00:00:00:01"], nid=1, ips=["127.0.0.1"])
-    await add_node(conn, "node-2", ["52:54:00:00:00:02"], nid=2, ips=["10.0.0.7"])
-    await add_params(conn, "compute", role="Compute", kernel="http://images/vmlinuz",
-                     initrd="http://images/initrd", cmdline="console=ttyS0 hostname={{hostname}}")
-    await add_payload(conn, "site", user_data="#cloud-config\nhostname: x\n", meta_data={"cluster": "test"})
+from tests.helpers.polling import wait_until
+from tests.helpers.seed import seed_cluster
 
 
 @pytest.mark.parametrize("interface", ["rsgi", "asgi"])

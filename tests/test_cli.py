@@ -13,7 +13,10 @@ from pathlib import Path
 import msgspec
 import psutil
 
-from tests.conftest import ROOT, _tmp_root, free_port, wait_until
+from tests.helpers.keys import SECRET_KEY
+from tests.helpers.paths import ROOT, tmp_root
+from tests.helpers.polling import wait_until
+from tests.helpers.ports import free_port
 
 
 def chamicore(*args, env=None, timeout=60):
@@ -89,8 +92,8 @@ def test_up_runs_everything_and_stops_cleanly_twice():
     """The second `up` runs on another admin port, through the installed `chamicore` command, from a
     directory holding decoy `core`, `hotpath`, `sync` and `cli` packages: the children import the
     installed package whatever the working directory, and the credentials file follows the new port."""
-    data_dir = _tmp_root() / "up"
-    decoys = _tmp_root() / "decoys"
+    data_dir = tmp_root() / "up"
+    decoys = tmp_root() / "decoys"
     for package in ("core", "hotpath", "sync", "cli", "admin_api"):
         (decoys / package).mkdir(parents=True)
         (decoys / package / "__init__.py").write_text("raise ImportError('a decoy was imported')\n")
@@ -165,7 +168,7 @@ def _check_round(process, round_, data_dir, port, admin_port):
 
 
 def test_rotate_keys_and_sync_configuration_errors(dsn):
-    env = {"CHAMICORE_DATABASE_URL": dsn, "CHAMICORE_SECRET_KEY": "cli-test-secret-0123456789abcdef"}
+    env = {"CHAMICORE_DATABASE_URL": dsn, "CHAMICORE_SECRET_KEY": SECRET_KEY}
     first = chamicore("auth", "rotate-keys", env=env)
     assert first.returncode == 0 and first.stdout.startswith("signing with key ")
     second = chamicore("auth", "rotate-keys", env=env)

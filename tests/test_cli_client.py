@@ -12,8 +12,10 @@ import pytest
 import yaml
 
 from cli.main import run
-from tests.conftest import ROOT, service_token
-from tests.redfish_emulator import PASSWORD, USERNAME, RedfishEmulator, fake_system
+from tests.helpers.keys import CREDENTIALS_KEY
+from tests.helpers.paths import ROOT
+from tests.helpers.redfish import PASSWORD, USERNAME, RedfishEmulator, fake_system
+from tests.helpers.tokens import token_for
 
 
 @pytest.fixture
@@ -21,7 +23,7 @@ def chamicore(admin_server, dsn, monkeypatch, tmp_path, capsys):
     """Run `chamicore ARGS` in this process against a fresh admin API; returns (exit code, stdout, stderr)."""
     server = admin_server()
     monkeypatch.setenv("CHAMICORE_ENDPOINT", server.url)
-    monkeypatch.setenv("CHAMICORE_TOKEN", service_token(server, dsn))
+    monkeypatch.setenv("CHAMICORE_TOKEN", asyncio.run(token_for(server.url, dsn)))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("CHAMICORE_DATA_DIR", str(tmp_path / "data"))  # no bootstrap credentials to fall back on
@@ -219,7 +221,7 @@ def test_completion_and_help():
 @pytest.fixture
 def sync_daemon(dsn):
     env = dict(os.environ, CHAMICORE_DATABASE_URL=dsn, CHAMICORE_LOG_LEVEL="warning",
-               CHAMICORE_CREDENTIALS_KEY="test-credentials-key-0123456789abcdef", CHAMICORE_POWER_POLL_S="3600")
+               CHAMICORE_CREDENTIALS_KEY=CREDENTIALS_KEY, CHAMICORE_POWER_POLL_S="3600")
     process = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "sync"], cwd=ROOT, env=env,
                                start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     yield process

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.seed import add_node, add_params, add_payload
+from tests.helpers.seed import add_node, add_params, add_payload
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 

@@ -9,7 +9,7 @@ from helm_python import HelmRenderError
 from helm_python.chart import Chart
 
 from core.config import SETTINGS, load_config
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 CHART = ROOT / "deploy" / "helm" / "chamicore"
 EXTERNAL = {"database": {"url": "postgresql://chamicore:pw@db.cluster/chamicore"}}

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from core.config import SETTINGS
-from tests.conftest import ROOT, ServiceServer
+from tests.helpers.paths import ROOT
+from tests.helpers.servers import ServiceServer
 
 UNITS = sorted((ROOT / "deploy" / "systemd").glob("chamicore-*.service"))
 INSTALLED = "/opt/chamicore/bin/chamicore"

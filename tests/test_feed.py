@@ -8,8 +8,8 @@ import pytest
 from hotpath.answers import AnswerBuilder
 from hotpath.feed import ChangeFeed, FeedState
 from hotpath.index import Index
-from tests.conftest import create_database
-from tests.seed import add_node, add_params
+from tests.helpers.postgres import create_database
+from tests.helpers.seed import add_node, add_params
 
 
 class Holder:

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from tests.conftest import free_port
-from tests.seed import add_node, add_params
+from tests.helpers.ports import free_port
+from tests.helpers.seed import add_node, add_params
 
 MAC = "52:54:00:12:34:56"
 

@@ -16,8 +16,10 @@ import time
 import pytest
 
 from sync.kea import KeaSync
-from tests.conftest import _tmp_root, free_port, stop_task
-from tests.seed import add_node
+from tests.helpers.paths import tmp_root
+from tests.helpers.ports import free_port
+from tests.helpers.seed import add_node
+from tests.helpers.tasks import stop_task
 
 MAC = "52:54:00:d4:c9:01"
 
@@ -85,7 +87,7 @@ def udhcpc(client_ns, client_if, workdir, *extra) -> dict:
 
 async def test_a_real_client_gets_its_reserved_address_and_boot_file(conn, dsn, dhcp_network):
     server_ns, client_ns, server_if, client_if = dhcp_network
-    workdir = _tmp_root() / "kea-dhcp"
+    workdir = tmp_root() / "kea-dhcp"
     workdir.mkdir(parents=True)
     kea_url, processes = start_kea(workdir, server_ns, server_if)
     sync = KeaSync(dsn, kea_url, "http://10.77.0.1:27778", next_server="10.77.0.1")

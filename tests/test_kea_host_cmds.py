@@ -14,8 +14,9 @@ import time
 from aiohttp import web
 
 from sync.kea import KeaSync
-from tests.conftest import free_port, stop_task
-from tests.seed import add_node
+from tests.helpers.ports import free_port
+from tests.helpers.seed import add_node
+from tests.helpers.tasks import stop_task
 
 
 class MockKeaWithHostCmds:

@@ -7,7 +7,7 @@ import zipfile
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 DOCKERFILE = ROOT / "deploy" / "container" / "Dockerfile"
 

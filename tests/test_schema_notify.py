@@ -6,7 +6,7 @@ import json
 import pytest
 
 from core import db
-from tests.seed import add_node
+from tests.helpers.seed import add_node
 
 CHANNEL = "chamicore_boot"
 

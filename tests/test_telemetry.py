@@ -4,7 +4,7 @@ import time
 
 from hotpath import telemetry
 from hotpath.telemetry import BootTelemetry
-from tests.seed import add_node
+from tests.helpers.seed import add_node
 
 
 async def test_rows_wait_for_the_database_and_counts_add_up(conn, dsn, monkeypatch):

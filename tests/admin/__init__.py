@@ -1,0 +1,1 @@
+"""The admin API: in-process against a fresh database, or as a real server."""

@@ -2,9 +2,7 @@
 
 import asyncio
 import base64
-import http.server
 import json
-import threading
 import time
 
 import httpx
@@ -14,8 +12,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from admin_api.app import create_app
 from core.config import load_config
-from tests.admin.conftest import SECRETS, create, problem_of, token_for
-from tests.conftest import ServiceServer, free_port, service_token
+from tests.helpers.api import create, problem_of
+from tests.helpers.identity_provider import IdentityProvider
+from tests.helpers.keys import SECRETS
+from tests.helpers.servers import ServiceServer
+from tests.helpers.tokens import token_for
 
 
 async def test_tokens_verify_against_the_served_jwks(api, anonymous, dsn):
@@ -218,43 +219,8 @@ async def test_service_accounts_and_roles(api):
     assert (await api.delete("/auth/v1/service-accounts/ci-bot")).status_code == 204
 
 
-class _IdentityProvider:
-    """A stand-in for an outside OpenID provider (Keycloak, Dex...) that cannot run here:
-    a real RSA key and a real JWKS served over HTTP; the tokens it signs are real JWTs."""
-
-    def __init__(self):
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
-        body = json.dumps({"keys": [{**jwk, "kid": "idp-1", "use": "sig"}]}).encode()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.port = free_port()
-        self.issuer = f"http://127.0.0.1:{self.port}/realms/hpc"
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def token(self, sub: str, aud: str = "chamicore", exp: int = 300) -> str:
-        now = int(time.time())
-        return jwt.encode({"iss": self.issuer, "sub": sub, "aud": aud, "iat": now, "exp": now + exp}, self.key,
-                          algorithm="RS256", headers={"kid": "idp-1"})
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 async def test_token_exchange_with_an_outside_identity_provider(dsn):
-    idp = _IdentityProvider()
+    idp = IdentityProvider()
     trusted = json.dumps([{"issuer": idp.issuer, "jwksUri": f"http://127.0.0.1:{idp.port}/certs"}])
     app = create_app(load_config({"CHAMICORE_DATABASE_URL": dsn, "CHAMICORE_TRUSTED_ISSUERS": trusted, **SECRETS}))
     try:
@@ -294,8 +260,8 @@ def test_revocation_reaches_every_admin_process_within_a_second(dsn):
     first = ServiceServer(dsn, service="admin", CHAMICORE_ISSUER="http://admin.cluster").start()
     second = ServiceServer(dsn, service="admin", CHAMICORE_ISSUER="http://admin.cluster").start()
     try:
-        token = service_token(first, dsn, "revokee", ["admin"])
-        other = service_token(first, dsn, "bystander", ["admin"])
+        token = asyncio.run(token_for(first.url, dsn, "revokee", ["admin"]))
+        other = asyncio.run(token_for(first.url, dsn, "bystander", ["admin"]))
         auth = {"Authorization": f"Bearer {token}"}
         assert second.get("/hsm/v2/State/Components", auth)[0] == 200
         jti = jwt.decode(token, options={"verify_signature": False})["jti"]

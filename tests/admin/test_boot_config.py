@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.admin.conftest import NODE, create, problem_of
+from tests.helpers.api import NODE, create, problem_of
 
 PARAMS = "/boot/v1/bootparams"
 PAYLOADS = "/cloud-init/payloads"

@@ -1,6 +1,6 @@
 """Components: the envelope, CRUD, conditional requests, filters, events."""
 
-from tests.admin.conftest import NODE, create, problem_of
+from tests.helpers.api import NODE, create, problem_of
 
 BASE = "/hsm/v2/State/Components"
 

@@ -5,12 +5,12 @@ import socket
 
 import pytest
 
-from core.config import load_config
-from core.crypto import device_credentials_box
 from sync.discovery.scanner import DiscoveryScanner
-from tests.admin.conftest import SECRETS, create, problem_of
-from tests.conftest import running
-from tests.redfish_emulator import PASSWORD, USERNAME, RedfishEmulator, fake_system
+from tests.helpers.api import create, credential, problem_of, scan, wait_scan
+from tests.helpers.keys import box
+from tests.helpers.redfish import RedfishEmulator, fake_system
+from tests.helpers.tasks import running
+from tests.helpers.tokens import token_for
 
 SYSTEMS = [fake_system(1, "Off"), fake_system(2, "On", nics=2), fake_system(3, "Off")]
 
@@ -20,30 +20,6 @@ def emulator():
     server = RedfishEmulator(SYSTEMS).start()
     yield server
     server.close()
-
-
-def box():
-    return device_credentials_box(load_config(SECRETS))
-
-
-async def credential(api, secret=PASSWORD, credential_id="bmc-cred"):
-    await create(api, "/auth/v1/credentials", {"id": credential_id, "username": USERNAME, "secret": secret})
-    return credential_id
-
-
-async def scan(api, targets, timeout=60.0, states=("completed", "failed", "cancelled")):
-    started = await create(api, "/discovery/v1/scans", {"targets": targets})
-    return await wait_scan(api, started["metadata"]["id"], timeout, states)
-
-
-async def wait_scan(api, scan_id, timeout=60.0, states=("completed", "failed", "cancelled")):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        body = (await api.get(f"/discovery/v1/scans/{scan_id}")).json()
-        if body["status"]["state"] in states:
-            return body
-        assert asyncio.get_running_loop().time() < deadline, body
-        await asyncio.sleep(0.1)
 
 
 async def nodes(api):
@@ -295,8 +271,6 @@ async def test_bad_targets_and_scans_are_refused_and_change_nothing(api, conn):
 
 
 async def test_a_viewer_reads_but_cannot_scan(anonymous, dsn):
-    from tests.admin.conftest import token_for
-
     token = await token_for(anonymous, dsn, "viewer", ["viewer"])
     headers = {"Authorization": f"Bearer {token}"}
     assert (await anonymous.get("/discovery/v1/scans", headers=headers)).status_code == 200

@@ -1,10 +1,12 @@
 """Admin API and boot path as real servers: what an admin creates, a node boots."""
 
+import asyncio
 import json
 import time
 import urllib.request
 
-from tests.conftest import service_token, wait_until
+from tests.helpers.polling import wait_until
+from tests.helpers.tokens import token_for
 
 
 def call(server, method, path, body=None, headers=None):
@@ -22,7 +24,7 @@ def call(server, method, path, body=None, headers=None):
 
 def test_created_node_boots_and_edits_propagate(admin_server, boot_server, dsn):
     admin = admin_server()
-    admin.token = service_token(admin, dsn)
+    admin.token = asyncio.run(token_for(admin.url, dsn))
     boot = boot_server()
     status, _, body = call(admin, "POST", "/hsm/v2/State/Components", {"metadata": {"id": "node-e2e"}, "spec": {
         "type": "Node", "role": "Compute", "nid": 7, "state": "Ready",
@@ -62,7 +64,7 @@ def test_admin_refuses_garbage_over_the_wire(admin_server, dsn):
     admin = admin_server()
     status, headers, _ = call(admin, "GET", "/hsm/v2/State/Components")
     assert status == 401 and headers["www-authenticate"].startswith("Bearer")
-    admin.token = service_token(admin, dsn)
+    admin.token = asyncio.run(token_for(admin.url, dsn))
     status, headers, body = call(admin, "POST", "/hsm/v2/State/Components", None)
     assert status in (400, 422) and headers["content-type"] == "application/problem+json"
     request = urllib.request.Request(admin.url + "/hsm/v2/State/Components", data=b"{" * 10 + b"\x00",

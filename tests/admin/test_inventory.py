@@ -1,6 +1,6 @@
 """Ethernet interfaces, groups and partitions."""
 
-from tests.admin.conftest import NODE, create, problem_of
+from tests.helpers.api import NODE, create, problem_of
 
 NICS = "/hsm/v2/Inventory/EthernetInterfaces"
 

@@ -3,8 +3,8 @@
 import asyncio
 
 from sync.kea import KeaSync
-from tests.conftest import stop_task
-from tests.test_kea import eventually, kea  # noqa: F401 - the real Kea fixture
+from tests.helpers.kea import eventually
+from tests.helpers.tasks import stop_task
 
 
 async def test_admin_api_changes_reach_kea(api, dsn, kea):  # noqa: F811

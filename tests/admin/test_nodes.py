@@ -2,7 +2,7 @@
 
 import json
 
-from tests.admin.conftest import create, problem_of
+from tests.helpers.api import create, problem_of
 
 
 def node(i, **extra):

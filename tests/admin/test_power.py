@@ -10,10 +10,10 @@ import asyncio
 import pytest
 
 from sync.power.engine import PowerEngine
-from tests.admin.conftest import create, problem_of
-from tests.admin.test_discovery import box, credential
-from tests.conftest import running
-from tests.redfish_emulator import PASSWORD, RedfishEmulator, fake_system
+from tests.helpers.api import create, credential, problem_of, wait_transition
+from tests.helpers.keys import box
+from tests.helpers.redfish import PASSWORD, RedfishEmulator, fake_system
+from tests.helpers.tasks import running
 
 SYSTEMS = [fake_system(1, "Off"), fake_system(2, "Off"), fake_system(3, "On")]
 
@@ -43,16 +43,6 @@ async def inventory(api, emulator, credential_id="bmc-cred", secret=None):
 
 def engine(dsn, **kwargs):
     return PowerEngine(dsn, box(), verify_s=kwargs.pop("verify_s", 40), poll_s=kwargs.pop("poll_s", 3600), **kwargs)
-
-
-async def wait_transition(api, transition_id, timeout=60.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        body = (await api.get(f"/power/v1/transitions/{transition_id}")).json()
-        if body["state"] in ("completed", "aborted"):
-            return body
-        assert asyncio.get_running_loop().time() < deadline, body
-        await asyncio.sleep(0.2)
 
 
 async def test_power_on_reaches_the_bmc_and_is_verified(api, dsn, emulator, conn):

@@ -1,6 +1,6 @@
 """Health, readiness, version, metrics, OpenAPI and the docs page."""
 
-from tests.admin.conftest import NODE, create
+from tests.helpers.api import NODE, create
 
 
 async def test_health_readiness_version(api):

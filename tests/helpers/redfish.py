@@ -31,7 +31,7 @@ from pathlib import Path
 
 import bcrypt
 
-from tests.conftest import free_port
+from tests.helpers.ports import free_port
 
 USERNAME, PASSWORD = "admin", "redfish-secret"
 _UNVERIFIED = ssl._create_unverified_context()  # the tests' own peeks at the emulator, never the product's

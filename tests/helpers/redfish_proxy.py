@@ -18,7 +18,7 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from tests.conftest import free_port
+from tests.helpers.ports import free_port
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

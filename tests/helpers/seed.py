@@ -34,3 +34,12 @@ async def add_payload(conn: asyncpg.Connection, payload_id: str, *, user_data=No
         "INSERT INTO cloudinit.payloads (id, component_id, group_name, role, user_data, meta_data, vendor_data) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7)",
         payload_id, component_id, group, role, user_data, meta_data or {}, vendor_data)
+
+
+async def seed_cluster(conn: asyncpg.Connection) -> None:
+    """Two nodes, boot parameters for their role and a site-wide cloud-init payload."""
+    await add_node(conn, "node-1", ["52:54:00:00:00:01"], nid=1, ips=["127.0.0.1"])
+    await add_node(conn, "node-2", ["52:54:00:00:00:02"], nid=2, ips=["10.0.0.7"])
+    await add_params(conn, "compute", role="Compute", kernel="http://images/vmlinuz",
+                     initrd="http://images/initrd", cmdline="console=ttyS0 hostname={{hostname}}")
+    await add_payload(conn, "site", user_data="#cloud-config\nhostname: x\n", meta_data={"cluster": "test"})

@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.admin.conftest import NODE, create, problem_of
+from tests.helpers.api import NODE, create, problem_of
 
 BASE = "/hsm/v2/State/Components"
 

@@ -11,7 +11,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.conftest import ServiceServer, create_database, service_token
+from tests.helpers.postgres import create_database
+from tests.helpers.servers import ServiceServer
+from tests.helpers.tokens import token_for
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +21,7 @@ def fuzz_admin(pg_cluster):
     dsn = asyncio.run(create_database(pg_cluster))
     server = ServiceServer(dsn, service="admin")
     server.start()
-    server.token = service_token(server, dsn)
+    server.token = asyncio.run(token_for(server.url, dsn))
     yield server
     server.stop()
 

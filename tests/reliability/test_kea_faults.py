@@ -3,9 +3,9 @@
 import asyncio
 
 from sync.kea import KeaSync
-from tests.conftest import stop_task
-from tests.seed import add_node
-from tests.test_kea import eventually
+from tests.helpers.kea import eventually
+from tests.helpers.seed import add_node
+from tests.helpers.tasks import stop_task
 
 
 async def test_kea_restart_converges(conn, dsn, kea):

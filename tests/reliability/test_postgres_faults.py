@@ -10,12 +10,14 @@ from bench import fleet
 from bench.storm import run_storm
 from core import db, migrate
 from core.embedded import EmbeddedPostgres, pgserver_bin_dir, system_bin_dir
-from tests.conftest import _tmp_root, free_port, wait_until
-from tests.test_app import seed_cluster
+from tests.helpers.paths import tmp_root
+from tests.helpers.polling import wait_until
+from tests.helpers.ports import free_port
+from tests.helpers.seed import seed_cluster
 
 
 def test_not_ready_until_postgres_is_up_and_nodes_keep_waiting(boot_server):
-    cluster = EmbeddedPostgres(_tmp_root() / "late", port=free_port(),
+    cluster = EmbeddedPostgres(tmp_root() / "late", port=free_port(),
                                bin_dir=pgserver_bin_dir() or system_bin_dir(), durable=False)
     try:
         server = boot_server(server_dsn=cluster.dsn, wait_ready=False)

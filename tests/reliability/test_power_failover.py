@@ -12,14 +12,13 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 from core import db
-from tests.admin.conftest import SECRETS, create
-from tests.admin.test_discovery import credential
-from tests.redfish_emulator import RedfishEmulator, fake_system
+from tests.helpers.api import create, credential
+from tests.helpers.keys import CREDENTIALS_KEY
+from tests.helpers.paths import ROOT
+from tests.helpers.redfish import RedfishEmulator, fake_system
 
-ROOT = Path(__file__).resolve().parents[2]
 NODES = 8
 # Half the nodes start On (ForceRestart: ForceOff, then On), half Off (only On is needed).
 SYSTEMS = [fake_system(i, "On" if i % 2 else "Off") for i in range(1, NODES + 1)]
@@ -27,7 +26,7 @@ SYSTEMS = [fake_system(i, "On" if i % 2 else "Off") for i in range(1, NODES + 1)
 
 def start_sync(dsn: str) -> subprocess.Popen:
     env = dict(os.environ, CHAMICORE_DATABASE_URL=dsn, CHAMICORE_LOG_LEVEL="warning",
-               CHAMICORE_CREDENTIALS_KEY=SECRETS["CHAMICORE_CREDENTIALS_KEY"], CHAMICORE_POWER_POLL_S="3600",
+               CHAMICORE_CREDENTIALS_KEY=CREDENTIALS_KEY, CHAMICORE_POWER_POLL_S="3600",
                CHAMICORE_POWER_BMC_CONCURRENCY="2", CHAMICORE_POWER_VERIFY_S="60")
     return subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "sync"], cwd=ROOT, env=env,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

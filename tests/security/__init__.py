@@ -1,0 +1,1 @@
+"""Regression tests for security findings: each failed before its fix."""

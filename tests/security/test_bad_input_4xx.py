@@ -4,6 +4,7 @@ Each case once raised in the handler (ValueError, TypeError, RecursionError,
 with a traceback in the log for every request, some of them unauthenticated).
 """
 
+import asyncio
 import base64
 import http.client
 import json
@@ -14,8 +15,9 @@ import pytest
 
 from admin_api.app import create_app
 from core.config import load_config
-from tests.admin.conftest import SECRETS, create, problem_of
-from tests.conftest import service_token
+from tests.helpers.api import create, problem_of
+from tests.helpers.keys import SECRETS
+from tests.helpers.tokens import token_for
 
 EXCHANGE = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
             "subject_token_type": "urn:ietf:params:oauth:token-type:jwt"}
@@ -80,7 +82,7 @@ def test_deeply_nested_merge_patch_is_4xx_on_a_real_server(admin_server, dsn):
     # The window (decoded by msgspec, then too deep for the merge) depends on the worker's stack:
     # it was 957-958 levels under granian; try every depth around it.
     server = admin_server()
-    token = service_token(server, dsn)
+    token = asyncio.run(token_for(server.url, dsn))
     request = urllib.request.Request(f"{server.url}/cloud-init/payloads", method="POST",
                                      data=json.dumps({"spec": {"role": "Compute", "metaData": {"x": 1}}}).encode(),
                                      headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})

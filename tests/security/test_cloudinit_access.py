@@ -17,9 +17,9 @@ import pytest
 from hotpath import _dispatch, _dispatch_py
 from hotpath.answers import AnswerBuilder
 from hotpath.index import Index
-from tests.admin.conftest import NODE, create, problem_of
-from tests.conftest import wait_until
-from tests.seed import add_node, add_params, add_payload
+from tests.helpers.api import NODE, create, problem_of
+from tests.helpers.polling import wait_until
+from tests.helpers.seed import add_node, add_params, add_payload
 
 TOKEN_1 = "0123456789abcdef0123456789abcdef"
 TOKEN_2 = "fedcba9876543210fedcba9876543210"

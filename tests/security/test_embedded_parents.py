@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.embedded import EmbeddedPostgres, EmbeddedPostgresError, pgserver_bin_dir, system_bin_dir
-from tests.conftest import free_port
+from tests.helpers.ports import free_port
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the service user is used only when running as root")
 

@@ -6,6 +6,7 @@ worker from ~125 MB to ~790 MB before it was refused for holding more than
 count now comes first, so the peak RSS of the real worker process barely moves.
 """
 
+import asyncio
 import http.client
 import json
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import service_token
+from tests.helpers.tokens import token_for
 
 LIMIT = 32 << 20  # admin_api.http.MAX_BULK_BODY
 GROWTH_BOUND = 150 << 20  # the old code grew by ~650 MB for each of these bodies
@@ -58,7 +59,7 @@ def _post(server, token: str, body: bytes, content_type: str) -> tuple[int, dict
 ])
 def test_refused_oversized_import_does_not_inflate_the_worker(admin_server, dsn, content_type, make_body):
     server = admin_server()
-    token = service_token(server, dsn)
+    token = asyncio.run(token_for(server.url, dsn))
     body = make_body()
     assert len(body) <= LIMIT
     assert _post(server, token, b"[]", content_type)[0] == 422  # warm up the import route

@@ -15,9 +15,9 @@ import pytest
 from hotpath import _dispatch, _dispatch_py, _render, _render_py
 from hotpath.answers import AnswerBuilder
 from hotpath.index import Index
-from tests.admin.conftest import NODE, create, problem_of
-from tests.conftest import wait_until
-from tests.seed import add_node, add_params, add_payload
+from tests.helpers.api import NODE, create, problem_of
+from tests.helpers.polling import wait_until
+from tests.helpers.seed import add_node, add_params, add_payload
 
 RENDERERS = pytest.mark.parametrize("module", [_render, _render_py], ids=["compiled", "twin"])
 BASE = "http://boot:27778"

@@ -8,12 +8,12 @@ mock of a slow or flaky BMC).  The engine gives up on an answer after 0.5 s.
 import pytest
 
 from sync.power.engine import PowerEngine
-from tests.admin.conftest import create
-from tests.admin.test_discovery import box, credential
-from tests.admin.test_power import wait_transition
-from tests.conftest import free_port, running
-from tests.redfish_emulator import RedfishEmulator, fake_system
-from tests.redfish_proxy import RedfishProxy, Seen
+from tests.helpers.api import create, credential, wait_transition
+from tests.helpers.keys import box
+from tests.helpers.ports import free_port
+from tests.helpers.redfish import RedfishEmulator, fake_system
+from tests.helpers.redfish_proxy import RedfishProxy, Seen
+from tests.helpers.tasks import running
 
 SYSTEMS = [fake_system(1, "Off"), fake_system(2, "On")]
 TIMEOUT_S = 0.5

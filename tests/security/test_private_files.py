@@ -9,7 +9,7 @@ import sys
 from admin_api.auth.bootstrap import bootstrap_admin, credentials_path
 from cli.main import run
 from core import db
-from tests.conftest import service_token
+from tests.helpers.tokens import token_for
 
 
 def mode(path):
@@ -18,7 +18,7 @@ def mode(path):
 
 def test_login_replaces_a_world_readable_config_and_token_cache(admin_server, dsn, monkeypatch, tmp_path, capsys):
     server = admin_server()
-    admin_token = service_token(server, dsn)
+    admin_token = asyncio.run(token_for(server.url, dsn))
     monkeypatch.setenv("CHAMICORE_ENDPOINT", server.url)
     monkeypatch.setenv("CHAMICORE_TOKEN", admin_token)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))

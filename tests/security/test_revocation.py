@@ -15,8 +15,9 @@ import pytest
 
 from admin_api.app import create_app
 from core.config import load_config
-from tests.admin.conftest import SECRETS, token_for
-from tests.admin.test_auth import _IdentityProvider
+from tests.helpers.identity_provider import IdentityProvider
+from tests.helpers.keys import SECRETS
+from tests.helpers.tokens import token_for
 
 DEADLINE_S = 2.0
 COMPONENTS = "/hsm/v2/State/Components"
@@ -141,7 +142,7 @@ async def test_narrowing_a_role_ends_the_wider_tokens_of_its_holders(api, anonym
 
 
 async def test_deleting_a_policy_ends_the_tokens_exchanged_under_it(dsn):
-    idp = _IdentityProvider()
+    idp = IdentityProvider()
     trusted = json.dumps([{"issuer": idp.issuer, "jwksUri": f"http://127.0.0.1:{idp.port}/certs"}])
     app = create_app(load_config({"CHAMICORE_DATABASE_URL": dsn, "CHAMICORE_TRUSTED_ISSUERS": trusted, **SECRETS}))
     try:

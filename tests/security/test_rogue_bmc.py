@@ -11,11 +11,11 @@ import pytest
 
 from core.power import TARGETS_SQL
 from sync.discovery.scanner import DiscoveryScanner
-from tests.admin.conftest import create, problem_of
-from tests.admin.test_discovery import box, credential, scan
-from tests.conftest import running
-from tests.redfish_emulator import RedfishEmulator, fake_system
-from tests.redfish_proxy import RedfishProxy
+from tests.helpers.api import create, credential, problem_of, scan
+from tests.helpers.keys import box
+from tests.helpers.redfish import RedfishEmulator, fake_system
+from tests.helpers.redfish_proxy import RedfishProxy
+from tests.helpers.tasks import running
 
 HONEST = [fake_system(1, "Off"), fake_system(2, "On")]
 STOLEN_UUID = {**fake_system(91, "On"), "uuid": HONEST[0]["uuid"]}              # node 1's UUID, a MAC of its own

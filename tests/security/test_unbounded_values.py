@@ -17,7 +17,8 @@ from admin_api.app import create_app
 from admin_api.auth.accounts import create_account
 from core import db
 from core.config import load_config
-from tests.admin.conftest import SECRETS, problem_of
+from tests.helpers.api import problem_of
+from tests.helpers.keys import SECRETS
 
 KNOWN_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"}
 
