@@ -1,4 +1,4 @@
-"""Fixtures for the pytest-benchmark suites, and the ratio summary they print."""
+"""Fixtures for the pytest-benchmark suites, and the summary of their figures."""
 
 from __future__ import annotations
 
@@ -7,24 +7,14 @@ import asyncio
 import pytest
 
 from bench import fleet
+from bench.figures import FIGURES, RATIOS, RESULTS
 from core import db
-from tests.conftest import create_database, pg_cluster  # noqa: F401 - the session PostgreSQL
+from tests.helpers.postgres import create_database
 
-RESULTS: dict[str, float] = {}
-# (compiled, baseline) pairs whose median ratio is printed at the end.
-RATIOS = [
-    ("test_render_one_node[compiled]", "test_render_one_node[python-twin]"),
-    ("test_dispatch_one_request[compiled]", "test_dispatch_one_request[python-twin]"),
-]
-FIGURES: list[str] = []
-
-
-def record(benchmark, name: str) -> None:
-    RESULTS[name] = benchmark.stats.stats.median
-
+pytest_plugins = ["tests.fixtures.postgres"]  # the session PostgreSQL
 
 @pytest.fixture(scope="session")
-def fleet_dsn(pg_cluster):  # noqa: F811
+def fleet_dsn(pg_cluster):
     """A database with 100,000 seeded nodes, shared by the index benchmarks."""
 
     async def prepare():

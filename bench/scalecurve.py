@@ -21,7 +21,7 @@ from bench.bootstorm import BASE_URL, RESULTS, Server, cpus, free_port, run_wrk
 from bench.fleet import seed
 from core import db, migrate
 from core.embedded import EmbeddedPostgres, pgserver_bin_dir, system_bin_dir
-from tests.conftest import create_database
+from tests.helpers.postgres import create_database
 
 
 async def prepare(cluster: EmbeddedPostgres, nodes: int) -> str:

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from bench import conftest as figures
+from bench import figures
 from hotpath import _dispatch, _dispatch_py, _render, _render_py
 from hotpath.answers import AnswerBuilder
 from hotpath.index import Index
-from tests.conftest import ROOT
+from tests.helpers.paths import ROOT
 
 RENDERERS = {"compiled": _render, "python-twin": _render_py}
 DISPATCHERS = {"compiled": _dispatch, "python-twin": _dispatch_py}
