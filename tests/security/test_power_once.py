@@ -1,6 +1,6 @@
 """An operation that cannot be verified (Nmi) reaches a BMC at most once, whatever the BMC does with its answer.
 
-The BMC is the real sushy-tools emulator behind tests/redfish_proxy.py, which
+The BMC is the real sushy-tools emulator behind tests/helpers/redfish_proxy.py, which
 counts the Reset POSTs that reached it and answers late or not at all (a
 mock of a slow or flaky BMC).  The engine gives up on an answer after 0.5 s.
 """

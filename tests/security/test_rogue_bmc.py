@@ -2,7 +2,7 @@
 
 The honest BMC and the rogue are both sushy-tools emulators.  The rogue's
 systems claim the honest nodes' UUID and MAC; it is scanned through
-tests/redfish_proxy.py, which makes it lie where the emulator cannot (a mock
+tests/helpers/redfish_proxy.py, which makes it lie where the emulator cannot (a mock
 of a lying BMC): a rack with a line break, an IP address that is not one,
 a manufacturer with control characters.
 """
