@@ -14,6 +14,7 @@ import asyncio
 import ipaddress
 import logging
 import time
+from collections.abc import Callable
 from time import perf_counter
 
 import msgspec
@@ -37,16 +38,22 @@ from hotpath.telemetry import BootTelemetry, client_host
 
 log = logging.getLogger("chamicore.hotpath")
 
+_CT_ONLY_GET = 100  # a problem answer that also says which methods are allowed
 _CONTENT_TYPES = {
     CT_TEXT: "text/plain; charset=utf-8",
     CT_PROBLEM: "application/problem+json",
     CT_JSON: "application/json",
+    _CT_ONLY_GET: "application/problem+json",
 }
+# Every header but Content-Length, made once per kind of answer, for each interface.
 _RSGI_HEADERS = {ct: [("content-type", value)] for ct, value in _CONTENT_TYPES.items()}
+_RSGI_HEADERS[_CT_ONLY_GET].append(("allow", "GET, HEAD"))
+_ASGI_HEADERS = {ct: [(k.encode(), v.encode()) for k, v in headers] for ct, headers in _RSGI_HEADERS.items()}
 _SERVICE_PATHS = frozenset(("/health", "/readiness", "/metrics"))
 # `chamicore bootscript` previews a node's answer with this header: answered, not counted as the node asking.
 PREVIEW_HEADER = "x-chamicore-preview"
 PREVIEW_HEADER_BYTES = PREVIEW_HEADER.encode()
+_ONLY_GET = problem_bytes(405, "the boot path only answers GET")
 
 
 class BootApp:
@@ -98,24 +105,11 @@ class BootApp:
 
     async def __rsgi__(self, scope, protocol) -> None:
         started = perf_counter()
-        path = scope.path
-        if scope.method not in ("GET", "HEAD"):
-            protocol.response_bytes(405, [("content-type", "application/problem+json"), ("allow", "GET, HEAD")],
-                                    problem_bytes(405, "the boot path only answers GET"))
-            return
-        if path in _SERVICE_PATHS:
-            status, ct, body = self.service(path)
-            protocol.response_bytes(status, _RSGI_HEADERS[ct], body)
-            return
-        host = "" if self.dispatcher.base_url is not None else (scope.headers.get("host") or scope.authority or "")
-        status, ct, body, node_id, endpoint, outcome = self.dispatcher.dispatch(path, scope.query_string, host)
-        if outcome == OUT_NEEDS_CLIENT_IP:
-            client_ip = self.client_ip(scope.client, scope.headers.get("x-forwarded-for"))
-            status, ct, body, node_id, endpoint, outcome = self.dispatcher.cloud_init_by_ip(client_ip, path)
+        headers = scope.headers
+        status, ct, body, node_id, endpoint, outcome = self.answer(
+            scope.method, scope.path, scope.query_string, headers.get, scope.authority or "", scope.client)
         protocol.response_bytes(status, _RSGI_HEADERS[ct], body)
-        if node_id is not None and scope.headers.get(PREVIEW_HEADER) is None:
-            self.telemetry.record(node_id, endpoint, time.time(), scope.client)
-        self.metrics.observe(endpoint, outcome, perf_counter() - started)
+        self.record(started, node_id, endpoint, outcome, scope.client, headers.get(PREVIEW_HEADER) is not None)
 
     # -- ASGI -------------------------------------------------------------
 
@@ -128,38 +122,23 @@ class BootApp:
 
     async def _asgi_http(self, scope, send) -> None:
         started = perf_counter()
-        path = scope["path"]
-        node_id = None
-        if scope["method"] not in ("GET", "HEAD"):
-            status, ct, body = 405, CT_PROBLEM, problem_bytes(405, "the boot path only answers GET")
-            endpoint, outcome = EP_OTHER, OUT_BAD_REQUEST
-        elif path in _SERVICE_PATHS:
-            status, ct, body = self.service(path)
-            endpoint = None
-        else:
-            headers = scope["headers"]
-            host = ""
-            if self.dispatcher.base_url is None:
-                host = next((v.decode("latin-1") for k, v in headers if k == b"host"), "")
-            query = scope["query_string"].decode("latin-1")
-            status, ct, body, node_id, endpoint, outcome = self.dispatcher.dispatch(path, query, host)
-            if outcome == OUT_NEEDS_CLIENT_IP:
-                client = scope.get("client") or ("", 0)
-                forwarded = next((v.decode("latin-1") for k, v in headers if k == b"x-forwarded-for"), None)
-                client_ip = self.client_ip(f"{client[0]}:{client[1]}", forwarded)
-                status, ct, body, node_id, endpoint, outcome = self.dispatcher.cloud_init_by_ip(client_ip, path)
+        raw = scope["headers"]
+
+        def header(name: str) -> str | None:
+            wanted = name.encode()
+            return next((v.decode("latin-1") for k, v in raw if k == wanted), None)
+
+        client = scope.get("client") or ("", 0)
+        peer = f"{client[0]}:{client[1]}"
+        status, ct, body, node_id, endpoint, outcome = self.answer(
+            scope["method"], scope["path"], scope["query_string"].decode("latin-1"), header, "", peer)
         await send({
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", _CONTENT_TYPES[ct].encode()), (b"content-length", str(len(body)).encode())],
+            "headers": [*_ASGI_HEADERS[ct], (b"content-length", str(len(body)).encode())],
         })
         await send({"type": "http.response.body", "body": body})
-        if node_id is not None and endpoint is not None and not any(
-                k == PREVIEW_HEADER_BYTES for k, _ in scope["headers"]):
-            client = scope.get("client") or ("", 0)
-            self.telemetry.record(node_id, endpoint, time.time(), f"{client[0]}:{client[1]}")
-        if endpoint is not None:
-            self.metrics.observe(endpoint, outcome, perf_counter() - started)
+        self.record(started, node_id, endpoint, outcome, peer, any(k == PREVIEW_HEADER_BYTES for k, _ in raw))
 
     async def _asgi_lifespan(self, receive, send) -> None:
         while True:
@@ -176,7 +155,36 @@ class BootApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    # -- shared -----------------------------------------------------------
+    # -- shared by both interfaces ----------------------------------------
+
+    def answer(self, method: str, path: str, query: str, header: Callable[[str], str | None], authority: str,
+               client: str) -> tuple[int, int, bytes, str | None, int | None, int]:
+        """One request: (status, content type, body, node id, endpoint, outcome).
+
+        `header(name)` reads a request header (lower-case name); it is asked only
+        for what the answer needs (Host when no CHAMICORE_BOOT_URL is set,
+        X-Forwarded-For for cloud-init by address).  Service paths have no
+        endpoint: they are not counted as boot requests.
+        """
+        if method not in ("GET", "HEAD"):
+            return 405, _CT_ONLY_GET, _ONLY_GET, None, EP_OTHER, OUT_BAD_REQUEST
+        if path in _SERVICE_PATHS:
+            status, ct, body = self.service(path)
+            return status, ct, body, None, None, OUT_BAD_REQUEST
+        dispatcher = self.dispatcher
+        host = "" if dispatcher.base_url is not None else (header("host") or authority)
+        answer = dispatcher.dispatch(path, query, host)
+        if answer[5] == OUT_NEEDS_CLIENT_IP:
+            answer = dispatcher.cloud_init_by_ip(self.client_ip(client, header("x-forwarded-for")), path)
+        return answer
+
+    def record(self, started: float, node_id: str | None, endpoint: int | None, outcome: int, client: str,
+               preview: bool) -> None:
+        """Telemetry for a node that asked (not for a preview), metrics for every boot request."""
+        if node_id is not None and endpoint is not None and not preview:
+            self.telemetry.record(node_id, endpoint, time.time(), client)
+        if endpoint is not None:
+            self.metrics.observe(endpoint, outcome, perf_counter() - started)
 
     def client_ip(self, client: str, forwarded_for: str | None) -> str:
         """The requester's address; X-Forwarded-For only when the peer is a trusted proxy."""

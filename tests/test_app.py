@@ -38,7 +38,12 @@ async def test_serves_scripts_and_cloud_init(conn, boot_server, interface):
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=5)
     assert info.value.code == 405
+    assert info.value.headers["allow"] == "GET, HEAD"
+    assert info.value.headers["content-type"] == "application/problem+json"
     info.value.close()
+    # Both interfaces answer through one path, so both count the refusal alike.
+    metrics = server.get("/metrics")[2].decode()
+    assert 'chamicore_boot_requests_total{endpoint="other",outcome="bad_request"} 1' in metrics
 
 
 async def test_admin_edit_reaches_the_wire_in_milliseconds(conn, boot_server):
