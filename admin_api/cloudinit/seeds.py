@@ -17,7 +17,7 @@ from starlette.responses import Response
 from admin_api.http import problem
 from admin_api.resources import path_key
 from admin_api.routing import Router
-from core import events
+from core import inventory
 
 router = Router("cloud-init-seeds")
 
@@ -27,10 +27,6 @@ router = Router("cloud-init-seeds")
 async def rotate_seed(request: Request) -> Response:
     component_id = path_key(request, "component")
     async with request.app.state.pool.acquire() as conn, conn.transaction():
-        # DEFAULT draws a fresh token (core/migrations/0011_cloud_init_token.sql).
-        done = await conn.fetchval("UPDATE smd.components SET cloud_init_token = DEFAULT WHERE id = $1 RETURNING true",
-                                   component_id)
-        if not done:
+        if not await inventory.rotate_seed_token(conn, component_id, inventory.ADMIN):
             raise problem(404, f"no component {component_id!r}")
-        await events.emit(conn, "cloudinit", "seeds", "rotated", component_id)
     return Response(status_code=204)

@@ -29,14 +29,17 @@ from admin_api.http import (
 )
 from admin_api.nodes.schemas import NodeImport, check_boot_params, check_cloud_init
 from admin_api.routing import Param, Router
+from admin_api.smd import components
 from admin_api.smd.schemas import checked_interface
-from core import events
+from core import inventory
 from core.identity import generate_id
 from core.problems import FieldError, ProblemError
 
 router = Router("import")
 MAX_ITEMS = 10_000
 MAX_REPORTED = 1_000
+# Events of imported components and interfaces say so (`imported`, as before the write layer).
+IMPORT = inventory.Origin("import", {"imported": True})
 CONTENT_TYPES = ("application/json", "application/x-ndjson")
 _item_decoder = msgspec.json.Decoder(NodeImport)
 
@@ -53,7 +56,7 @@ class Prepared:
     index: int
     id: str
     item: NodeImport
-    nics: list[tuple[str, str, list, str]]  # (interface id, mac, ip_addrs, description)
+    nics: list[inventory.Interface]
 
 
 class ItemErrors:
@@ -111,7 +114,8 @@ def _prepare(index: int, raw: bytes, errors: ItemErrors) -> Prepared | None:
         nics = []
         for j, nic in enumerate(item.network_interfaces):
             mac, addresses = checked_interface(nic, f"{where}.networkInterfaces[{j}]")
-            nics.append((nic.id or mac.replace(":", ""), mac, addresses, nic.description))
+            nics.append(inventory.Interface(nic.id or inventory.default_interface_id(mac), mac, addresses,
+                                            nic.description))
         check_boot_params(item.boot_params, f"{where}.bootParams")
         check_cloud_init(item.cloud_init, f"{where}.cloudInit")
     except msgspec.ValidationError as exc:
@@ -146,10 +150,10 @@ def _check_batch(nodes: list[Prepared], errors: ItemErrors) -> None:
                 errors.add(node.index, f"{where}.nid", f"nid {node.item.nid} is also item {first_nid[node.item.nid]}")
             first_nid.setdefault(node.item.nid, node.index)
         for j, nic in enumerate(node.nics):
-            if nic[1] in first_mac:
+            if nic.mac in first_mac:
                 errors.add(node.index, f"{where}.networkInterfaces[{j}].macAddr",
-                           f"{nic[1]} is also in item {first_mac[nic[1]]}")
-            first_mac.setdefault(nic[1], node.index)
+                           f"{nic.mac} is also in item {first_mac[nic.mac]}")
+            first_mac.setdefault(nic.mac, node.index)
 
 
 async def _check_database(conn, nodes: list[Prepared], errors: ItemErrors) -> None:
@@ -158,7 +162,7 @@ async def _check_database(conn, nodes: list[Prepared], errors: ItemErrors) -> No
     for row in await conn.fetch("SELECT id FROM smd.components WHERE id = ANY($1::text[])", list(by_id)):
         node = by_id[row["id"]]
         errors.add(node.index, f"$[{node.index}].id", f"component {node.id!r} already exists")
-    owner_of_mac = {nic[1]: (n, j) for n in nodes for j, nic in enumerate(n.nics)}
+    owner_of_mac = {nic.mac: (n, j) for n in nodes for j, nic in enumerate(n.nics)}
     taken_macs = set()
     for row in await conn.fetch("SELECT mac, component_id FROM smd.ethernet_interfaces WHERE mac = ANY($1::text[])",
                                 list(owner_of_mac)):
@@ -167,7 +171,7 @@ async def _check_database(conn, nodes: list[Prepared], errors: ItemErrors) -> No
         errors.add(node.index, f"$[{node.index}].networkInterfaces[{j}].macAddr",
                    f"{row['mac']} already belongs to component {row['component_id']!r}")
     # An interface id clash matters only where the MAC itself is free (ids default to the MAC).
-    nic_ids = {nic[0]: (n, j) for n in nodes for j, nic in enumerate(n.nics) if nic[1] not in taken_macs}
+    nic_ids = {nic.id: (n, j) for n in nodes for j, nic in enumerate(n.nics) if nic.mac not in taken_macs}
     for row in await conn.fetch("SELECT id FROM smd.ethernet_interfaces WHERE id = ANY($1::text[])", list(nic_ids)):
         node, j = nic_ids[row["id"]]
         errors.add(node.index, f"$[{node.index}].networkInterfaces[{j}].id", f"interface {row['id']!r} exists")
@@ -185,30 +189,7 @@ async def _check_database(conn, nodes: list[Prepared], errors: ItemErrors) -> No
 
 
 async def _insert(conn, nodes: list[Prepared]) -> None:
-    items = [n.item for n in nodes]
-    ids = [n.id for n in nodes]
-    # Parents are set after every row exists, so a batch may hold parents and children in any order.
-    await conn.execute(
-        """INSERT INTO smd.components (id, type, state, role, sub_role, nid, arch, enabled, rack, unit, slot, sub_slot)
-           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[],
-                                $8::boolean[], $9::text[], $10::int[], $11::int[], $12::int[])""",
-        ids, [i.type.value for i in items], [i.state.value for i in items],
-        [i.role.value if i.role else "" for i in items], [i.sub_role for i in items], [i.nid for i in items],
-        [i.arch for i in items], [i.enabled for i in items], [i.location.rack for i in items],
-        [i.location.unit for i in items], [i.location.slot for i in items], [i.location.sub_slot for i in items])
-    children = [(n.id, n.item.parent_id) for n in nodes if n.item.parent_id is not None]
-    if children:
-        await conn.execute("UPDATE smd.components c SET parent_id = u.parent FROM unnest($1::text[], $2::text[]) "
-                           "AS u(id, parent) WHERE c.id = u.id", [c[0] for c in children], [c[1] for c in children])
-    nics = [(nic[0], n.id, nic[1], nic[2], nic[3]) for n in nodes for nic in n.nics]
-    if nics:
-        # jsonb values travel as text: a list of lists would read as a 2-D array.
-        await conn.execute(
-            "INSERT INTO smd.ethernet_interfaces (id, component_id, mac, ip_addrs, description) "
-            "SELECT i, c, m, a::jsonb, d FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) "
-            "AS u(i, c, m, a, d)",
-            [n[0] for n in nics], [n[1] for n in nics], [n[2] for n in nics], [json.dumps(n[3]) for n in nics],
-            [n[4] for n in nics])
+    await inventory.import_components(conn, [(n.id, components.to_component(n.item), n.nics) for n in nodes], IMPORT)
     params = [(f"{n.id}-boot", n.id, n.item.boot_params) for n in nodes if n.item.boot_params is not None]
     if params:
         await conn.execute(
@@ -224,9 +205,6 @@ async def _insert(conn, nodes: list[Prepared]) -> None:
             "AS x(i, c, u, m, v)",
             [p[0] for p in payloads], [p[1] for p in payloads], [p[2].user_data for p in payloads],
             [json.dumps(p[2].meta_data) for p in payloads], [p[2].vendor_data for p in payloads])
-    await events.emit_many(conn, "smd", "components", "created", ids,
-                           [{"type": n.item.type.value, "macs": [nic[1] for nic in n.nics], "imported": True}
-                            for n in nodes])
 
 
 @router.post("/hsm/v2/import", scope="write:smd", summary="Bulk import of nodes (JSON array or NDJSON), all or nothing",

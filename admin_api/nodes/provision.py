@@ -13,6 +13,7 @@ sets them, removes them (null) or decommissioning deletes them, dry run or not.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -27,7 +28,7 @@ from admin_api.routing import Param, Router
 from admin_api.scoped import entry_scopes
 from admin_api.smd import components, interfaces
 from admin_api.smd.components import ComponentSpec
-from core import events
+from core import events, inventory
 from core.envelope import Resource
 from core.identity import is_valid_id
 
@@ -61,32 +62,29 @@ def _node_id(request: Request) -> str:
 
 async def _provision(conn, node_id: str, body: NodeProvision, nics: list, changes: list[str]) -> None:
     spec = ComponentSpec(**{f.name: getattr(body, f.name) for f in msgspec.structs.fields(ComponentSpec)})
-    if await conn.fetchval("SELECT true FROM smd.components WHERE id = $1 FOR UPDATE", node_id):
-        await components.update_row(conn, node_id, spec)
+    component = components.to_component(spec)
+    if await inventory.fetch_component(conn, node_id, lock=True):
+        await inventory.replace_component(conn, node_id, component, inventory.ADMIN)
         changes.append(f"updated component {node_id}")
     else:
-        await components.insert_row(conn, node_id, spec)
+        await inventory.create_component(conn, node_id, component, inventory.ADMIN)
         changes.append(f"created component {node_id}")
 
     # Interfaces: exactly the ones given, matched by MAC.
     current = {r["mac"]: r for r in await conn.fetch(
         "SELECT id, mac, ip_addrs, description FROM smd.ethernet_interfaces WHERE component_id = $1", node_id)}
-    wanted = {nic[1]: nic for nic in nics}
+    wanted = {nic.mac: nic for nic in nics}
     for mac in sorted(set(current) - set(wanted)):
-        await conn.execute("DELETE FROM smd.ethernet_interfaces WHERE id = $1", current[mac]["id"])
-        await events.emit(conn, "smd", "ethernetinterfaces", "deleted", current[mac]["id"], {"macAddr": mac})
+        await inventory.delete_interface(conn, current[mac]["id"], inventory.ADMIN)
         changes.append(f"removed interface {mac}")
-    await interfaces.check_macs_free(conn, [m for m in wanted if m not in current])
     new = [nic for mac, nic in wanted.items() if mac not in current]
-    await interfaces.insert_many(conn, node_id, new)
-    changes.extend(f"added interface {nic[1]}" for nic in new)
+    await inventory.create_interfaces(conn, node_id, new, inventory.ADMIN)
+    changes.extend(f"added interface {nic.mac}" for nic in new)
     for mac, nic in wanted.items():
         row = current.get(mac)
-        if row is not None and (row["ip_addrs"] != nic[2] or row["description"] != nic[3]):
-            await conn.execute("UPDATE smd.ethernet_interfaces SET ip_addrs = $2, description = $3, updated_at = now() "
-                               "WHERE id = $1", row["id"], nic[2], nic[3])
-            await events.emit(conn, "smd", "ethernetinterfaces", "updated", row["id"], {"macAddr": mac,
-                                                                                       "ipAddrs": nic[2]})
+        if row is not None and (row["ip_addrs"] != nic.ip_addrs or row["description"] != nic.description):
+            # The interface keeps its id: it is matched by MAC.
+            await inventory.replace_interface(conn, node_id, dataclasses.replace(nic, id=row["id"]), inventory.ADMIN)
             changes.append(f"updated interface {mac}")
 
     await _set_own_entry(conn, node_id, changes, body.boot_params, "bss.boot_params", "bss", "bootparams",
@@ -170,12 +168,14 @@ async def decommission_node(request: Request) -> Response:
     purge = _flag(request, "purge")
 
     async def work(conn, changes: list[str]) -> None:
-        if not await conn.fetchval("SELECT true FROM smd.components WHERE id = $1 FOR UPDATE", node_id):
+        current = await inventory.fetch_component(conn, node_id, lock=True)
+        if current is None:
             raise problem(404, f"no component {node_id!r}")
         require_scopes(request, await entry_scopes(conn, "component_id", node_id),
                        "the node has boot parameters or a cloud-init payload of its own, which this deletes")
+        changes.extend(f"removed interface {nic_id}"
+                       for nic_id in await inventory.delete_interfaces_of(conn, node_id, inventory.ADMIN))
         for table, domain, resource, what in (
-                ("smd.ethernet_interfaces", "smd", "ethernetinterfaces", "interface"),
                 ("bss.boot_params", "bss", "bootparams", "boot parameters"),
                 ("cloudinit.payloads", "cloudinit", "payloads", "cloud-init payload")):
             for row in await conn.fetch(f"DELETE FROM {table} WHERE component_id = $1 RETURNING id", node_id):
@@ -185,16 +185,11 @@ async def decommission_node(request: Request) -> Response:
                                     node_id):
             changes.append(f"left group {row['group_name']}")
         if purge:
-            children = await conn.fetchval("SELECT count(*) FROM smd.components WHERE parent_id = $1", node_id)
-            if children:
-                raise problem(409, f"component {node_id!r} is the parent of {children} components; re-parent them")
-            await conn.execute("DELETE FROM smd.components WHERE id = $1", node_id)
-            await events.emit(conn, "smd", "components", "deleted", node_id)
+            await inventory.delete_component(conn, node_id, inventory.ADMIN)
             changes.append(f"deleted component {node_id}")
         else:
-            await conn.execute("UPDATE smd.components SET enabled = false, state = 'Empty', updated_at = now() "
-                               "WHERE id = $1", node_id)
-            await events.emit(conn, "smd", "components", "decommissioned", node_id)
+            out_of_service = dataclasses.replace(inventory.Component.from_row(current), enabled=False, state="Empty")
+            await inventory.replace_component(conn, node_id, out_of_service, inventory.ADMIN, action="decommissioned")
             changes.append(f"disabled component {node_id} (state Empty)")
 
     plan = await _run(request, node_id, _flag(request, "dryRun"), work)

@@ -12,7 +12,6 @@ from admin_api.http import (
     check_if_match,
     field_problem,
     patched,
-    problem,
     query_list,
     read_json,
     read_patch,
@@ -32,7 +31,7 @@ from admin_api.routing import PAGING, Param, Router, one_of, sort_param
 from admin_api.scoped import entry_scopes
 from admin_api.smd import interfaces
 from admin_api.smd.schemas import ComponentCreateSpec, ComponentSpec, Location
-from core import events
+from core import inventory
 from core.envelope import Resource, ResourceList, ResourceRequest
 from core.identity import ComponentState, ComponentType, Role, generate_id, is_valid_id
 
@@ -40,8 +39,7 @@ KIND, API_VERSION = "Component", "hsm/v2"
 BASE = "/hsm/v2/State/Components"
 router = Router("components")
 
-COLUMNS = ("id, type, state, role, sub_role, nid, arch, enabled, parent_id, rack, unit, slot, sub_slot, "
-           "created_at, updated_at")
+COLUMNS = inventory.COMPONENT_COLUMNS
 SORTABLE = {"id": "id", "type": "type", "state": "state", "role": "role", "nid": "nid", "rack": "rack",
             "unit": "unit", "createdAt": "created_at", "updatedAt": "updated_at"}
 SPEC_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(ComponentSpec))
@@ -71,14 +69,13 @@ def to_resource(row) -> Resource[ComponentSpec]:
     return Resource(kind=KIND, api_version=API_VERSION, metadata=metadata(row["id"], row), spec=to_spec(row))
 
 
-def component_values(spec: ComponentSpec) -> tuple:
+def to_component(spec: ComponentSpec) -> inventory.Component:
+    """The values the write layer (core.inventory) stores for a spec."""
     loc = spec.location
-    return (spec.type.value, spec.state.value, spec.role.value if spec.role else "", spec.sub_role, spec.nid,
-            spec.arch, spec.enabled, spec.parent_id, loc.rack, loc.unit, loc.slot, loc.sub_slot)
-
-
-def _event_data(spec: ComponentSpec) -> dict:
-    return msgspec.to_builtins(spec)
+    return inventory.Component(
+        type=spec.type.value, state=spec.state.value, role=spec.role.value if spec.role else "",
+        sub_role=spec.sub_role, nid=spec.nid, arch=spec.arch, enabled=spec.enabled, parent_id=spec.parent_id,
+        rack=loc.rack, unit=loc.unit, slot=loc.slot, sub_slot=loc.sub_slot)
 
 
 async def fetch_row(conn, component_id: str, *, lock: bool = False):
@@ -88,20 +85,6 @@ async def fetch_row(conn, component_id: str, *, lock: bool = False):
 
 def path_id(request: Request) -> str:
     return path_key(request, "component")
-
-
-async def check_references(conn, spec: ComponentSpec, own_id: str | None, path: str = "$.spec") -> None:
-    """Parent must exist (and not be itself); nid must be free."""
-    if spec.parent_id is not None:
-        if spec.parent_id == own_id:
-            raise field_problem(f"{path}.parentId", "a component cannot be its own parent")
-        if not await conn.fetchval("SELECT true FROM smd.components WHERE id = $1", spec.parent_id):
-            raise field_problem(f"{path}.parentId", f"no component {spec.parent_id!r}")
-    if spec.nid is not None:
-        holder = await conn.fetchval("SELECT id FROM smd.components WHERE nid = $1 AND id IS DISTINCT FROM $2",
-                                     spec.nid, own_id)
-        if holder:
-            raise problem(409, f"nid {spec.nid} already belongs to component {holder!r}")
 
 
 @router.get(BASE, scope="read:smd", summary="List components", response=ResourceList[ComponentSpec],
@@ -163,11 +146,8 @@ async def create_component(request: Request) -> Response:
             for i, nic in enumerate(spec.network_interfaces)]
     interfaces.check_distinct_macs(nics, "$.spec.networkInterfaces")
     async with request.app.state.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval("SELECT true FROM smd.components WHERE id = $1", component_id):
-            raise problem(409, f"component {component_id!r} already exists")
-        await interfaces.check_macs_free(conn, [nic[1] for nic in nics])
-        row = await insert_row(conn, component_id, spec)
-        await interfaces.insert_many(conn, component_id, nics)
+        row = await inventory.create_component(conn, component_id, to_component(spec), inventory.ADMIN,
+                                               interfaces=nics)
     return answer(to_resource(row), 201, f"{BASE}/{component_id}")
 
 
@@ -182,28 +162,6 @@ async def get_component(request: Request) -> Response:
     return answer(resource)
 
 
-async def insert_row(conn, component_id: str, spec: ComponentSpec):
-    """A new component row and its event (interfaces are the caller's)."""
-    await check_references(conn, spec, component_id)
-    row = await conn.fetchrow(
-        f"INSERT INTO smd.components (id, type, state, role, sub_role, nid, arch, enabled, parent_id, rack, unit, "
-        f"slot, sub_slot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COLUMNS}",
-        component_id, *component_values(spec))
-    await events.emit(conn, "smd", "components", "created", component_id, _event_data(to_spec(row)))
-    return row
-
-
-async def update_row(conn, component_id: str, spec: ComponentSpec):
-    """Replace a component row's spec, and its event."""
-    await check_references(conn, spec, component_id)
-    row = await conn.fetchrow(
-        f"UPDATE smd.components SET type = $2, state = $3, role = $4, sub_role = $5, nid = $6, arch = $7, "
-        f"enabled = $8, parent_id = $9, rack = $10, unit = $11, slot = $12, sub_slot = $13, updated_at = now() "
-        f"WHERE id = $1 RETURNING {COLUMNS}", component_id, *component_values(spec))
-    await events.emit(conn, "smd", "components", "updated", component_id, _event_data(spec))
-    return row
-
-
 @router.put(BASE + "/{id}", scope="write:smd", summary="Replace a component (If-Match required)",
             request=ResourceRequest[ComponentSpec], response=Resource[ComponentSpec])
 async def replace_component(request: Request) -> Response:
@@ -214,7 +172,7 @@ async def replace_component(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         current = await fetch_row(conn, component_id, lock=True)
         check_if_match(request, etag_of(component_id, current))
-        row = await update_row(conn, component_id, body.spec)
+        row = await inventory.replace_component(conn, component_id, to_component(body.spec), inventory.ADMIN)
     return answer(to_resource(row))
 
 
@@ -226,7 +184,8 @@ async def patch_component(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         current = await fetch_row(conn, component_id, lock=True)
         check_if_match(request, etag_of(component_id, current), required=False)
-        row = await update_row(conn, component_id, patched(to_spec(current), patch, ComponentSpec))
+        spec = patched(to_spec(current), patch, ComponentSpec)
+        row = await inventory.replace_component(conn, component_id, to_component(spec), inventory.ADMIN)
     return answer(to_resource(row))
 
 
@@ -235,13 +194,8 @@ async def delete_component(request: Request) -> Response:
     component_id = path_id(request)
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         await fetch_row(conn, component_id, lock=True)
-        children = await conn.fetch("SELECT id FROM smd.components WHERE parent_id = $1 ORDER BY id LIMIT 6",
-                                    component_id)
-        if children:
-            names = ", ".join(repr(r["id"]) for r in children[:5]) + (" ..." if len(children) > 5 else "")
-            raise problem(409, f"component {component_id!r} is the parent of {names}; re-parent or delete those first")
+        await inventory.check_deletable(conn, component_id)
         require_scopes(request, await entry_scopes(conn, "component_id", component_id),
                        "the component has boot parameters or a cloud-init payload of its own, which go with it")
-        await conn.execute("DELETE FROM smd.components WHERE id = $1", component_id)
-        await events.emit(conn, "smd", "components", "deleted", component_id)
+        await inventory.delete_component(conn, component_id, inventory.ADMIN)
     return Response(status_code=204)

@@ -10,7 +10,6 @@ from admin_api.http import (
     check_if_match,
     field_problem,
     patched,
-    problem,
     query_list,
     read_json,
     read_patch,
@@ -27,7 +26,7 @@ from admin_api.resources import (
 )
 from admin_api.routing import PAGING, Param, Router, sort_param
 from admin_api.smd.schemas import InlineInterface, InterfaceSpec, IpAddr, checked_interface
-from core import events
+from core import inventory
 from core.envelope import Resource, ResourceList, ResourceRequest
 from core.identity import is_valid_id
 from core.mac import try_normalize_mac
@@ -36,7 +35,7 @@ KIND, API_VERSION = "EthernetInterface", "hsm/v2"
 BASE = "/hsm/v2/Inventory/EthernetInterfaces"
 router = Router("interfaces")
 
-COLUMNS = "id, component_id, mac, ip_addrs, description, created_at, updated_at"
+COLUMNS = inventory.INTERFACE_COLUMNS
 SORTABLE = {"id": "id", "componentId": "component_id", "macAddr": "mac", "createdAt": "created_at",
             "updatedAt": "updated_at"}
 
@@ -44,12 +43,7 @@ _HEX2 = "[0-9A-Fa-f]{2}"
 MAC_RE = (f"({_HEX2}(:{_HEX2}){{5}}|{_HEX2}(-{_HEX2}){{5}}|[0-9A-Fa-f]{{4}}\\.[0-9A-Fa-f]{{4}}\\.[0-9A-Fa-f]{{4}}"
           f"|[0-9A-Fa-f]{{12}})")
 
-# (id, mac, ip_addrs, description), ready to insert
-Prepared = tuple[str, str, list, str]
-
-
-def default_id(mac: str) -> str:
-    return mac.replace(":", "")
+default_id = inventory.default_interface_id
 
 
 def to_resource(row) -> Resource[InterfaceSpec]:
@@ -60,43 +54,17 @@ def to_resource(row) -> Resource[InterfaceSpec]:
     return Resource(kind=KIND, api_version=API_VERSION, metadata=metadata(row["id"], row), spec=spec)
 
 
-def prepare_inline(nic: InlineInterface, path: str) -> Prepared:
+def prepare_inline(nic: InlineInterface, path: str) -> inventory.Interface:
     mac, addresses = checked_interface(nic, path)
-    nic_id = nic.id or default_id(mac)
-    return nic_id, mac, addresses, nic.description
+    return inventory.Interface(nic.id or default_id(mac), mac, addresses, nic.description)
 
 
-def check_distinct_macs(nics: list[Prepared], path: str) -> None:
+def check_distinct_macs(nics: list[inventory.Interface], path: str) -> None:
     seen: dict[str, int] = {}
     for i, nic in enumerate(nics):
-        if nic[1] in seen:
-            raise field_problem(f"{path}[{i}].macAddr", f"{nic[1]} appears twice (also at [{seen[nic[1]]}])")
-        seen[nic[1]] = i
-
-
-async def check_macs_free(conn, macs: list[str], own_ids: tuple[str, ...] = ()) -> None:
-    """A MAC belongs to one interface: 409 naming the component that owns it."""
-    if not macs:
-        return
-    row = await conn.fetchrow("SELECT mac, component_id, id FROM smd.ethernet_interfaces "
-                              "WHERE mac = ANY($1::text[]) AND NOT id = ANY($2::text[]) LIMIT 1", macs, list(own_ids))
-    if row:
-        raise problem(409, f"MAC {row['mac']} already belongs to component {row['component_id']!r} "
-                           f"(interface {row['id']!r})")
-
-
-async def insert_many(conn, component_id: str, nics: list[Prepared]) -> None:
-    if not nics:
-        return
-    taken = await conn.fetchval("SELECT id FROM smd.ethernet_interfaces WHERE id = ANY($1::text[]) LIMIT 1",
-                                [n[0] for n in nics])
-    if taken:
-        raise problem(409, f"interface {taken!r} already exists")
-    await conn.executemany(
-        "INSERT INTO smd.ethernet_interfaces (id, component_id, mac, ip_addrs, description) VALUES ($1, $2, $3, $4, $5)",
-        [(nic_id, component_id, mac, addrs, description) for nic_id, mac, addrs, description in nics])
-    await events.emit_many(conn, "smd", "ethernetinterfaces", "created", [n[0] for n in nics],
-                           [{"componentId": component_id, "macAddr": n[1], "ipAddrs": n[2]} for n in nics])
+        if nic.mac in seen:
+            raise field_problem(f"{path}[{i}].macAddr", f"{nic.mac} appears twice (also at [{seen[nic.mac]}])")
+        seen[nic.mac] = i
 
 
 def path_id(request: Request) -> str:
@@ -106,11 +74,6 @@ def path_id(request: Request) -> str:
 async def fetch_row(conn, nic_id: str, *, lock: bool = False):
     return await fetch_one(conn, f"SELECT {COLUMNS} FROM smd.ethernet_interfaces WHERE id = $1", nic_id, "interface",
                            lock=lock)
-
-
-async def _component_exists(conn, component_id: str) -> None:
-    if not await conn.fetchval("SELECT true FROM smd.components WHERE id = $1", component_id):
-        raise field_problem("$.spec.componentId", f"no component {component_id!r}")
 
 
 @router.get(BASE, scope="read:smd", summary="List Ethernet interfaces", response=ResourceList[InterfaceSpec],
@@ -149,9 +112,9 @@ async def create_interface(request: Request) -> Response:
     if not is_valid_id(nic_id):
         raise field_problem("$.metadata.id", "not a valid id")
     async with request.app.state.pool.acquire() as conn, conn.transaction():
-        await _component_exists(conn, body.spec.component_id)
-        await check_macs_free(conn, [mac])
-        await insert_many(conn, body.spec.component_id, [(nic_id, mac, addresses, body.spec.description)])
+        await inventory.create_interfaces(conn, body.spec.component_id,
+                                          [inventory.Interface(nic_id, mac, addresses, body.spec.description)],
+                                          inventory.ADMIN)
         row = await fetch_row(conn, nic_id)
     return answer(to_resource(row), 201, f"{BASE}/{nic_id}")
 
@@ -164,15 +127,9 @@ async def get_interface(request: Request) -> Response:
 
 async def _update(conn, nic_id: str, spec: InterfaceSpec, path: str = "$.spec"):
     mac, addresses = checked_interface(spec, path)
-    await _component_exists(conn, spec.component_id)
-    await check_macs_free(conn, [mac], (nic_id,))
-    row = await conn.fetchrow(
-        f"UPDATE smd.ethernet_interfaces SET component_id = $2, mac = $3, ip_addrs = $4, description = $5, "
-        f"updated_at = now() WHERE id = $1 RETURNING {COLUMNS}", nic_id, spec.component_id, mac, addresses,
-        spec.description)
-    await events.emit(conn, "smd", "ethernetinterfaces", "updated", nic_id,
-                      {"componentId": spec.component_id, "macAddr": mac, "ipAddrs": addresses})
-    return row
+    return await inventory.replace_interface(conn, spec.component_id,
+                                             inventory.Interface(nic_id, mac, addresses, spec.description),
+                                             inventory.ADMIN, where=path)
 
 
 @router.put(BASE + "/{id}", scope="write:smd", summary="Replace an Ethernet interface (If-Match required)",
@@ -205,7 +162,6 @@ async def patch_interface(request: Request) -> Response:
 async def delete_interface(request: Request) -> Response:
     nic_id = path_id(request)
     async with request.app.state.pool.acquire() as conn, conn.transaction():
-        row = await fetch_row(conn, nic_id, lock=True)
-        await conn.execute("DELETE FROM smd.ethernet_interfaces WHERE id = $1", nic_id)
-        await events.emit(conn, "smd", "ethernetinterfaces", "deleted", nic_id, {"macAddr": row["mac"]})
+        await fetch_row(conn, nic_id, lock=True)
+        await inventory.delete_interface(conn, nic_id, inventory.ADMIN)
     return Response(status_code=204)

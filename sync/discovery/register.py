@@ -10,21 +10,27 @@ one of its systems or, unmapped, a child of its BMC: whom power control
 would ask): a system that reports such a node's UUID or MAC is a conflict,
 reported with the node and its endpoint, and nothing of it is written.  Moving a node between BMCs is an admin's
 decision (delete the old mapping, or the node, and scan again).
+
+Components and interfaces are written through core.inventory, the write layer
+the admin API uses too (its defaults, reference checks and events); their
+events name `source: discovery` and the scan.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import asyncpg
 
-from core import events
+from core import inventory
 from core.discovery import base_url
 from core.identity import generate_id
 from core.nodelist import ListedNode
 from sync.discovery.walk import FoundBmc, FoundSystem
 
-SOURCE_DATA = {"source": "discovery"}
+# A component discovery found, made with what a scan knows (the rest takes the write layer's defaults).
+FOUND_STATE = "Populated"
 
 
 @dataclasses.dataclass(slots=True)
@@ -36,8 +42,8 @@ class Registered:
     conflicts: list[str] = dataclasses.field(default_factory=list)  # nodes another endpoint manages: not adopted
 
 
-async def _emit(conn, action: str, component_id: str, scan_id: str) -> None:
-    await events.emit(conn, "smd", "components", action, component_id, {**SOURCE_DATA, "scan": scan_id})
+def _origin(scan_id: str) -> inventory.Origin:
+    return inventory.Origin("discovery", {"scan": scan_id})
 
 
 async def ensure_bmc(conn: asyncpg.Connection, address: str, credential_id: str | None, insecure: bool,
@@ -50,10 +56,8 @@ async def ensure_bmc(conn: asyncpg.Connection, address: str, credential_id: str 
                            existing, credential_id, insecure)
         return existing
     bmc_id = bmc_id or generate_id("BMC")
-    created = await conn.fetchval("INSERT INTO smd.components (id, type, state) VALUES ($1, 'BMC', 'Ready') "
-                                  "ON CONFLICT (id) DO NOTHING RETURNING id", bmc_id)
-    if created:
-        await _emit(conn, "created", bmc_id, scan_id)
+    await inventory.create_component(conn, bmc_id, inventory.Component(type="BMC", state="Ready"), _origin(scan_id),
+                                     exist_ok=True)
     await conn.execute("INSERT INTO smd.redfish_endpoints (id, address, credential_id, insecure, discovered_at) "
                        "VALUES ($1, $2, $3, $4, now())", bmc_id, address, credential_id, insecure)
     return bmc_id
@@ -81,63 +85,52 @@ async def _find_node(conn, endpoint_id: str | None, path: str | None, uuid: str 
 
 # States that say more than "powered on"; a scan that sees the power on leaves them.
 _BEYOND_ON = ("Ready", "Standby", "Halt")
-_NODE_FIELDS = ("state", "parent_id", "rack", "unit", "nid", "role", "sub_role", "arch", "slot")
 
 
 async def _upsert_node(conn, node_id: str | None, scan_id: str, *, state: str | None, parent_id: str | None,
                        rack: str | None, unit: int | None, listed: ListedNode | None = None) -> str:
     """Create the node, or update what discovery knows about it; returns its id."""
-    found = {"state": state, "parent_id": parent_id, "rack": rack, "unit": unit}
+    found: dict[str, Any] = {"state": state, "parent_id": parent_id, "rack": rack, "unit": unit}
     if listed is not None:
         found.update(nid=listed.nid, role=listed.role or None, sub_role=listed.sub_role or None, arch=listed.arch,
                      slot=listed.slot or None)
-    current = await conn.fetchrow(f"SELECT {', '.join(_NODE_FIELDS)} FROM smd.components WHERE id = $1",
-                                  node_id) if node_id else None
+    current = await inventory.fetch_component(conn, node_id) if node_id else None
     if not node_id or current is None:
         node_id = node_id or generate_id("Node")
-        await conn.execute(
-            "INSERT INTO smd.components (id, type, state, parent_id, rack, unit, nid, role, sub_role, arch, slot) "
-            "VALUES ($1, 'Node', coalesce($2, 'Populated'), $3, $4, $5, $6, coalesce($7, ''), coalesce($8, ''), "
-            "coalesce($9, 'x86_64'), coalesce($10, 0))",
-            node_id, *(found.get(name) for name in _NODE_FIELDS))
-        await _emit(conn, "created", node_id, scan_id)
+        known = {name: value for name, value in found.items() if value is not None}
+        await inventory.create_component(conn, node_id, inventory.Component(
+            type="Node", **{"state": FOUND_STATE, **known}), _origin(scan_id))
         return node_id
     if state == "On" and current["state"] in _BEYOND_ON:
         found["state"] = None
     # Only what was found overwrites; an unchanged row is not touched (no event, no boot-path churn).
-    wanted = {name: found.get(name) if found.get(name) is not None else current[name] for name in _NODE_FIELDS}
-    if wanted != dict(current):
-        await conn.execute(
-            "UPDATE smd.components SET state = $2, parent_id = $3, rack = $4, unit = $5, nid = $6, role = $7, "
-            "sub_role = $8, arch = $9, slot = $10, updated_at = now() WHERE id = $1",
-            node_id, *(wanted[name] for name in _NODE_FIELDS))
-        await _emit(conn, "updated", node_id, scan_id)
+    before = inventory.Component.from_row(current)
+    wanted = dataclasses.replace(before, **{name: value for name, value in found.items() if value is not None})
+    if wanted != before:
+        await inventory.replace_component(conn, node_id, wanted, _origin(scan_id))
     return node_id
 
 
-async def _upsert_interfaces(conn, node_id: str, nics: list[tuple[str, list[str]]]) -> list[str]:
+async def _upsert_interfaces(conn, node_id: str, nics: list[tuple[str, list[str]]],
+                             origin: inventory.Origin) -> list[str]:
     """The node's MACs; a MAC that belongs to another component is reported, not moved."""
     problems = []
     for mac, ips in nics:
-        owner = await conn.fetchrow("SELECT id, component_id, ip_addrs FROM smd.ethernet_interfaces WHERE mac = $1",
-                                    mac)
+        owner = await conn.fetchrow("SELECT id, component_id, mac, ip_addrs, description FROM smd.ethernet_interfaces "
+                                    "WHERE mac = $1", mac)
         addresses = [{"ipAddress": ip, "network": ""} for ip in ips]
         if owner is None:
-            nic_id = mac.replace(":", "")
+            nic_id = inventory.default_interface_id(mac)
             if await conn.fetchval("SELECT true FROM smd.ethernet_interfaces WHERE id = $1", nic_id):
                 nic_id = generate_id("nic")
-            await conn.execute("INSERT INTO smd.ethernet_interfaces (id, component_id, mac, ip_addrs, description) "
-                               "VALUES ($1, $2, $3, $4, 'discovered')", nic_id, node_id, mac, addresses)
-            await events.emit(conn, "smd", "ethernetinterfaces", "created", nic_id,
-                              {"componentId": node_id, "macAddr": mac, "ipAddrs": addresses, **SOURCE_DATA})
+            await inventory.create_interfaces(conn, node_id, [inventory.Interface(nic_id, mac, addresses, "discovered")],
+                                              origin)
         elif owner["component_id"] != node_id:
             problems.append(f"MAC {mac} already belongs to {owner['component_id']!r}; left there")
         elif addresses and owner["ip_addrs"] != addresses and not owner["ip_addrs"]:
             # Fill in addresses the inventory lacks; never overwrite what an admin wrote.
-            await conn.execute("UPDATE smd.ethernet_interfaces SET ip_addrs = $2, updated_at = now() WHERE id = $1",
-                               owner["id"], addresses)
-            await events.emit(conn, "smd", "ethernetinterfaces", "updated", owner["id"],
-                              {"componentId": node_id, "macAddr": mac, "ipAddrs": addresses, **SOURCE_DATA})
+            nic = dataclasses.replace(inventory.interface_from_row(owner), ip_addrs=addresses)
+            await inventory.replace_interface(conn, node_id, nic, origin)
     return problems
 
 
@@ -189,7 +182,7 @@ async def register_bmc(conn: asyncpg.Connection, found: FoundBmc, credential_id:
     done = Registered(problems=list(found.dropped))
     async with conn.transaction():
         bmc_id = await ensure_bmc(conn, found.address, credential_id, insecure, scan_id)
-        done.problems += await _upsert_interfaces(conn, bmc_id, [(mac, []) for mac in found.macs])
+        done.problems += await _upsert_interfaces(conn, bmc_id, [(mac, []) for mac in found.macs], _origin(scan_id))
         done.ids.append(bmc_id)
         for system in found.systems:
             if conflicts := await _conflicts(conn, bmc_id, found.address, system):
@@ -199,7 +192,7 @@ async def register_bmc(conn: asyncpg.Connection, found: FoundBmc, credential_id:
             node_id = await _find_node(conn, bmc_id, system.path, system.uuid, macs)
             node_id = await _upsert_node(conn, node_id, scan_id, state=system.power_state, parent_id=bmc_id,
                                          rack=system.rack, unit=system.unit)
-            done.problems += await _upsert_interfaces(conn, node_id, system.nics)
+            done.problems += await _upsert_interfaces(conn, node_id, system.nics, _origin(scan_id))
             await _map_system(conn, node_id, bmc_id, system.path, system)
             await _power_status(conn, node_id, system.power_state)
             done.ids.append(node_id)
@@ -226,7 +219,8 @@ async def register_listed(conn: asyncpg.Connection, nodes: list[ListedNode], sca
                     continue
             node_id = await _upsert_node(conn, node_id or node.id, scan_id, state=None, parent_id=bmc_id,
                                          rack=node.rack, unit=node.unit, listed=node)
-            problems += await _upsert_interfaces(conn, node_id, [(node.mac, [node.ip] if node.ip else [])])
+            problems += await _upsert_interfaces(conn, node_id, [(node.mac, [node.ip] if node.ip else [])],
+                                                 _origin(scan_id))
             if node.system_path and bmc_id and node.bmc_address:
                 await _map_system(conn, node_id, bmc_id, node.system_path)
             ids.append(node_id)

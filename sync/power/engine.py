@@ -34,7 +34,7 @@ import time
 import aiohttp
 import asyncpg
 
-from core import backoff, db, events
+from core import backoff, db, events, inventory
 from core.crypto import SecretBox
 from core.power import ACTIVE_TASK_STATES_SQL, STEPS, TARGETS_SQL, Operation, Step, target_problem
 from sync.redfish import RedfishClient, RedfishError
@@ -386,18 +386,20 @@ class PowerEngine(Job):
                 log.warning("power status of %s: %s: %s", row["id"], type(outcome).__name__, outcome)
 
 
+POWER = inventory.Origin("power")
+_ON_FROM = ("Empty", "Populated", "Off")
+
+
 async def _record_power(conn, node_id: str, state: str | None) -> None:
     """power.status, and the inventory state when it changed between On and Off."""
     await conn.execute(
         "INSERT INTO power.status (node_id, power_state, management_state) VALUES ($1, $2, 'available') "
         "ON CONFLICT (node_id) DO UPDATE SET power_state = excluded.power_state, management_state = 'available', "
         "error = NULL, updated_at = now()", node_id, state.lower() if state else "undefined")
-    # "On" does not overwrite Ready, Standby or Halt: they say more than "powered".
-    changed = await conn.fetchval(
-        "UPDATE smd.components SET state = $2 WHERE id = $1 AND (($2 = 'Off' AND state <> 'Off') OR "
-        "($2 = 'On' AND state IN ('Empty', 'Populated', 'Off'))) RETURNING id", node_id, state)
-    if changed:
-        await events.emit(conn, "smd", "components", "updated", node_id, {"state": state, "source": "power"})
+    if state in ("On", "Off"):
+        # Through the inventory's write layer (its event says `source: power`).  "On" does not overwrite Ready,
+        # Standby or Halt: they say more than "powered".
+        await inventory.set_state(conn, node_id, state, POWER, only_from=_ON_FROM if state == "On" else None)
 
 
 def _after(seconds: float) -> datetime.datetime:
