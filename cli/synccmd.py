@@ -20,18 +20,17 @@ def status(run: Invocation) -> int:
 
 
 async def print_status(dsn: str) -> int:
-    from admin_api.syncstatus import QUERY, to_status
+    from core.syncstatus import replicas
 
     conn = await _connect(dsn)
     try:
-        rows = await conn.fetch(QUERY)
+        found = await replicas(conn)
     finally:
         await conn.close()
-    if not rows:
+    if not found:
         print("no sync daemon has reported yet: start one with `chamicore serve sync` (or `chamicore up`)")
         return 0
-    for row in rows:
-        status = to_status(row)
+    for status in found:
         success = status.last_success.isoformat(timespec="seconds") if status.last_success else "never"
         print(f"{status.job:<8} {status.state:<8} {status.instance:<28} reported {status.seconds_since_report:>6.1f} s "
               f"ago  last success {success}")
