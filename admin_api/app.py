@@ -150,7 +150,8 @@ def create_app(config: Config | None = None) -> Starlette:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(service.MetricsMiddleware, metrics=metrics)],
+        # The audit sits inside the metrics and outside the exception handlers: it sees the status they send.
+        middleware=[Middleware(service.MetricsMiddleware, metrics=metrics), Middleware(audit.AuditLayer)],
         exception_handlers={
             ProblemError: handler_for(ProblemError, on_problem),
             HTTPException: handler_for(HTTPException, on_http_error),

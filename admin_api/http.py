@@ -150,10 +150,6 @@ def validation_problem(exc: msgspec.ValidationError, prefix: str = "$") -> Probl
     return ProblemError(422, f"{error.field}: {error.detail}", errors=[error])
 
 
-async def read_json(request: Request, type_: type[T], limit: int = MAX_BODY) -> T:
-    return decode(await read_body(request, limit), type_)
-
-
 def query_int(request: Request, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = request.query_params.get(name)
     if raw is None:
@@ -165,6 +161,11 @@ def query_int(request: Request, name: str, default: int, minimum: int = 0, maxim
         bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise field_problem(name, f"must be {bound}", 400)
     return value
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """`?dryRun=true` (or 1, yes): the first value given, false when absent."""
+    return (query_list(request, name) or ["false"])[0].lower() in ("1", "true", "yes")
 
 
 def query_list(request: Request, name: str) -> list[str]:
@@ -194,9 +195,8 @@ def not_modified(request: Request, etag: str) -> bool:
     return sent is not None and (sent.strip() == "*" or etag in [t.strip() for t in sent.split(",")])
 
 
-async def read_patch(request: Request) -> dict:
-    """The `spec` part of a JSON merge patch body (RFC 7396)."""
-    patch = decode(await read_body(request, content_types=MERGE_PATCH_TYPES), dict)
+def spec_patch(patch: dict) -> dict:
+    """The `spec` part of a JSON merge patch body (RFC 7396); anything else in it is a 422."""
     unknown = sorted(set(patch) - {"spec", "metadata", "kind", "apiVersion"})
     if unknown:
         raise field_problem(f"$.{unknown[0][:64]}", "unknown field; a patch changes `spec`")

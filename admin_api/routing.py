@@ -1,8 +1,15 @@
-"""Routes declared once, with what OpenAPI and auth need to know about them.
+"""Routes declared once, with what OpenAPI, auth and the audit need to know about them.
 
 Each operation names its scope (`read:smd`, `write:bss`, ...), its body and
-answer types: the same msgspec types the handler decodes and encodes, so
-the OpenAPI document cannot drift from the code.
+answer types.  The dispatcher stores the matched operation in the request's
+scope, and a handler gets its body through it (`await request_body(request)`,
+decoded into the declared `request` type, read with the declared content
+types and size cap), so the type is written once and the OpenAPI document
+cannot drift from the code.
+
+A request goes: guard (the token carries the operation's scope, or 401/403),
+query check (no unknown parameter), handler.  The audit is a layer around the
+whole app (admin_api/auth/audit.py) that records the status actually sent.
 """
 
 from __future__ import annotations
@@ -10,13 +17,16 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from admin_api.http import MAX_BODY, decode, read_body, spec_patch
 from core.problems import ProblemError
 
+OPERATION = "chamicore.operation"  # the scope key under which the dispatcher leaves the matched Operation
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -63,7 +73,8 @@ class Operation:
     status: int = 200
     params: tuple[Param, ...] = ()
     content_types: tuple[str, ...] = ("application/json",)
-    audited: bool = True  # mutations are recorded in auth.audit (the token endpoint audits itself)
+    audited: bool = True  # recorded in auth.audit: every mutation but the token endpoint (which audits itself)
+    body_limit: int = MAX_BODY
 
 
 class Router:
@@ -73,11 +84,12 @@ class Router:
 
     def route(self, method: str, path: str, *, scope: str | None, summary: str, request: type | None = None,
               response: type | None = None, status: int = 200, params: tuple[Param, ...] = (),
-              content_types: tuple[str, ...] = ("application/json",),
-              audited: bool = True) -> Callable[[Endpoint], Endpoint]:
+              content_types: tuple[str, ...] = ("application/json",), audited: bool = True,
+              body_limit: int = MAX_BODY) -> Callable[[Endpoint], Endpoint]:
         def register(endpoint: Endpoint) -> Endpoint:
             self.operations.append(Operation(method, path, endpoint, scope, summary, self.tag, request, response,
-                                             status, params, content_types, audited))
+                                             status, params, content_types, audited and method != "GET",
+                                             body_limit))
             return endpoint
 
         return register
@@ -109,10 +121,37 @@ def starlette_routes(routers: list[Router]) -> list[BaseRoute]:
             for path, operations in by_path.items()]
 
 
-MUTATING = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+def operation_of(request: Request) -> Operation:
+    """The operation the dispatcher matched for this request."""
+    return request.scope[OPERATION]
 
 
-def _check_query(request: Request, op: Operation) -> None:
+async def request_bytes(request: Request) -> bytes:
+    """The raw body, in one of the operation's content types (415) and within its size cap (413)."""
+    op = operation_of(request)
+    return await read_body(request, op.body_limit, op.content_types)
+
+
+async def request_body(request: Request) -> Any:
+    """The body decoded into the operation's declared request type (400/422 problems otherwise)."""
+    op = operation_of(request)
+    if op.request is None:
+        raise TypeError(f"{op.method} {op.path} declares no request type to decode its body into")
+    return decode(await request_bytes(request), op.request)
+
+
+async def request_patch(request: Request) -> dict:
+    """The `spec` part of a JSON merge patch body (RFC 7396)."""
+    return spec_patch(await request_body(request))
+
+
+def guard(request: Request, op: Operation) -> None:
+    """Authorisation: a token carrying the operation's scope (401/403 otherwise); its claims become
+    `request.state.principal` (None on open routes)."""
+    request.state.principal = None if op.scope is None else request.app.state.auth.authorize(request, op.scope)
+
+
+def check_query(request: Request, op: Operation) -> None:
     """A misspelt filter (`?tpye=Node`) must not silently list everything."""
     allowed = {p.name for p in op.params if p.location == "query"}
     for name in request.query_params:
@@ -122,29 +161,11 @@ def _check_query(request: Request, op: Operation) -> None:
 
 
 def _dispatcher(operations: dict[str, Operation]) -> Endpoint:
-    """Checks the token against the operation's scope, runs it, and audits every mutation."""
-
     async def dispatch(request: Request) -> Response:
-        method = "GET" if request.method == "HEAD" else request.method
-        op = operations[method]
-        auth = request.app.state.auth
-        audited = method in MUTATING and op.audited
-        principal = None
-        status = 500
-        try:
-            if op.scope is not None:
-                principal = auth.authorize(request, op.scope)
-            request.state.principal = principal
-            _check_query(request, op)
-            response = await op.endpoint(request)
-            status = response.status_code
-            return response
-        except ProblemError as exc:
-            status = exc.problem.status
-            raise
-        finally:
-            if audited:
-                actor = principal["sub"] if principal else "anonymous"
-                await auth.audit(request, f"{method} {op.path}", request.url.path, actor, status)
+        op = operations["GET" if request.method == "HEAD" else request.method]
+        request.scope[OPERATION] = op
+        guard(request, op)
+        check_query(request, op)
+        return await op.endpoint(request)
 
     return dispatch

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin_api.auth.revocations import revoke_subjects
-from admin_api.http import field_problem, json_response, problem, read_json
-from admin_api.routing import Router
+from admin_api.http import field_problem, json_response, problem
+from admin_api.routing import Router, request_body
 from admin_api.smd.schemas import Id
 from core.crypto import hash_secret
 
@@ -129,7 +129,7 @@ async def list_accounts(request: Request) -> Response:
 @router.post("/auth/v1/service-accounts", scope="write:auth", request=AccountSpec, response=AccountWithSecret,
              summary="Create a service account (its secret is shown once, in this answer)")
 async def create(request: Request) -> Response:
-    spec = await read_json(request, AccountSpec)
+    spec = await request_body(request)
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         if await conn.fetchval("SELECT true FROM auth.service_accounts WHERE client_id = $1", spec.client_id):
             raise problem(409, f"service account {spec.client_id!r} already exists")
@@ -152,7 +152,7 @@ async def get(request: Request) -> Response:
 @router.patch("/auth/v1/service-accounts/{id}", scope="write:auth", request=AccountChange, response=Account,
               summary="Change a service account's roles, description or enabled flag")
 async def change(request: Request) -> Response:
-    body = await read_json(request, AccountChange)
+    body = await request_body(request)
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         row = await _fetch(conn, request.path_params["id"], lock=True)
         if body.roles is not None:
@@ -187,14 +187,8 @@ async def new_secret(request: Request) -> Response:
 
 @router.delete("/auth/v1/service-accounts/{id}", scope="write:auth", summary="Delete a service account")
 async def delete(request: Request) -> Response:
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
-        gone = await conn.fetchval("DELETE FROM auth.service_accounts WHERE client_id = $1 RETURNING client_id",
-                                   request.path_params["id"])
-        if gone is None:
-            raise problem(404, f"no service account {request.path_params['id'][:255]!r}")
-        await _revoke(request, conn, [gone])
-    await request.app.state.auth.reload()
-    return Response(status_code=204)
+    return await _delete_revoking(request, "DELETE FROM auth.service_accounts WHERE client_id = $1 RETURNING client_id",
+                                  "service account")
 
 
 @router.get("/auth/v1/roles", scope="read:auth", summary="Roles and the scopes they grant", response=list[Role])
@@ -209,7 +203,7 @@ async def list_roles(request: Request) -> Response:
             summary="Create or replace a custom role (the built-in ones are fixed)")
 async def put_role(request: Request) -> Response:
     name = request.path_params["name"]
-    body = await read_json(request, RoleSpec)
+    body = await request_body(request)
     try:
         msgspec.convert(name, RoleName)
     except msgspec.ValidationError:
@@ -247,7 +241,7 @@ async def list_policies(request: Request) -> Response:
 @router.post("/auth/v1/policies", scope="write:auth", request=PolicySpec, response=Policy,
              summary="Give an outside identity (issuer + subject) roles, for token exchange")
 async def create_policy(request: Request) -> Response:
-    body = await read_json(request, PolicySpec)
+    body = await request_body(request)
     policy_id = body.id or f"policy-{secrets.token_hex(4)}"
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         await _check_roles(conn, body.roles, "$.roles")
@@ -261,11 +255,16 @@ async def create_policy(request: Request) -> Response:
 
 @router.delete("/auth/v1/policies/{id}", scope="write:auth", summary="Delete a policy")
 async def delete_policy(request: Request) -> Response:
+    # The subject's tokens exchanged under it go with it.
+    return await _delete_revoking(request, "DELETE FROM auth.policies WHERE id = $1 RETURNING subject", "policy")
+
+
+async def _delete_revoking(request: Request, delete: str, what: str) -> Response:
+    """Delete by the path's id and revoke the subject `delete` returns: whoever held it holds nothing now."""
     async with request.app.state.pool.acquire() as conn, conn.transaction():
-        subject = await conn.fetchval("DELETE FROM auth.policies WHERE id = $1 RETURNING subject",
-                                      request.path_params["id"])
+        subject = await conn.fetchval(delete, request.path_params["id"])
         if subject is None:
-            raise problem(404, f"no policy {request.path_params['id'][:255]!r}")
-        await _revoke(request, conn, [subject])  # tokens exchanged under it
+            raise problem(404, f"no {what} {request.path_params['id'][:255]!r}")
+        await _revoke(request, conn, [subject])
     await request.app.state.auth.reload()
     return Response(status_code=204)

@@ -1,4 +1,5 @@
-"""GET /auth/v1/audit: who changed what, when, and how it went (admins only)."""
+"""The audit: every mutation recorded with who made it and the status it got, and
+GET /auth/v1/audit to read it (admins only)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,51 @@ from starlette.responses import Response
 
 from admin_api.http import field_problem, json_response, query_list
 from admin_api.resources import paging
-from admin_api.routing import PAGING, Param, Router
+from admin_api.routing import OPERATION, PAGING, Operation, Param, Router
 
 router = Router("audit")
+
+
+class AuditLayer:
+    """ASGI middleware recording each audited operation (mutations) in auth.audit.
+
+    It sits between the app's exception handlers and the server, so the status
+    it records is the one sent: a handler's answer, a problem, a database error
+    the app maps (a unique-key clash is 409), a 401/403 from the guard; 500 when
+    nothing was sent at all.  The entry is written before the response leaves,
+    so a client that reads the audit after its answer finds it.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        recorded = False
+
+        async def record(status: int) -> None:
+            nonlocal recorded
+            op: Operation | None = scope.get(OPERATION)  # left by the dispatcher once a route matched
+            if recorded or op is None or not op.audited:
+                return
+            recorded = True
+            principal = (scope.get("state") or {}).get("principal")
+            request = Request(scope)
+            await scope["app"].state.auth.audit(request, f"{op.method} {op.path}", request.url.path,
+                                                principal["sub"] if principal else "anonymous", status)
+
+        async def send_recorded(message) -> None:
+            if message["type"] == "http.response.start":
+                await record(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_recorded)
+        except Exception:
+            await record(500)  # the server's last-resort handler answers 500
+            raise
 
 
 class AuditEntry(msgspec.Struct, rename="camel"):

@@ -12,8 +12,8 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.http import field_problem, json_response, problem, query_list, read_json
-from admin_api.routing import Param, Router
+from admin_api.http import field_problem, json_response, problem, query_list
+from admin_api.routing import Param, Router, request_body
 from admin_api.smd.schemas import Id
 from core.crypto import SecretBox
 from core.identity import generate_id
@@ -87,7 +87,7 @@ async def list_credentials(request: Request) -> Response:
 @router.post(BASE, scope="write:credentials", request=CredentialSpec, response=Credential,
              summary="Store a device credential (the secret is encrypted)")
 async def create(request: Request) -> Response:
-    body = await read_json(request, CredentialSpec)
+    body = await request_body(request)
     credential_id = body.id or generate_id("cred")
     sealed = _box(request).seal(body.secret.encode(), credential_id)
     async with request.app.state.pool.acquire() as conn:
@@ -123,7 +123,7 @@ async def reveal(request: Request) -> Response:
 @router.patch(BASE + "/{id}", scope="write:credentials", request=CredentialChange, response=Credential,
               summary="Change a device credential")
 async def change(request: Request) -> Response:
-    body = await read_json(request, CredentialChange)
+    body = await request_body(request)
     credential_id = request.path_params["id"]
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         await _fetch(conn, credential_id)

@@ -22,8 +22,8 @@ from starlette.responses import Response
 from admin_api.auth import keys, revocations
 from admin_api.auth.guard import client_ip
 from admin_api.auth.throttle import TokenThrottle
-from admin_api.http import check_values, field_problem, json_response, problem, read_body
-from admin_api.routing import Router
+from admin_api.http import check_values, field_problem, json_response, problem
+from admin_api.routing import Router, request_body, request_bytes
 from core.crypto import verify_secret
 from core.problems import ProblemError
 from core.tokens import ALGORITHM, AUDIENCE
@@ -74,7 +74,7 @@ def oauth_error(status: int, error: str, description: str) -> ProblemError:
 
 
 async def _read_token_request(request: Request) -> TokenRequest:
-    body = await read_body(request, content_types=(FORM, "application/json"))
+    body = await request_bytes(request)  # a form or JSON (the operation's content types)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if media == FORM:
@@ -243,9 +243,7 @@ async def _grant(request: Request, body: TokenRequest, auth) -> tuple[str, Token
 @router.post("/auth/v1/token/revoke", scope="write:auth", status=200, request=RevokeRequest, response=Revoked,
              summary="Revoke one token (jti) or every token of a subject issued until now")
 async def revoke(request: Request) -> Response:
-    from admin_api.http import read_json
-
-    body = await read_json(request, RevokeRequest)
+    body = await request_body(request)
     if (body.jti is None) == (body.subject is None):
         raise field_problem("$", "give exactly one of jti or subject")
     lifetime = request.app.state.auth.config.token_lifetime_s

@@ -10,7 +10,7 @@ import msgspec
 from admin_api.http import field_problem
 from admin_api.resources import metadata
 from admin_api.routing import Router
-from admin_api.scoped import ScopedTable, register_routes
+from admin_api.scoped import ScopedEntries
 from admin_api.smd.schemas import Id
 from core.envelope import Resource
 from core.identity import Role, boot_text_problem
@@ -58,24 +58,28 @@ def check_uri(value: str, path: str, required: bool) -> None:
         raise field_problem(path, f"expected an {', '.join(URI_SCHEMES)} URL, got {value[:80]!r}")
 
 
-def check(spec: BootParamsSpec) -> None:
-    check_uri(spec.kernel, "$.spec.kernel", True)
-    check_uri(spec.initrd, "$.spec.initrd", False)
-    check_text(spec.cmdline, "$.spec.cmdline")
+class BootParams(ScopedEntries):
+    base, table, columns, kind, api_version = BASE, "bss.boot_params", COLUMNS, KIND, API_VERSION
+    noun, names, id_prefix = "boot parameters", ("bootparams", "bootparams"), "bp"
+    spec, scope_fields = BootParamsSpec, ("mac", "componentId", "group", "role")
+    domain, events_as, read_scope, write_scope = "bss", "bootparams", "read:bss", "write:bss"
+
+    def to_resource(self, row) -> Resource[BootParamsSpec]:
+        spec = BootParamsSpec(mac=row["mac"], component_id=row["component_id"], group=row["group_name"],
+                              role=Role(row["role"]) if row["role"] else None, kernel=row["kernel"],
+                              initrd=row["initrd"], cmdline=row["cmdline"])
+        return Resource(kind=KIND, api_version=API_VERSION, metadata=metadata(row["id"], row), spec=spec)
+
+    def check(self, spec: BootParamsSpec) -> None:
+        check_uri(spec.kernel, "$.spec.kernel", True)
+        check_uri(spec.initrd, "$.spec.initrd", False)
+        check_text(spec.cmdline, "$.spec.cmdline")
+
+    def fields(self, spec: BootParamsSpec) -> dict[str, str]:
+        return {"kernel": spec.kernel, "initrd": spec.initrd, "cmdline": spec.cmdline}
+
+    def event_data(self, row, scope: dict) -> dict:
+        return msgspec.to_builtins(self.to_resource(row).spec)
 
 
-def to_resource(row) -> Resource[BootParamsSpec]:
-    spec = BootParamsSpec(mac=row["mac"], component_id=row["component_id"], group=row["group_name"],
-                          role=Role(row["role"]) if row["role"] else None, kernel=row["kernel"],
-                          initrd=row["initrd"], cmdline=row["cmdline"])
-    return Resource(kind=KIND, api_version=API_VERSION, metadata=metadata(row["id"], row), spec=spec)
-
-
-register_routes(router, ScopedTable(
-    table="bss.boot_params", columns=COLUMNS, base=BASE, kind=KIND, api_version=API_VERSION,
-    noun="boot parameters", id_prefix="bp", spec_type=BootParamsSpec,
-    scope_fields=("mac", "componentId", "group", "role"), domain="bss", resource="bootparams",
-    read_scope="read:bss", write_scope="write:bss", to_resource=to_resource, check=check,
-    fields=lambda spec: {"kernel": spec.kernel, "initrd": spec.initrd, "cmdline": spec.cmdline},
-    event_data=lambda row, scope: msgspec.to_builtins(to_resource(row).spec),
-))
+BootParams().routes(router)

@@ -10,7 +10,7 @@ from admin_api.cloudinit.userdata import check_meta_data, check_user_data
 from admin_api.http import field_problem
 from admin_api.resources import metadata
 from admin_api.routing import Router
-from admin_api.scoped import ScopedTable, register_routes
+from admin_api.scoped import ScopedEntries
 from admin_api.smd.schemas import Id
 from core.envelope import Resource
 from core.identity import Role
@@ -31,29 +31,33 @@ class PayloadSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw
     vendor_data: Document | None = None
 
 
-def check(spec: PayloadSpec) -> None:
-    check_user_data(spec.user_data, "$.spec.userData")
-    check_user_data(spec.vendor_data, "$.spec.vendorData")
-    if "instance-id" in spec.meta_data:
-        raise field_problem("$.spec.metaData.instance-id",
-                            "is computed by Chamicore from the node's cloud-init data; leave it out")
-    check_meta_data(spec.meta_data, "$.spec.metaData")
+class Payloads(ScopedEntries):
+    base, table, columns, kind, api_version = BASE, "cloudinit.payloads", COLUMNS, KIND, API_VERSION
+    noun, names, id_prefix = "cloud-init payload", ("payloads", "payloads"), "ci"
+    spec, scope_fields = PayloadSpec, ("componentId", "group", "role")
+    domain, events_as, read_scope, write_scope = "cloudinit", "payloads", "read:cloudinit", "write:cloudinit"
+
+    def to_resource(self, row) -> Resource[PayloadSpec]:
+        spec = PayloadSpec(component_id=row["component_id"], group=row["group_name"],
+                           role=Role(row["role"]) if row["role"] else None, user_data=row["user_data"],
+                           meta_data=row["meta_data"], vendor_data=row["vendor_data"])
+        return Resource(kind=KIND, api_version=API_VERSION, metadata=metadata(row["id"], row), spec=spec)
+
+    def check(self, spec: PayloadSpec) -> None:
+        check_user_data(spec.user_data, "$.spec.userData")
+        check_user_data(spec.vendor_data, "$.spec.vendorData")
+        if "instance-id" in spec.meta_data:
+            raise field_problem("$.spec.metaData.instance-id",
+                                "is computed by Chamicore from the node's cloud-init data; leave it out")
+        check_meta_data(spec.meta_data, "$.spec.metaData")
+
+    def fields(self, spec: PayloadSpec) -> dict[str, Any]:
+        return {"user_data": spec.user_data, "meta_data": spec.meta_data, "vendor_data": spec.vendor_data}
+
+    def event_data(self, row, scope: dict) -> dict:
+        # Scope only: user-data may hold secrets that have no business in an event stream.
+        return {"componentId": scope.get("component_id"), "group": scope.get("group_name"),
+                "role": scope.get("role")}
 
 
-def to_resource(row) -> Resource[PayloadSpec]:
-    spec = PayloadSpec(component_id=row["component_id"], group=row["group_name"],
-                       role=Role(row["role"]) if row["role"] else None, user_data=row["user_data"],
-                       meta_data=row["meta_data"], vendor_data=row["vendor_data"])
-    return Resource(kind=KIND, api_version=API_VERSION, metadata=metadata(row["id"], row), spec=spec)
-
-
-register_routes(router, ScopedTable(
-    table="cloudinit.payloads", columns=COLUMNS, base=BASE, kind=KIND, api_version=API_VERSION,
-    noun="cloud-init payload", id_prefix="ci", spec_type=PayloadSpec, scope_fields=("componentId", "group", "role"),
-    domain="cloudinit", resource="payloads", read_scope="read:cloudinit", write_scope="write:cloudinit",
-    to_resource=to_resource, check=check,
-    fields=lambda spec: {"user_data": spec.user_data, "meta_data": spec.meta_data, "vendor_data": spec.vendor_data},
-    # Scope only: user-data may hold secrets that have no business in an event stream.
-    event_data=lambda row, scope: {"componentId": scope.get("component_id"), "group": scope.get("group_name"),
-                                   "role": scope.get("role")},
-))
+Payloads().routes(router)

@@ -8,9 +8,9 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.http import field_problem, json_response, problem, query_list, read_json
+from admin_api.http import field_problem, json_response, problem, query_list
 from admin_api.resources import paging
-from admin_api.routing import PAGING, Param, Router, one_of
+from admin_api.routing import PAGING, Param, Router, one_of, request_body
 from admin_api.smd.schemas import Id
 from core import events
 from core.discovery import BadAddress, create_scan
@@ -99,7 +99,7 @@ async def _one(conn, scan_id: str, status: int = 200) -> Response:
 @router.post(BASE, scope="write:discovery", summary="Start a scan of some or all targets", request=ScanRequest,
              response=Scan)
 async def start_scan(request: Request) -> Response:
-    body = await read_json(request, ScanRequest)
+    body = await request_body(request)
     principal = request.state.principal
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         if body.targets:

@@ -9,24 +9,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin_api.auth.binding import check_binding
-from admin_api.http import (
-    MAX_BULK_BODY,
-    MERGE_PATCH_TYPES,
-    check_if_match,
-    field_problem,
-    json_response,
-    patched,
-    problem,
-    read_json,
-    read_patch,
-)
-from admin_api.resources import answer, etag_of, fetch_one, list_answer, metadata, paging
+from admin_api.collection import Collection, Where
+from admin_api.http import MAX_BULK_BODY, field_problem, json_response
+from admin_api.resources import metadata
 from admin_api.routing import PAGING, Param, Router
 from admin_api.smd.schemas import Id
 from core import events
 from core.discovery import DRIVERS, BadAddress, expand
-from core.envelope import Resource, ResourceList, ResourceRequest
-from core.identity import generate_id, is_valid_id
+from core.envelope import Resource
 from core.nodelist import NodeListError, parse
 
 KIND, API_VERSION = "DiscoveryTarget", "discovery/v1"
@@ -91,77 +81,49 @@ def _values(spec: TargetSpec) -> tuple:
             spec.enabled, spec.description)
 
 
-async def _fetch(conn, target_id: str, *, lock: bool = False):
-    return await fetch_one(conn, f"SELECT {COLUMNS} FROM discovery.targets WHERE id = $1", target_id,
-                           "discovery target", lock=lock)
-
-
 @router.get("/discovery/v1/drivers", scope="read:discovery", summary="Discovery drivers", response=list[DriverInfo])
 async def list_drivers(request: Request) -> Response:
     return json_response([DriverInfo(name, text) for name, text in DRIVERS.items()])
 
 
-@router.get(BASE, scope="read:discovery", summary="List discovery targets", response=ResourceList[TargetSpec],
-            params=(*PAGING, Param("driver", "only this driver")))
-async def list_targets(request: Request) -> Response:
-    limit, offset = paging(request)
-    driver = request.query_params.get("driver")
-    async with request.app.state.pool.acquire() as conn:
-        total = await conn.fetchval("SELECT count(*) FROM discovery.targets WHERE $1::text IS NULL OR driver = $1",
-                                    driver)
-        rows = await conn.fetch(f"SELECT {COLUMNS} FROM discovery.targets WHERE $1::text IS NULL OR driver = $1 "
-                                f"ORDER BY id LIMIT {limit} OFFSET {offset}", driver)
-    return list_answer(request, "DiscoveryTargetList", API_VERSION, [_resource(r) for r in rows], total, limit, offset)
+class Targets(Collection):
+    base, table, select = BASE, "discovery.targets", f"SELECT {COLUMNS} FROM discovery.targets"
+    kind, api_version, noun, names = KIND, API_VERSION, "discovery target", ("target", "targets")
+    spec, domain, events_as, read_scope, write_scope = TargetSpec, "discovery", "targets", "read:discovery", \
+        "write:discovery"
+    id_prefix, create_body_limit = "target", MAX_BULK_BODY  # a csv/json node list comes in the body
+    handlers = ("list", "create", "get", "patch", "delete")
+    list_params = (*PAGING, Param("driver", "only this driver"))
+    summaries = {"list": "List discovery targets", "create": "Create a discovery target",
+                 "get": "Get a discovery target", "patch": "Change a discovery target (JSON merge patch)",
+                 "delete": "Delete a discovery target (its scans stay)"}
 
+    def to_resource(self, row) -> Resource[TargetSpec]:
+        return _resource(row)
 
-@router.post(BASE, scope="write:discovery", summary="Create a discovery target",
-             request=ResourceRequest[TargetSpec], response=Resource[TargetSpec])
-async def create_target(request: Request) -> Response:
-    body = await read_json(request, ResourceRequest[TargetSpec], MAX_BULK_BODY)
-    target_id = body.metadata.id or generate_id("target")
-    if not is_valid_id(target_id):
-        raise field_problem("$.metadata.id", "not a valid id (ADR-010: letters, digits, . _ -; 2 to 255 long)")
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval("SELECT true FROM discovery.targets WHERE id = $1", target_id):
-            raise problem(409, f"discovery target {target_id!r} already exists")
-        await _check(request, conn, body.spec)
+    def where(self, request: Request) -> Where:
+        where = Where()
+        if (driver := request.query_params.get("driver")) is not None:
+            where.add("driver = {}", driver)
+        return where
+
+    async def insert(self, request: Request, conn, key: str, prepared: TargetSpec):
+        await _check(request, conn, prepared)
         row = await conn.fetchrow(
             f"INSERT INTO discovery.targets (id, driver, address, document, credential_id, insecure, schedule_s, "
             f"enabled, description) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {COLUMNS}",
-            target_id, *_values(body.spec))
-        await events.emit(conn, "discovery", "targets", "created", target_id)
-    return answer(_resource(row), 201, f"{BASE}/{target_id}")
+            key, *_values(prepared))
+        await events.emit(conn, "discovery", "targets", "created", key)
+        return row
 
-
-@router.get(BASE + "/{id}", scope="read:discovery", summary="Get a discovery target", response=Resource[TargetSpec])
-async def get_target(request: Request) -> Response:
-    async with request.app.state.pool.acquire() as conn:
-        return answer(_resource(await _fetch(conn, request.path_params["id"])))
-
-
-@router.patch(BASE + "/{id}", scope="write:discovery", summary="Change a discovery target (JSON merge patch)",
-              request=dict, response=Resource[TargetSpec], content_types=MERGE_PATCH_TYPES)
-async def patch_target(request: Request) -> Response:
-    target_id = request.path_params["id"]
-    patch = await read_patch(request)
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
-        current = await _fetch(conn, target_id, lock=True)
-        check_if_match(request, etag_of(target_id, current), required=False)
-        spec = patched(_resource(current).spec, patch, TargetSpec)
+    async def update(self, request: Request, conn, key: str, spec: TargetSpec, patch: dict | None):
         await _check(request, conn, spec)
         row = await conn.fetchrow(
             f"UPDATE discovery.targets SET driver = $2, address = $3, document = $4, credential_id = $5, "
             f"insecure = $6, schedule_s = $7, enabled = $8, description = $9, updated_at = now() WHERE id = $1 "
-            f"RETURNING {COLUMNS}", target_id, *_values(spec))
-        await events.emit(conn, "discovery", "targets", "updated", target_id)
-    return answer(_resource(row))
+            f"RETURNING {COLUMNS}", key, *_values(spec))
+        await events.emit(conn, "discovery", "targets", "updated", key)
+        return row
 
 
-@router.delete(BASE + "/{id}", scope="write:discovery", summary="Delete a discovery target (its scans stay)")
-async def delete_target(request: Request) -> Response:
-    target_id = request.path_params["id"]
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
-        await _fetch(conn, target_id, lock=True)
-        await conn.execute("DELETE FROM discovery.targets WHERE id = $1", target_id)
-        await events.emit(conn, "discovery", "targets", "deleted", target_id)
-    return Response(status_code=204)
+Targets().routes(router)

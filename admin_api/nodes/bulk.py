@@ -18,17 +18,16 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from admin_api import dryrun
 from admin_api.auth.guard import require_scopes
 from admin_api.http import (
     MAX_BULK_BODY,
     check_values,
     json_response,
-    query_list,
-    read_body,
     validation_error,
 )
 from admin_api.nodes.schemas import NodeImport, check_boot_params, check_cloud_init
-from admin_api.routing import Param, Router
+from admin_api.routing import Router, request_bytes
 from admin_api.smd import components
 from admin_api.smd.schemas import checked_interface
 from core import inventory
@@ -209,9 +208,9 @@ async def _insert(conn, nodes: list[Prepared]) -> None:
 
 @router.post("/hsm/v2/import", scope="write:smd", summary="Bulk import of nodes (JSON array or NDJSON), all or nothing",
              request=list[NodeImport], response=ImportResult, content_types=CONTENT_TYPES,
-             params=(Param("dryRun", "true: check everything, write nothing"),))
+             params=(dryrun.PARAM,), body_limit=MAX_BULK_BODY)
 async def import_nodes(request: Request) -> Response:
-    body = await read_body(request, MAX_BULK_BODY, CONTENT_TYPES)
+    body = await request_bytes(request)  # items are decoded one by one (_prepare)
     ndjson = request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/x-ndjson"
     raws = _raw_items(body, ndjson)
     if not raws:
@@ -226,13 +225,12 @@ async def import_nodes(request: Request) -> Response:
                              if given is not None}, "items carry bootParams or cloudInit")
     _check_batch(nodes, errors)
     errors.raise_if_any(len(raws))
-    dry_run = (query_list(request, "dryRun") or ["false"])[0].lower() in ("1", "true", "yes")
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
+    dry_run = dryrun.requested(request)
+    async with request.app.state.pool.acquire() as conn, dryrun.transaction(conn, dry_run):
         await _check_database(conn, nodes, errors)
         errors.raise_if_any(len(raws), status=409 if not any(
             e.field.endswith(".parentId") for e in errors.errors) else 422)
-        if not dry_run:
-            await _insert(conn, nodes)
+        await _insert(conn, nodes)
     result = ImportResult(kind="ImportResult", created=0 if dry_run else len(nodes), ids=[n.id for n in nodes],
                           dry_run=dry_run)
     return json_response(result, 200 if dry_run else 201)

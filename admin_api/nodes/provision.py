@@ -21,10 +21,11 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from admin_api import dryrun
 from admin_api.auth.guard import require_scopes
-from admin_api.http import field_problem, json_response, problem, query_list, read_json
+from admin_api.http import field_problem, json_response, problem, query_flag
 from admin_api.nodes.schemas import NodeProvision, check_boot_params, check_cloud_init
-from admin_api.routing import Param, Router
+from admin_api.routing import Param, Router, request_body
 from admin_api.scoped import entry_scopes
 from admin_api.smd import components, interfaces
 from admin_api.smd.components import ComponentSpec
@@ -43,14 +44,6 @@ class Plan(msgspec.Struct, rename="camel"):
     dry_run: bool
     changes: list[str]
     node: Resource[ComponentSpec] | None = None
-
-
-class _Rollback(Exception):
-    """Raised inside the transaction of a dry run, so nothing it did remains."""
-
-
-def _flag(request: Request, name: str) -> bool:
-    return (query_list(request, name) or ["false"])[0].lower() in ("1", "true", "yes")
 
 
 def _node_id(request: Request) -> str:
@@ -126,25 +119,19 @@ async def _set_own_entry(conn, node_id: str, changes: list[str], wanted: Entry |
 async def _run(request: Request, node_id: str, dry_run: bool, work) -> Plan:
     changes: list[str] = []
     node = None
-    async with request.app.state.pool.acquire() as conn:
-        try:
-            async with conn.transaction():
-                await work(conn, changes)
-                row = await conn.fetchrow(f"SELECT {components.COLUMNS} FROM smd.components WHERE id = $1", node_id)
-                node = components.to_resource(row) if row else None
-                if dry_run:
-                    raise _Rollback()
-        except _Rollback:
-            pass
+    async with request.app.state.pool.acquire() as conn, dryrun.transaction(conn, dry_run):
+        await work(conn, changes)
+        row = await conn.fetchrow(f"SELECT {components.COLUMNS} FROM smd.components WHERE id = $1", node_id)
+        node = components.to_resource(row) if row else None
     return Plan(kind="NodePlan", node_id=node_id, dry_run=dry_run, changes=changes, node=node)
 
 
 @router.post(BASE + "/provision", scope="write:smd", status=200, request=NodeProvision, response=Plan,
              summary="Create or update a node, its interfaces, boot parameters and cloud-init payload at once",
-             params=(Param("dryRun", "true: report the changes, make none"),))
+             params=(dryrun.PARAM,))
 async def provision_node(request: Request) -> Response:
     node_id = _node_id(request)
-    body = await read_json(request, NodeProvision)
+    body = await request_body(request)
     nics = [interfaces.prepare_inline(nic, f"$.networkInterfaces[{i}]")
             for i, nic in enumerate(body.network_interfaces)]
     interfaces.check_distinct_macs(nics, "$.networkInterfaces")
@@ -154,7 +141,7 @@ async def provision_node(request: Request) -> Response:
     require_scopes(request, {scope for given, scope in ((body.boot_params, "write:bss"),
                                                         (body.cloud_init, "write:cloudinit"))
                              if given is not msgspec.UNSET}, "the body sets bootParams or cloudInit")
-    plan = await _run(request, node_id, _flag(request, "dryRun"),
+    plan = await _run(request, node_id, dryrun.requested(request),
                       lambda conn, changes: _provision(conn, node_id, body, nics, changes))
     return json_response(plan)
 
@@ -162,10 +149,10 @@ async def provision_node(request: Request) -> Response:
 @router.post(BASE + "/decommission", scope="write:smd", status=200, response=Plan,
              summary="Take a node out of service: interfaces, own boot parameters and payload, memberships",
              params=(Param("purge", "true: delete the component itself too"),
-                     Param("dryRun", "true: report the changes, make none")))
+                     dryrun.PARAM))
 async def decommission_node(request: Request) -> Response:
     node_id = _node_id(request)
-    purge = _flag(request, "purge")
+    purge = query_flag(request, "purge")
 
     async def work(conn, changes: list[str]) -> None:
         current = await inventory.fetch_component(conn, node_id, lock=True)
@@ -192,5 +179,5 @@ async def decommission_node(request: Request) -> Response:
             await inventory.replace_component(conn, node_id, out_of_service, inventory.ADMIN, action="decommissioned")
             changes.append(f"disabled component {node_id} (state Empty)")
 
-    plan = await _run(request, node_id, _flag(request, "dryRun"), work)
+    plan = await _run(request, node_id, dryrun.requested(request), work)
     return json_response(plan)

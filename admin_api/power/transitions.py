@@ -16,9 +16,10 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.http import field_problem, json_response, problem, query_list, read_json
+from admin_api import dryrun
+from admin_api.http import field_problem, json_response, problem, query_list
 from admin_api.resources import paging
-from admin_api.routing import PAGING, Param, Router, one_of
+from admin_api.routing import PAGING, Param, Router, one_of, request_body
 from admin_api.smd.schemas import Id
 from core import events
 from core.envelope import ListMetadata
@@ -123,7 +124,7 @@ async def _nodes(conn, request: Request, targets: Targets) -> list[str]:
 
 async def _create(request: Request, operation: Operation, targets: Targets) -> Response:
     principal = request.state.principal
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
+    async with request.app.state.pool.acquire() as conn, dryrun.transaction(conn, targets.dry_run):
         node_ids = await _nodes(conn, request, targets)
         rows = await conn.fetch(TARGETS_SQL, node_ids)
         unknown = [r["id"] for r in rows if r["type"] is None]
@@ -152,27 +153,21 @@ async def _create(request: Request, operation: Operation, targets: Targets) -> R
             transition["id"], [r["id"] for r in rows], [r["bmc_id"] for r in rows], [problems[r["id"]] for r in rows])
         tasks = await conn.fetch("SELECT * FROM power.tasks WHERE transition_id = $1 ORDER BY node_id",
                                  transition["id"])
-        counts = _count(tasks)
-        body = _transition(transition, counts, tasks)
+        body = _transition(transition, _count(tasks), tasks)
         if targets.dry_run:
-            body.dry_run = True
-            body.id = ""
-            body.state = "dry-run"
-            body.tasks = [msgspec.structs.replace(t, state="would-fail" if t.state == "failed" else "would-run")
-                          for t in body.tasks or ()]
-            body.counts = {k.replace("failed", "would-fail").replace("pending", "would-run"): v
-                           for k, v in counts.items()}
-            raise _DryRun(json_response(body))
+            return json_response(_plan(body))  # and the transaction rolls back
         await events.emit(conn, "power", "transitions", "created", str(transition["id"]),
                           {"operation": operation.value, "nodes": len(node_ids)})
     return json_response(body, 201, {"Location": f"{BASE}/{transition['id']}"})
 
 
-class _DryRun(Exception):
-    """Leaves the transaction by rolling it back, carrying the plan."""
-
-    def __init__(self, response: Response) -> None:
-        self.response = response
+def _plan(body: Transition) -> Transition:
+    """What a dry run answers: the transition it would start, its tasks as would-run or would-fail."""
+    return msgspec.structs.replace(
+        body, dry_run=True, id="", state="dry-run",
+        tasks=[msgspec.structs.replace(t, state="would-fail" if t.state == "failed" else "would-run")
+               for t in body.tasks or ()],
+        counts={k.replace("failed", "would-fail").replace("pending", "would-run"): v for k, v in body.counts.items()})
 
 
 def _count(tasks) -> dict[str, int]:
@@ -182,23 +177,16 @@ def _count(tasks) -> dict[str, int]:
     return counts
 
 
-async def _create_or_plan(request: Request, operation: Operation, targets: Targets) -> Response:
-    try:
-        return await _create(request, operation, targets)
-    except _DryRun as plan:
-        return plan.response
-
-
 @router.post(BASE, scope="write:power", summary="Start a power transition (or plan it with dryRun)",
              request=TransitionRequest, response=Transition)
 async def create_transition(request: Request) -> Response:
-    body = await read_json(request, TransitionRequest)
-    return await _create_or_plan(request, body.operation, body)
+    body = await request_body(request)
+    return await _create(request, body.operation, body)
 
 
 for _name, _operation in ACTIONS.items():
     async def _action(request: Request, operation: Operation = _operation) -> Response:
-        return await _create_or_plan(request, operation, await read_json(request, Targets))
+        return await _create(request, operation, await request_body(request))
 
     _action.__name__ = f"power_action_{_name}"
     router.post(f"/power/v1/actions/{_name}", scope="write:power", request=Targets, response=Transition,

@@ -11,24 +11,16 @@ from typing import Annotated
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response
 
 from admin_api.auth.binding import check_binding
-from admin_api.http import (
-    MERGE_PATCH_TYPES,
-    check_if_match,
-    field_problem,
-    patched,
-    problem,
-    read_json,
-    read_patch,
-)
-from admin_api.resources import answer, etag_of, fetch_one, list_answer, metadata, paging
+from admin_api.collection import Collection
+from admin_api.http import field_problem, problem
+from admin_api.resources import metadata
 from admin_api.routing import PAGING, Router
 from admin_api.smd.schemas import Id
 from core import events, fields
 from core.discovery import BadAddress, base_url
-from core.envelope import Resource, ResourceList, ResourceRequest
+from core.envelope import Resource
 from core.identity import is_valid_id
 
 KIND, API_VERSION = "RedfishEndpoint", "hsm/v2"
@@ -82,11 +74,6 @@ async def _systems(conn, endpoint_ids: list[str]) -> dict[str, list]:
     return by_endpoint
 
 
-async def _fetch(conn, endpoint_id: str, *, lock: bool = False):
-    return await fetch_one(conn, f"SELECT {ENDPOINT_COLUMNS} FROM smd.redfish_endpoints WHERE id = $1", endpoint_id,
-                           "Redfish endpoint", lock=lock)
-
-
 async def _checked(request: Request, conn, endpoint_id: str, spec: RedfishEndpointSpec) -> str:
     """The normalised address, once the references are known good and the caller may bind the credential there."""
     try:
@@ -127,74 +114,51 @@ async def _write_systems(conn, endpoint_id: str, systems: list[RedfishSystem]) -
         [(s.component_id, endpoint_id, s.path, s.uuid, s.serial, s.manufacturer, s.model) for s in systems])
 
 
-async def _answer_one(conn, row, status: int = 200, location: str | None = None) -> Response:
-    systems = (await _systems(conn, [row["id"]])).get(row["id"], [])
-    return answer(_resource(row, systems), status, location)
+class RedfishEndpoints(Collection):
+    base, table, select = BASE, "smd.redfish_endpoints", f"SELECT {ENDPOINT_COLUMNS} FROM smd.redfish_endpoints"
+    kind, api_version, noun, names = KIND, API_VERSION, "Redfish endpoint", ("endpoint", "endpoints")
+    spec, domain, events_as, read_scope, write_scope = RedfishEndpointSpec, "smd", "redfish-endpoints", "read:smd", \
+        "write:smd"
+    handlers = ("list", "create", "get", "patch", "delete")
+    list_params = PAGING
+    summaries = {"list": "List Redfish endpoints",
+                 "create": "Declare a BMC's Redfish endpoint (metadata.id is the BMC component)",
+                 "get": "Get a Redfish endpoint", "patch": "Change a Redfish endpoint (JSON merge patch)",
+                 "delete": "Forget a Redfish endpoint (the BMC component stays)"}
 
+    async def resource(self, conn, row) -> Resource[RedfishEndpointSpec]:
+        return _resource(row, (await _systems(conn, [row["id"]])).get(row["id"], []))
 
-@router.get(BASE, scope="read:smd", summary="List Redfish endpoints", response=ResourceList[RedfishEndpointSpec],
-            params=PAGING)
-async def list_endpoints(request: Request) -> Response:
-    limit, offset = paging(request)
-    async with request.app.state.pool.acquire() as conn:
-        total = await conn.fetchval("SELECT count(*) FROM smd.redfish_endpoints")
-        rows = await conn.fetch(f"SELECT {ENDPOINT_COLUMNS} FROM smd.redfish_endpoints ORDER BY id "
-                                f"LIMIT {limit} OFFSET {offset}")
+    async def resources(self, conn, rows) -> list[Resource]:
         systems = await _systems(conn, [r["id"] for r in rows])
-    items = [_resource(r, systems.get(r["id"], [])) for r in rows]
-    return list_answer(request, "RedfishEndpointList", API_VERSION, items, total, limit, offset)
+        return [_resource(r, systems.get(r["id"], [])) for r in rows]
 
+    def admit(self, body) -> tuple[str, RedfishEndpointSpec]:
+        if not body.metadata.id or not is_valid_id(body.metadata.id):
+            raise field_problem("$.metadata.id", "the id of the BMC component is required")
+        return body.metadata.id, body.spec
 
-@router.post(BASE, scope="write:smd", summary="Declare a BMC's Redfish endpoint (metadata.id is the BMC component)",
-             request=ResourceRequest[RedfishEndpointSpec], response=Resource[RedfishEndpointSpec])
-async def create_endpoint(request: Request) -> Response:
-    body = await read_json(request, ResourceRequest[RedfishEndpointSpec])
-    endpoint_id = body.metadata.id
-    if not endpoint_id or not is_valid_id(endpoint_id):
-        raise field_problem("$.metadata.id", "the id of the BMC component is required")
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
-        if await conn.fetchval("SELECT true FROM smd.redfish_endpoints WHERE id = $1", endpoint_id):
-            raise problem(409, f"BMC {endpoint_id!r} already has a Redfish endpoint; PATCH it")
-        address = await _checked(request, conn, endpoint_id, body.spec)
+    def taken(self, key: str) -> str:
+        return f"BMC {key!r} already has a Redfish endpoint; PATCH it"
+
+    async def insert(self, request: Request, conn, key: str, prepared: RedfishEndpointSpec):
+        address = await _checked(request, conn, key, prepared)
         row = await conn.fetchrow(
             f"INSERT INTO smd.redfish_endpoints (id, address, credential_id, insecure) VALUES ($1, $2, $3, $4) "
-            f"RETURNING {ENDPOINT_COLUMNS}", endpoint_id, address, body.spec.credential_id, body.spec.insecure)
-        await _write_systems(conn, endpoint_id, body.spec.systems)
-        await events.emit(conn, "smd", "redfish-endpoints", "created", endpoint_id, {"address": address})
-        return await _answer_one(conn, row, 201, f"{BASE}/{endpoint_id}")
+            f"RETURNING {ENDPOINT_COLUMNS}", key, address, prepared.credential_id, prepared.insecure)
+        await _write_systems(conn, key, prepared.systems)
+        await events.emit(conn, "smd", "redfish-endpoints", "created", key, {"address": address})
+        return row
 
-
-@router.get(BASE + "/{id}", scope="read:smd", summary="Get a Redfish endpoint", response=Resource[RedfishEndpointSpec])
-async def get_endpoint(request: Request) -> Response:
-    async with request.app.state.pool.acquire() as conn:
-        return await _answer_one(conn, await _fetch(conn, request.path_params["id"]))
-
-
-@router.patch(BASE + "/{id}", scope="write:smd", summary="Change a Redfish endpoint (JSON merge patch)",
-              request=dict, response=Resource[RedfishEndpointSpec], content_types=MERGE_PATCH_TYPES)
-async def patch_endpoint(request: Request) -> Response:
-    endpoint_id = request.path_params["id"]
-    patch = await read_patch(request)
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
-        current = await _fetch(conn, endpoint_id, lock=True)
-        check_if_match(request, etag_of(endpoint_id, current), required=False)
-        systems = (await _systems(conn, [endpoint_id])).get(endpoint_id, [])
-        spec = patched(_spec(current, systems), patch, RedfishEndpointSpec)
-        address = await _checked(request, conn, endpoint_id, spec)
+    async def update(self, request: Request, conn, key: str, spec: RedfishEndpointSpec, patch: dict | None):
+        address = await _checked(request, conn, key, spec)
         row = await conn.fetchrow(
             f"UPDATE smd.redfish_endpoints SET address = $2, credential_id = $3, insecure = $4, updated_at = now() "
-            f"WHERE id = $1 RETURNING {ENDPOINT_COLUMNS}", endpoint_id, address, spec.credential_id, spec.insecure)
-        if "systems" in patch:
-            await _write_systems(conn, endpoint_id, spec.systems)
-        await events.emit(conn, "smd", "redfish-endpoints", "updated", endpoint_id, {"address": address})
-        return await _answer_one(conn, row)
+            f"WHERE id = $1 RETURNING {ENDPOINT_COLUMNS}", key, address, spec.credential_id, spec.insecure)
+        if patch is None or "systems" in patch:
+            await _write_systems(conn, key, spec.systems)
+        await events.emit(conn, "smd", "redfish-endpoints", "updated", key, {"address": address})
+        return row
 
 
-@router.delete(BASE + "/{id}", scope="write:smd", summary="Forget a Redfish endpoint (the BMC component stays)")
-async def delete_endpoint(request: Request) -> Response:
-    endpoint_id = request.path_params["id"]
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
-        await _fetch(conn, endpoint_id, lock=True)
-        await conn.execute("DELETE FROM smd.redfish_endpoints WHERE id = $1", endpoint_id)
-        await events.emit(conn, "smd", "redfish-endpoints", "deleted", endpoint_id)
-    return Response(status_code=204)
+RedfishEndpoints().routes(router)
