@@ -21,16 +21,10 @@ from admin_api.http import field_problem, json_response, problem, query_list
 from admin_api.resources import paging
 from admin_api.routing import PAGING, Param, Router, one_of, request_body
 from admin_api.smd.schemas import Id
-from core import events
+from core import events, power_targets
 from core.envelope import ListMetadata
-from core.power import (
-    ACTIONS,
-    ACTIVE_TASK_STATES_SQL,
-    STEPS,
-    TARGETS_SQL,
-    Operation,
-    target_problem,
-)
+from core.power import ACTIONS, ACTIVE_TASK_STATES_SQL, STEPS, Operation
+from core.power_targets import target_problem
 
 router = Router("power")
 BASE = "/power/v1/transitions"
@@ -126,7 +120,7 @@ async def _create(request: Request, operation: Operation, targets: Targets) -> R
     principal = request.state.principal
     async with request.app.state.pool.acquire() as conn, dryrun.transaction(conn, targets.dry_run):
         node_ids = await _nodes(conn, request, targets)
-        rows = await conn.fetch(TARGETS_SQL, node_ids)
+        rows = await power_targets.fetch(conn, node_ids)
         unknown = [r["id"] for r in rows if r["type"] is None]
         if unknown:
             raise field_problem("$.nodes", f"no component {unknown[0]!r}" + (

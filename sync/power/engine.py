@@ -34,9 +34,10 @@ import time
 import aiohttp
 import asyncpg
 
-from core import backoff, db, events, inventory
+from core import backoff, db, events, inventory, power_targets
 from core.crypto import SecretBox
-from core.power import ACTIVE_TASK_STATES_SQL, STEPS, TARGETS_SQL, Operation, Step, target_problem
+from core.power import ACTIVE_TASK_STATES_SQL, STEPS, Operation, Step
+from core.power_targets import target_problem
 from sync.redfish import RedfishClient, RedfishError
 from sync.service import Job
 
@@ -321,7 +322,7 @@ class PowerEngine(Job):
         await self._set(key, expected, "failed", detail=detail[:2000], **fields)
 
     async def _target(self, node_id: str) -> tuple[RedfishClient, str]:
-        row = (await self.active_pool.fetch(TARGETS_SQL, [node_id]))[0]
+        row = (await power_targets.fetch(self.active_pool, [node_id]))[0]
         if problem := target_problem(row):
             raise TaskFailed(problem)
         client = await self._client(row)
@@ -355,7 +356,7 @@ class PowerEngine(Job):
     async def _refresh_status(self) -> None:
         """Every mapped node's power state into power.status (what GET /power/v1/power-status shows)."""
         pool = self.active_pool
-        rows = await pool.fetch(TARGETS_SQL, [r["id"] for r in await pool.fetch(
+        rows = await power_targets.fetch(pool, [r["id"] for r in await pool.fetch(
             "SELECT id FROM smd.components WHERE type = 'Node' AND (id IN (SELECT component_id FROM smd.redfish_systems)"
             " OR parent_id IN (SELECT id FROM smd.redfish_endpoints))")])
         clients: dict[str, RedfishClient] = {}

@@ -9,7 +9,7 @@ a manufacturer with control characters.
 
 import pytest
 
-from core.power import TARGETS_SQL
+from core.power_targets import TARGETS_SQL
 from sync.discovery.scanner import DiscoveryScanner
 from tests.helpers.api import create, credential, problem_of, scan
 from tests.helpers.keys import box
