@@ -150,10 +150,14 @@ async def create_component(conn: db.Connection, component_id: str, component: Co
         raise InventoryError(409, f"component {component_id!r} already exists")
     await check_macs_free(conn, [nic.mac for nic in interfaces])
     await check_references(conn, component_id, component, where)
+    # With exist_ok, a concurrent writer that made the same id first wins quietly (two scans, one BMC).
     row = await conn.fetchrow(
         f"INSERT INTO smd.components (id, type, state, role, sub_role, nid, arch, enabled, parent_id, rack, unit, "
-        f"slot, sub_slot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING {COMPONENT_COLUMNS}",
+        f"slot, sub_slot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        f"{' ON CONFLICT (id) DO NOTHING' if exist_ok else ''} RETURNING {COMPONENT_COLUMNS}",
         component_id, *component.values())
+    if row is None:
+        return None
     await _emit_component(conn, "created", row, origin)
     await _insert_interfaces(conn, component_id, interfaces, origin)
     return row
