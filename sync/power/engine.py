@@ -370,7 +370,8 @@ class PowerEngine(Job):
                 client = clients[row["bmc_id"]]
                 path = row["path"] or await self._only_system(client, row["bmc_id"], row["id"])
                 state = await self._power_state(client, row["bmc_id"], path)
-                await _record_power(pool, row["id"], state if state in ("On", "Off") else None)
+                async with pool.acquire() as conn, conn.transaction():  # status and inventory state together
+                    await _record_power(conn, row["id"], state if state in ("On", "Off") else None)
             except (TaskFailed, RedfishError) as exc:
                 await pool.execute(
                     "INSERT INTO power.status (node_id, power_state, management_state, error) "
