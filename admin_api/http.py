@@ -95,13 +95,16 @@ def convert(value: Any, type_: type[T], prefix: str = "$") -> T:
     return converted
 
 
-def check_values(value: Any, prefix: str = "$") -> None:
-    """Refuse nesting deeper than MAX_DEPTH (400) and control characters in any string, key or value (422).
+def check_values(value: Any, prefix: str = "$") -> int:
+    """Refuse nesting deeper than MAX_DEPTH (400) and control characters in any string, key or value (422);
+    the number of values `value` holds, itself included.
 
     Iterative, so that a deep value cannot exhaust the stack here.  `prefix` names the value in problems."""
     stack: list[tuple[Any, int, tuple | None]] = [(value, 0, None)]  # (value, depth, (parent path, key))
+    count = 0
     while stack:
         item, depth, path = stack.pop()
+        count += 1
         if isinstance(item, str):
             if found := _CONTROL.search(item):
                 raise field_problem(_path_text(prefix, path), _control_detail(found.group()))
@@ -120,6 +123,7 @@ def check_values(value: Any, prefix: str = "$") -> None:
             if isinstance(key, str) and (found := _CONTROL.search(key)):
                 raise field_problem(_path_text(prefix, path), f"a key {_control_detail(found.group())}")
             stack.append((child, depth + 1, (path, key)))
+    return count
 
 
 def _control_detail(char: str) -> str:

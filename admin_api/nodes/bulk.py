@@ -21,6 +21,7 @@ from starlette.responses import Response
 from admin_api import dryrun
 from admin_api.auth.guard import require_scopes
 from admin_api.http import (
+    MAX_BODY,
     MAX_BULK_BODY,
     check_values,
     json_response,
@@ -37,6 +38,9 @@ from core.problems import FieldError, ProblemError
 router = Router("import")
 MAX_ITEMS = 10_000
 MAX_REPORTED = 1_000
+# Values (numbers, strings, objects, arrays) all the nodes of one import may hold: a node with its interfaces,
+# boot parameters and metaData holds a few dozen; 32 MiB of `{}` in metaData would be 11 million objects.
+MAX_VALUES = 1_000_000
 # Events of imported components and interfaces say so (`imported`, as before the write layer).
 IMPORT = inventory.Origin("import", {"imported": True})
 CONTENT_TYPES = ("application/json", "application/x-ndjson")
@@ -56,6 +60,7 @@ class Prepared:
     id: str
     item: NodeImport
     nics: list[inventory.Interface]
+    values: int  # what the item holds, counted towards MAX_VALUES
 
 
 class ItemErrors:
@@ -107,9 +112,12 @@ def _raw_items(body: bytes, ndjson: bool) -> list[bytes]:
 
 def _prepare(index: int, raw: bytes, errors: ItemErrors) -> Prepared | None:
     where = f"$[{index}]"
+    if len(raw) > MAX_BODY:  # what creating this node alone may send; decoding more builds objects by the million
+        errors.add(index, where, f"the item is larger than {MAX_BODY} bytes, the most one node may hold")
+        return None
     try:
         item = _item_decoder.decode(raw)
-        check_values(item, where)
+        values = check_values(item, where)
         nics = []
         for j, nic in enumerate(item.network_interfaces):
             mac, addresses = checked_interface(nic, f"{where}.networkInterfaces[{j}]")
@@ -131,7 +139,7 @@ def _prepare(index: int, raw: bytes, errors: ItemErrors) -> Prepared | None:
         first = exc.problem.errors[0] if exc.problem.errors else FieldError(where, exc.problem.detail or "")
         errors.add(index, first.field, first.detail)
         return None
-    return Prepared(index, item.id or generate_id(item.type.value), item, nics)
+    return Prepared(index, item.id or generate_id(item.type.value), item, nics, values)
 
 
 def _check_batch(nodes: list[Prepared], errors: ItemErrors) -> None:
@@ -218,7 +226,15 @@ async def import_nodes(request: Request) -> Response:
     if len(raws) > MAX_ITEMS:
         raise ProblemError(422, f"more than {MAX_ITEMS} nodes in one request; the limit is {MAX_ITEMS}: split the file")
     errors = ItemErrors()
-    nodes = [node for i, raw in enumerate(raws) if (node := _prepare(i, raw, errors)) is not None]
+    nodes: list[Prepared] = []
+    held = 0
+    for i, raw in enumerate(raws):
+        if (node := _prepare(i, raw, errors)) is not None:
+            nodes.append(node)
+            held += node.values
+            if held > MAX_VALUES:  # refused before the rest is decoded
+                raise ProblemError(422, f"the nodes hold more than {MAX_VALUES} values in all (metaData, most "
+                                        f"likely); nothing was imported: split the file")
     # Items carrying boot parameters or a payload write those domains too (dry run or not).
     require_scopes(request, {scope for node in nodes for given, scope in ((node.item.boot_params, "write:bss"),
                                                                           (node.item.cloud_init, "write:cloudinit"))
