@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from cli.command import Commands, Invocation, handles
 from cli.dbcmd import run_migrate
@@ -119,18 +120,75 @@ async def _bootstrap(dsn: str, data_dir: Path, config: Config) -> Path | None:
         await conn.close()
 
 
-def run_up(config: Config, data_dir: Path) -> int:
-    # Imported here, not above: every `chamicore` command (shell completion too) imports this module.
-    from admin_api.auth.bootstrap import credentials_path
-    from core.crypto import create_key_file
-
+def _lock(data_dir: Path):
+    """Held for the whole run: one `up` per data directory."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    lock = open(data_dir / "up.lock", "w")  # noqa: SIM115 - held for the whole run
+    lock = open(data_dir / "up.lock", "w")  # noqa: SIM115 - closed when up stops
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        lock.close()
         raise CLIError("up", f"another `chamicore up` is using {data_dir}",
                        "stop it first, or pass a different --data-dir") from None
+    return lock
+
+
+def _database(config: Config, data_dir: Path) -> tuple[str, str, EmbeddedPostgres | None]:
+    """(DSN, what to say about it, the embedded server to stop later or None)."""
+    if config.database_url:
+        return config.database_url, f"external, {mask_url(config.database_url)}", None
+    postgres = EmbeddedPostgres(data_dir / "postgres")
+    print(f"starting embedded PostgreSQL in {postgres.pgdata} ...", flush=True)
+    try:
+        postgres.start()
+    except EmbeddedPostgresError as exc:
+        raise CLIError("PostgreSQL", exc.detail, exc.hint) from exc
+    return postgres.dsn, f"embedded, {postgres.dsn}", postgres
+
+
+def _environment(dsn: str, data_dir: Path) -> dict[str, str]:
+    """The children's settings: the database, and keys for secrets at rest (the operator's if set, else
+    files kept 0600 under the data dir)."""
+    from core.crypto import create_key_file
+
+    env = dict(os.environ, CHAMICORE_DATABASE_URL=dsn, CHAMICORE_DATA_DIR=str(data_dir))
+    for setting, name in (("SECRET_KEY", "secret.key"), ("CREDENTIALS_KEY", "credentials.key")):
+        if not os.environ.get(f"CHAMICORE_{setting}") and not os.environ.get(f"CHAMICORE_{setting}_FILE"):
+            env[f"CHAMICORE_{setting}_FILE"] = str(create_key_file(data_dir / "secrets" / name))
+    return env
+
+
+def _say_where(config: Config, data_dir: Path, database: str, new_credentials: bool) -> None:
+    from admin_api.auth.bootstrap import credentials_path
+
+    print(f"\nChamicore is up. Data: {data_dir}")
+    print(f"  PostgreSQL  {database}")
+    bootfile = (f"{config.node_boot_url}/boot/v1/boot.ipxe" if config.node_boot_url
+                else "set CHAMICORE_BOOT_URL to the URL nodes reach it at")
+    print(f"  boot path   {config.boot_listen.local_url}  (DHCP bootfile for iPXE: {bootfile})")
+    admin = config.admin_listen.local_url
+    print(f"  admin API   {admin}  (OpenAPI: {admin}/api/openapi.json, docs: {admin}/api/docs)")
+    print("  sync        discovery scans and power transitions")
+    if config.nats_url:
+        print(f"  sync        outbox relay to {config.nats_url}")
+    if config.kea_url:
+        print(f"  sync        Kea reservations through {config.kea_url}")
+    print(f"  admin credentials  {credentials_path(data_dir)}"
+          + ("  (new: client_credentials for the admin role)" if new_credentials else ""))
+    print("Press Ctrl-C to stop.", flush=True)
+
+
+def _watch(services: list[Service]) -> NoReturn:
+    while True:
+        for service in services:
+            if service.started.poll() is not None:
+                raise CLIError(service.name, f"exited unexpectedly with status {service.started.returncode}",
+                               "read its log lines above; everything else is being stopped", EXIT_FAILURE)
+        time.sleep(0.5)
+
+
+def run_up(config: Config, data_dir: Path) -> int:
+    lock = _lock(data_dir)
 
     def on_signal(signum, _frame):
         raise _Stop()
@@ -139,55 +197,17 @@ def run_up(config: Config, data_dir: Path) -> int:
     postgres: EmbeddedPostgres | None = None
     services = _services(config)
     try:
-        if config.database_url:
-            dsn = config.database_url
-            where = f"external, {mask_url(dsn)}"
-        else:
-            postgres = EmbeddedPostgres(data_dir / "postgres")
-            print(f"starting embedded PostgreSQL in {postgres.pgdata} ...", flush=True)
-            try:
-                postgres.start()
-            except EmbeddedPostgresError as exc:
-                raise CLIError("PostgreSQL", exc.detail, exc.hint) from exc
-            dsn = postgres.dsn
-            where = f"embedded, {dsn}"
+        dsn, where, postgres = _database(config, data_dir)
         asyncio.run(run_migrate(dsn))
-
-        env = dict(os.environ, CHAMICORE_DATABASE_URL=dsn, CHAMICORE_DATA_DIR=str(data_dir))
-        # Keys for secrets at rest: the operator's if set, else files kept (0600) under the data dir.
-        for setting, name in (("SECRET_KEY", "secret.key"), ("CREDENTIALS_KEY", "credentials.key")):
-            if not os.environ.get(f"CHAMICORE_{setting}") and not os.environ.get(f"CHAMICORE_{setting}_FILE"):
-                env[f"CHAMICORE_{setting}_FILE"] = str(create_key_file(data_dir / "secrets" / name))
+        env = _environment(dsn, data_dir)
         written = asyncio.run(_bootstrap(dsn, data_dir, config))
         deadline = time.monotonic() + READY_TIMEOUT_S
         for service in services:
             service.process = subprocess.Popen(service.argv, env=env, start_new_session=True)
         for service in services:
             _wait_ready(service, deadline)
-
-        print(f"\nChamicore is up. Data: {data_dir}")
-        print(f"  PostgreSQL  {where}")
-        boot = config.boot_listen.local_url
-        bootfile = (f"{config.node_boot_url}/boot/v1/boot.ipxe" if config.node_boot_url
-                    else "set CHAMICORE_BOOT_URL to the URL nodes reach it at")
-        print(f"  boot path   {boot}  (DHCP bootfile for iPXE: {bootfile})")
-        admin = config.admin_listen.local_url
-        print(f"  admin API   {admin}  (OpenAPI: {admin}/api/openapi.json, docs: {admin}/api/docs)")
-        print("  sync        discovery scans and power transitions")
-        if config.nats_url:
-            print(f"  sync        outbox relay to {config.nats_url}")
-        if config.kea_url:
-            print(f"  sync        Kea reservations through {config.kea_url}")
-        print(f"  admin credentials  {credentials_path(data_dir)}"
-              + ("  (new: client_credentials for the admin role)" if written else ""))
-        print("Press Ctrl-C to stop.", flush=True)
-
-        while True:
-            for service in services:
-                if service.started.poll() is not None:
-                    raise CLIError(service.name, f"exited unexpectedly with status {service.started.returncode}",
-                                   "read its log lines above; everything else is being stopped", EXIT_FAILURE)
-            time.sleep(0.5)
+        _say_where(config, data_dir, where, written is not None)
+        _watch(services)
     except _Stop:
         print("\nstopping ...", flush=True)
         return 0
