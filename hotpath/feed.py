@@ -69,8 +69,12 @@ class ChangeFeed:
         coalesce_s: float = 0.005,
         check_interval_s: float = 30.0,
         backoff_max_s: float = 5.0,
+        query_timeout_s: float = 30.0,
     ) -> None:
         self.dsn = dsn
+        # A statement that gets no answer (a backend killed under it, a network that drops packets)
+        # must end in a reconnect, not leave the feed waiting forever while /readiness says live.
+        self.query_timeout_s = query_timeout_s
         self.builder = builder
         self._publish = publish
         self._get_index = get_index
@@ -114,8 +118,8 @@ class ChangeFeed:
         while True:
             conn = None
             try:
-                conn = await db.connect(self.dsn, timeout=5,
-                                      server_settings={"application_name": APPLICATION_NAME})
+                conn = await db.connect(self.dsn, timeout=5, command_timeout=self.query_timeout_s,
+                                        server_settings={"application_name": APPLICATION_NAME})
                 self._lost = await db.listen(conn, CHANNEL, self._wake, self._on_notify)
                 self._pending = _Pending()
                 await self._full_reload(conn)

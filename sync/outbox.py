@@ -9,6 +9,7 @@ repeated after a crash is dropped by JetStream's duplicate window.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -40,6 +41,9 @@ def cloud_event(row) -> bytes:
     }, separators=(",", ":")).encode()
 
 
+CLOSE_TIMEOUT_S = 2.0
+
+
 class OutboxRelay(Job):
     name = "outbox"
     channel = "chamicore_outbox"
@@ -69,7 +73,8 @@ class OutboxRelay(Job):
     async def _close(self) -> None:
         if self._nc is not None:
             try:
-                await self._nc.close()
+                # Bounded: closing flushes what is buffered, which waits forever on a server that is gone.
+                await asyncio.wait_for(self._nc.close(), CLOSE_TIMEOUT_S)
             except Exception:  # noqa: BLE001 - closing a broken connection may fail; it is gone either way
                 pass
         self._nc = self._js = None

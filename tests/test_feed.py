@@ -26,7 +26,7 @@ class Holder:
 async def feed(dsn):
     holder = Holder()
     feed = ChangeFeed(dsn, AnswerBuilder("http://b", 2.0, 60.0), holder.publish, lambda: holder.index,
-                      coalesce_s=0.002, check_interval_s=0.5, backoff_max_s=0.5)
+                      coalesce_s=0.002, check_interval_s=0.5, backoff_max_s=0.5, query_timeout_s=2.0)
     feed.holder = holder
     feed.start()
     await asyncio.wait_for(feed.ready.wait(), 10)
