@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin_api.auth import keys, revocations
+from admin_api.auth.accounts import scopes_of
 from admin_api.auth.guard import client_ip
 from admin_api.auth.throttle import TokenThrottle
 from admin_api.http import check_values, field_problem, json_response, problem
@@ -116,11 +117,6 @@ async def issue(conn, auth, subject: str, roles: list[str], scope: str, extra: d
               "exp": now + lifetime, "jti": uuid.uuid4().hex, "scope": scope, "roles": roles, **(extra or {})}
     token = jwt.encode(claims, private_key, algorithm=ALGORITHM, headers={"kid": kid})
     return TokenAnswer(access_token=token, token_type="Bearer", expires_in=lifetime, scope=scope)
-
-
-async def _scopes_of(conn, roles: list[str]) -> set[str]:
-    rows = await conn.fetch("SELECT scopes FROM auth.roles WHERE name = ANY($1::text[])", roles)
-    return {scope for row in rows for scope in row["scopes"]}
 
 
 class OutsideIssuers:
@@ -236,7 +232,7 @@ async def _grant(request: Request, body: TokenRequest, auth) -> tuple[str, Token
         else:
             raise oauth_error(400, "unsupported_grant_type",
                               f"grant_type must be client_credentials or {TOKEN_EXCHANGE}")
-        scope = _granted(body.scope, await _scopes_of(conn, roles))
+        scope = _granted(body.scope, await scopes_of(conn, roles))
         return subject, await issue(conn, auth, subject, roles, scope, extra)
 
 
