@@ -40,6 +40,9 @@ def _reason(status: int, body: str) -> str:
     return f"HTTP {status}" + (f": {message}" if message else "")
 
 
+READ_RETRY_S = 0.2
+
+
 class RedfishClient:
     """One Redfish service (`base` is `scheme://host[:port]`), sharing the caller's aiohttp session."""
 
@@ -58,7 +61,15 @@ class RedfishClient:
         self.bmc_id = bmc_id
 
     async def get(self, path: str) -> dict:
-        return await self._request("GET", path)
+        # A read changes nothing, so one that failed in passing (no connection, 5xx, 429) is tried once more
+        # before it fails a scan host or a verification.
+        try:
+            return await self._request("GET", path)
+        except RedfishError as exc:
+            if not exc.retryable:
+                raise
+            await asyncio.sleep(READ_RETRY_S)
+            return await self._request("GET", path)
 
     async def post(self, path: str, body: dict) -> dict:
         return await self._request("POST", path, body)
