@@ -30,6 +30,7 @@ from admin_api.cloudinit import payloads, seeds
 from admin_api.discovery import scans, targets
 from admin_api.http import problem_response
 from admin_api.nodes import bulk, provision
+from admin_api.openchami import ROUTERS as OPENCHAMI_ROUTERS
 from admin_api.power import transitions
 from admin_api.routing import Router, starlette_routes
 from admin_api.smd import components, groups, interfaces, redfish
@@ -63,6 +64,7 @@ ROUTERS: list[Router] = [
     targets.router,
     scans.router,
     transitions.router,
+    *OPENCHAMI_ROUTERS,
 ]
 
 

@@ -58,6 +58,9 @@ def build(routers: list[Router], version: str) -> dict[str, Any]:
         if op.scope:
             entry["security"] = [{"bearer": [op.scope]}]
             entry["x-required-scope"] = op.scope
+            if op.public_read:  # without a token only when CHAMICORE_OPENCHAMI_PUBLIC_READS is on
+                entry["security"].append({})
+                entry["x-public-read"] = "CHAMICORE_OPENCHAMI_PUBLIC_READS"
             entry["responses"]["401"] = {"description": "no valid token (WWW-Authenticate: Bearer)",
                                          "content": {"application/problem+json": {"schema": problem_schema}}}
             entry["responses"]["403"] = {"description": "the token lacks the scope",

@@ -75,6 +75,11 @@ class Operation:
     content_types: tuple[str, ...] = ("application/json",)
     audited: bool = True  # recorded in auth.audit: every mutation but the token endpoint (which audits itself)
     body_limit: int = MAX_BODY
+    # Faces for outside clients (admin_api/openchami): query names matched in any case, as SMD does ...
+    fold_query: bool = False
+    # ... and a GET those clients send without a token, answered without one only when the operator opts in
+    # (CHAMICORE_OPENCHAMI_PUBLIC_READS); the handler then shows only what those clients need.
+    public_read: bool = False
 
 
 class Router:
@@ -85,11 +90,15 @@ class Router:
     def route(self, method: str, path: str, *, scope: str | None, summary: str, request: type | None = None,
               response: type | None = None, status: int = 200, params: tuple[Param, ...] = (),
               content_types: tuple[str, ...] = ("application/json",), audited: bool = True,
-              body_limit: int = MAX_BODY) -> Callable[[Endpoint], Endpoint]:
+              body_limit: int = MAX_BODY, fold_query: bool = False,
+              public_read: bool = False) -> Callable[[Endpoint], Endpoint]:
+        if public_read and method != "GET":
+            raise ValueError(f"{method} {path}: only a GET may be a public read")
+
         def register(endpoint: Endpoint) -> Endpoint:
             self.operations.append(Operation(method, path, endpoint, scope, summary, self.tag, request, response,
                                              status, params, content_types, audited and method != "GET",
-                                             body_limit))
+                                             body_limit, fold_query, public_read))
             return endpoint
 
         return register
@@ -147,15 +156,25 @@ async def request_patch(request: Request) -> dict:
 
 def guard(request: Request, op: Operation) -> None:
     """Authorisation: a token carrying the operation's scope (401/403 otherwise); its claims become
-    `request.state.principal` (None on open routes)."""
-    request.state.principal = None if op.scope is None else request.app.state.auth.authorize(request, op.scope)
+    `request.state.principal` (None on open routes, and on a public read asked without a token)."""
+    if op.scope is None or (op.public_read and "authorization" not in request.headers
+                            and request.app.state.config.openchami_public_reads):
+        request.state.principal = None
+        return
+    request.state.principal = request.app.state.auth.authorize(request, op.scope)
+
+
+def is_anonymous_read(request: Request) -> bool:
+    """A public read answered without a token: the handler shows only the fields outside clients need."""
+    op = operation_of(request)
+    return op.public_read and request.state.principal is None
 
 
 def check_query(request: Request, op: Operation) -> None:
     """A misspelt filter (`?tpye=Node`) must not silently list everything."""
-    allowed = {p.name for p in op.params if p.location == "query"}
+    allowed = {p.name.lower() if op.fold_query else p.name for p in op.params if p.location == "query"}
     for name in request.query_params:
-        if name not in allowed:
+        if (name.lower() if op.fold_query else name) not in allowed:
             taken = ", ".join(sorted(allowed)) or "none"
             raise ProblemError(400, f"unknown query parameter {name[:40]!r}; this route takes: {taken}")
 

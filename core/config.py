@@ -179,12 +179,19 @@ SETTINGS: tuple[Setting, ...] = (
             "answered 429 (counted in memory, per admin process)"),
     Setting("TOKEN_FAILURE_WINDOW_S", "60", _positive_float,
             "the sliding window, in seconds, over which failed token requests are counted"),
+    Setting("OPENCHAMI_PUBLIC_READS", "false", _bool,
+            "answer the GETs that coresmd and ochami send without a token (SMD's component and interface lists, "
+            "read-only, only the fields those clients read); off: they need a token like every other read"),
+    Setting("MCP_MODE", "read-only", str,
+            "tools the MCP server offers: read-only, or read-write (which also needs CHAMICORE_MCP_ENABLE_WRITE)"),
+    Setting("MCP_ENABLE_WRITE", "false", _bool, "the second key to MCP write tools, with CHAMICORE_MCP_MODE=read-write"),
     Setting("LOG_LEVEL", "info", str, "debug, info, warning or error"),
 )
 
 _CHOICES = {
     "BOOT_INTERFACE": ("rsgi", "asgi"),
     "LOG_LEVEL": ("debug", "info", "warning", "error"),
+    "MCP_MODE": ("read-only", "read-write"),
 }
 
 
@@ -230,6 +237,9 @@ class Config:
     token_failures_per_client: int
     token_failures_per_address: int
     token_failure_window_s: float
+    openchami_public_reads: bool
+    mcp_mode: str
+    mcp_enable_write: bool
     log_level: str
 
     @property

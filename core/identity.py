@@ -26,6 +26,7 @@ class ComponentType(enum.StrEnum):
 
 
 class ComponentState(enum.StrEnum):
+    Unknown = "Unknown"
     Empty = "Empty"
     Populated = "Populated"
     Off = "Off"

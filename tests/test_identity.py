@@ -9,7 +9,7 @@ from core.identity import ID_PATTERN, ComponentState, ComponentType, Role, gener
 def test_enums_match_adr_010():
     assert [t.value for t in ComponentType] == [
         "Cabinet", "BMC", "Node", "Processor", "Memory", "Accelerator", "NIC", "Drive", "PDU", "Switch"]
-    assert [s.value for s in ComponentState] == ["Empty", "Populated", "Off", "On", "Standby", "Halt", "Ready"]
+    assert [s.value for s in ComponentState] == ["Unknown", "Empty", "Populated", "Off", "On", "Standby", "Halt", "Ready"]
     assert [r.value for r in Role] == ["Compute", "Service", "Management", "Application", "Storage", "System"]
 
 

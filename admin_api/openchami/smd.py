@@ -1,0 +1,5 @@
+"""(being written)"""
+
+from admin_api.routing import Router
+
+routers: list[Router] = []
