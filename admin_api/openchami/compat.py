@@ -13,7 +13,8 @@ an envelope natively): point ochami's `cluster.uri` at `<admin URL>/openchami`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -22,6 +23,7 @@ from starlette.responses import Response
 
 from admin_api.http import check_values, json_response, problem
 from admin_api.routing import request_bytes
+from core.problems import ProblemError, title_for
 
 PREFIX = "/openchami"
 # ochami sends no Content-Type on POST, PUT, PATCH and DELETE; magellan sends application/json.
@@ -85,3 +87,14 @@ def message(text: str, status: int = 200) -> Response:
 
 def no_content() -> Response:
     return Response(status_code=204)
+
+
+@contextlib.contextmanager
+def as_bad_request() -> Iterator[None]:
+    """Chamicore's validation answers 422 where SMD answers 400: the rule stays native, the status is SMD's."""
+    try:
+        yield
+    except ProblemError as exc:
+        if exc.problem.status == 422:
+            exc.problem.status, exc.problem.title = 400, title_for(400)
+        raise
