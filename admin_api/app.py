@@ -21,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from admin_api import openapi, service, syncstatus
+from admin_api import agents, openapi, service, syncstatus
 from admin_api.auth import accounts, audit, credentials, tokens
 from admin_api.auth.guard import Authenticator
 from admin_api.auth.throttle import TokenThrottle
@@ -135,13 +135,14 @@ def create_app(config: Config | None = None) -> Starlette:
                                               server_settings={"application_name": "chamicore-admin"})
         try:
             await auth.start(app.state.pool)
-            sdnotify.notify("READY=1")  # Type=notify units: the pool and the signing keys are up
-            yield
+            async with app.state.agents.running():  # the MCP server's request task group
+                sdnotify.notify("READY=1")  # Type=notify units: the pool and the signing keys are up
+                yield
         finally:
             await auth.stop()
             await app.state.pool.close()
 
-    routes = starlette_routes(ROUTERS)
+    routes = [*starlette_routes(ROUTERS), agents.route()]
     try:
         import swagger_ui_bundle
 
@@ -172,4 +173,5 @@ def create_app(config: Config | None = None) -> Starlette:
     app.state.token_throttle = TokenThrottle(config)
     app.state.known_scopes = {op.scope for r in ROUTERS for op in r.operations if op.scope}
     app.state.openapi = msgspec.json.encode(openapi.build(ROUTERS, service.version()))
+    app.state.agents = agents.face(app, config, ROUTERS, auth.dev_mode)  # /mcp; refuses a mode not allowed
     return app

@@ -13,6 +13,7 @@ from cli import (
     dbcmd,
     discovery,
     importcmd,
+    mcpcmd,
     nodes,
     power,
     resources,
@@ -27,7 +28,7 @@ from core.config import ConfigError
 
 # Each module registers its command group; `chamicore --help` lists them in this order.
 COMMAND_GROUPS = (up, configcmd, dbcmd, serve, synccmd, authcmd, resources, nodes, power, discovery, importcmd,
-                  bootscript, completion)
+                  bootscript, mcpcmd, completion)
 
 
 def _parser() -> argparse.ArgumentParser:

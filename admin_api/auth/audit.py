@@ -14,6 +14,10 @@ from admin_api.resources import paging
 from admin_api.routing import OPERATION, PAGING, Operation, Param, Router
 
 router = Router("audit")
+# Set in the ASGI scope of a request that a face makes in-process into this app (an MCP tool running the
+# REST handler): that face writes the one audit entry of the call itself.  A scope key, not a header,
+# so no network client can set it.
+RECORDED_BY_FACE = "chamicore.audit.recorded_by_face"
 
 
 class AuditLayer:
@@ -30,7 +34,7 @@ class AuditLayer:
         self.app = app
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get(RECORDED_BY_FACE):
             await self.app(scope, receive, send)
             return
         recorded = False
