@@ -186,7 +186,7 @@ def upserting(base: str, scope_fields: tuple[str, ...]) -> Run:
 def scoped_targets(args: dict[str, Any]) -> list[str]:
     spec = args.get("spec") or {}
     named = [str(spec[k]) for k in ("mac", "componentId", "group", "role") if spec.get(k) is not None]
-    return [str(args["id"])] * ("id" in args) + named
+    return ([str(args["id"])] if args.get("id") is not None else []) + named
 
 
 # -- groups ------------------------------------------------------------------------------------
