@@ -113,12 +113,15 @@ class ScopedEntries(Collection):
         return where
 
     async def insert(self, request: Request, conn, key: str, prepared: Any):
-        return await self._write(conn, key, prepared, create=True)
+        return await self.write(conn, key, prepared, create=True)
 
     async def update(self, request: Request, conn, key: str, spec: Any, patch: dict | None):
-        return await self._write(conn, key, spec, create=False)
+        return await self.write(conn, key, spec, create=False)
 
-    async def _write(self, conn, entry_id: str, spec, *, create: bool):
+    async def write(self, conn, entry_id: str, spec, *, create: bool):
+        """Create or change one entry: the scope and value checks, the row, its event.  The one write path
+        of these tables: the native routes and the OpenCHAMI faces (admin_api/openchami/bss.py, cloudinit.py)
+        all come here."""
         scope = scope_of(spec, self.scope_fields)
         self.check(spec)
         await check_scope_targets(conn, scope)

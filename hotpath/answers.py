@@ -2,9 +2,20 @@
 
 Boot parameters resolve by precedence MAC, component, group, role, site
 default; a node in several groups takes the first group by name that has
-parameters.  cloud-init user-data and vendor-data resolve component, group,
-role, site default the same way; meta-data objects are merged, the most
-specific scope winning key by key, over the node's own attributes.
+parameters.  cloud-init vendor-data resolves component, group, role, site
+default the same way.  User-data too, except that a node in several groups
+that have user-data gets all of them, combined part by part in group name
+order (hotpath/userdata.py): groups are how an admin layers configuration.
+Meta-data objects are merged, the most specific scope winning key by key,
+over the node's own attributes; `public-keys` add up instead (an SSH key
+given for one node does not take the cluster's away).
+
+Meta-data also carries what OpenCHAMI's cloud-init serves, for the configs
+written for it: without a `local-hostname`, a node with a NID is named
+`short-name` + its NID padded to `nid-length` digits (4 by default), and
+`hostname`, `cloud-provider` and `instance_data.v1` (underscore keys, the
+node's groups with their descriptions and meta-data under
+`vendor_data.groups`) are filled in from the same merged keys.
 
 One BootEntry exists per MAC of the cluster and one CloudInitEntry per
 node, so both are kept small (bench/ reports bytes per node).
@@ -23,6 +34,7 @@ import hashlib
 import msgspec
 
 from core.identity import is_boot_token
+from hotpath import userdata
 from hotpath._render import render_bootscript
 
 
@@ -124,6 +136,50 @@ def _text(value) -> str:
     return "" if value is None else str(value)
 
 
+def _listed(value) -> list:
+    return [value] if isinstance(value, str) else value if isinstance(value, list) else []
+
+
+def _cloud_provider(meta: dict):
+    """OpenCHAMI spells it `cloud-provider` for one node and `cloud_provider` in the cluster defaults."""
+    return meta.get("cloud-provider") or meta.get("cloud_provider")
+
+
+def _user_data_sources(chain: tuple) -> tuple:
+    """The rows whose user-data a node gets: a component's own; else all of its groups' that have some
+    (one unchanged, several combined); else its role's; else the site's."""
+    for at, row in enumerate(chain):
+        if row["user_data"] is None:
+            continue
+        if row["group_name"] is None:
+            return (row,)
+        return tuple(r for r in chain[at:] if r["group_name"] is not None and r["user_data"] is not None)
+    return ()
+
+
+def _user_data(sources: tuple) -> str:
+    parts = sorted((row["group_name"], row["user_data"]) for row in sources if row["user_data"])
+    if len(parts) > 1:
+        return userdata.combine(parts)
+    return parts[0][1] if parts else (sources[0]["user_data"] if sources else "")
+
+
+def _vendor_data(sources: tuple) -> str:
+    return sources[0]["vendor_data"] if sources else ""
+
+
+def _numbered_hostname(meta: dict, nid) -> str | None:
+    """`short-name` + the NID padded to `nid-length` digits (4 by default), as OpenCHAMI names nodes."""
+    short_name = meta.get("short-name")
+    if not isinstance(short_name, str) or not short_name or not isinstance(nid, int):
+        return None
+    length = meta.get("nid-length")
+    if type(length) is not int or not 1 <= length <= 19:
+        length = 4
+    name = f"{short_name}{nid:0{length}d}"
+    return name if is_boot_token(name) and len(name) <= 253 else None
+
+
 class AnswerBuilder:
     """Builds NodeAnswers from node rows; prerenders scripts when the boot URL is configured."""
 
@@ -148,6 +204,7 @@ class NodeBatch:
         self._shared: dict = {}
         # Resolved cloud-init data per distinct payload chain.
         self._cloud: dict[tuple, tuple] = {}
+        self._documents: dict[tuple, bytes] = {}
 
     def __call__(self, nodes, params, payloads) -> list[NodeAnswers]:
         if self._scoped_for is None or self._scoped_for[0] is not params or self._scoped_for[1] is not payloads:
@@ -155,6 +212,7 @@ class NodeBatch:
             self._payloads = _Scoped(payloads, has_mac=False)
             self._scoped_for = (params, payloads)
             self._cloud.clear()
+            self._documents.clear()
         return [self._node(node) for node in nodes]
 
     def _share(self, value):
@@ -211,26 +269,60 @@ class NodeBatch:
                 builder.base_url, 0, builder.retry_base, builder.retry_max, token)
         return entry
 
-    def _resolved_payloads(self, chain: tuple) -> tuple:
-        """(user-data bytes, vendor-data bytes, merged meta-data) of one payload chain."""
-        key = tuple(map(id, chain))
+    def _resolved_payloads(self, chain: tuple, groups: tuple) -> tuple:
+        """(user-data bytes, vendor-data bytes, merged meta-data, instance_data.v1 but the node's address)
+        of one payload chain, for nodes of these groups."""
+        key = (tuple(map(id, chain)), groups)
         found = self._cloud.get(key)
         if found is None:
-            user = next((row["user_data"] for row in chain if row["user_data"] is not None), "")
-            vendor = next((row["vendor_data"] for row in chain if row["vendor_data"] is not None), "")
+            vendor = next((row for row in chain if row["vendor_data"] is not None), None)
             meta = {}
+            keys: list = []
             for row in reversed(chain):
                 if row["meta_data"]:
                     meta.update(row["meta_data"])
+                    keys.extend(k for k in _listed(row["meta_data"].get("public-keys")) if k not in keys)
             meta.pop("instance-id", None)
-            found = self._cloud[key] = (user.encode(), vendor.encode(), meta)
+            if keys:
+                meta["public-keys"] = keys
+            found = self._cloud[key] = (self._document(_user_data_sources(chain), _user_data),
+                                        self._document(() if vendor is None else (vendor,), _vendor_data), meta,
+                                        self._instance_data(meta, groups))
         return found
+
+    def _document(self, sources: tuple, render) -> bytes:
+        """The bytes of a document made from these rows, made once and shared: the nodes that differ only in
+        their own meta-data (instance info, say) hold one copy of their groups' user-data."""
+        key = (render, *map(id, sources))
+        found = self._documents.get(key)
+        if found is None:
+            found = self._documents[key] = render(sources).encode()
+        return found
+
+    def _instance_data(self, meta: dict, groups: tuple) -> dict:
+        """OpenCHAMI's `instance_data.v1`, which its group configs read (`ds.meta_data.instance_data.v1...`)."""
+        by_group = self._payloads.by_group
+        described = {}
+        for group in groups:
+            row = by_group.get(group)
+            described[group] = {"Description": (row.get("description") if row is not None else None)
+                                or "No description Found", **((row["meta_data"] or {}) if row is not None else {})}
+        vendor = {"version": "1.0", "cloud_init_base_url": meta.get("cloud-init-base-url") or meta.get("base-url"),
+                  "cluster_name": meta.get("cluster-name"), "groups": described}
+        v1 = {"availability_zone": meta.get("availability-zone"), "cloud_provider": _cloud_provider(meta),
+              "instance_type": meta.get("instance-type"), "region": meta.get("region"),
+              "public_keys": meta.get("public-keys"), "vendor_data": vendor}
+        for values in (vendor, v1):
+            for name in [name for name, value in values.items() if value is None or value == ""]:
+                del values[name]
+        return v1
 
     def _cloud_init(self, node, groups: tuple, role: str, token: str) -> tuple[CloudInitEntry, str]:
         node_id = node["id"]
-        user_bytes, vendor_bytes, payload_meta = self._resolved_payloads(self._payloads.chain(node_id, groups, role))
+        user_bytes, vendor_bytes, payload_meta, v1 = self._resolved_payloads(
+            self._payloads.chain(node_id, groups, role), groups)
         meta = {
-            "local-hostname": node_id,
+            "local-hostname": _numbered_hostname(payload_meta, node["nid"]) or node_id,
             "component-id": node_id,
             "type": node["type"],
             "role": role,
@@ -245,6 +337,13 @@ class NodeBatch:
             **payload_meta,
         }
         hostname = str(meta.get("local-hostname") or node_id)
+        meta.setdefault("hostname", hostname)
+        if "cloud-provider" not in meta and (provider := _cloud_provider(meta)):
+            meta["cloud-provider"] = provider
+        if "instance_data" not in meta:
+            address = next((addr["ipAddress"] for addrs in node["ip_addrs"] for addr in addrs
+                            if isinstance(addr, dict) and isinstance(addr.get("ipAddress"), str)), None)
+            meta["instance_data"] = {"v1": {**v1, "local_ipv4": address} if address else v1}
         meta_bytes = msgspec.json.encode(meta, order="sorted")
         # instance-id follows the cloud-init data itself: stable across restarts,
         # new only when what the node would receive changes.

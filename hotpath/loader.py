@@ -39,7 +39,8 @@ _SOME_PARAMS = _PARAMS + """
     WHERE (mac IS NULL AND component_id IS NULL) OR component_id = ANY($1::text[])
        OR mac IN (SELECT i.mac FROM smd.ethernet_interfaces i WHERE i.component_id = ANY($1::text[]))
 """
-_PAYLOADS = "SELECT component_id, group_name, role, user_data, meta_data, vendor_data FROM cloudinit.payloads"
+_PAYLOADS = ("SELECT component_id, group_name, role, user_data, meta_data, vendor_data, description "
+             "FROM cloudinit.payloads")
 _SOME_PAYLOADS = _PAYLOADS + " WHERE component_id IS NULL OR component_id = ANY($1::text[])"
 
 # Which components a batch of change keys touches.  Deleted rows are not

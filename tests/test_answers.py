@@ -1,11 +1,17 @@
 """Boot-parameter and cloud-init resolution, from rows in a real database."""
 
-import msgspec
+import email
+import email.policy
+import json
 
-from hotpath import _render, loader
+import msgspec
+import pytest
+
+from hotpath import _render, loader, userdata
 from hotpath.answers import AnswerBuilder
 from hotpath.index import Index
 from tests.helpers.seed import add_node, add_params, add_payload
+from tests.test_cloudinit_client import run_cloud_init_process
 
 
 async def load_answers(conn, ids=None) -> list:
@@ -95,3 +101,129 @@ async def test_index_replace_moves_a_mac_between_nodes(conn):
     assert "n1" not in index and 1 not in index.by_nid and index.by_nid[2].node_id == "n2"
     assert index.cloud_by_ip["10.0.0.1"].node_id == "n2"
     assert len(index) == 1
+
+
+# -- user-data of several groups ----------------------------------------------------
+
+PACKAGES_A = "#cloud-config\npackages: [htop]\nruncmd: [echo a]\ntimezone: UTC\n"
+PACKAGES_B = "#cloud-config\npackages: [vim]\nruncmd: [echo b]\ntimezone: Europe/Paris\nntp: {enabled: true}\n"
+
+
+def mime_parts(document: bytes) -> list:
+    message = email.message_from_bytes(document, policy=email.policy.default)
+    assert message.get_content_type() == "multipart/mixed"
+    return [(part.get_filename(), part.get_content_type(), part["Merge-Type"],
+             None if part.is_multipart() else part.get_content()) for part in message.iter_parts()]
+
+
+async def test_user_data_of_several_groups_is_combined_in_name_order(conn):
+    await add_node(conn, "n-two", ["00:00:00:00:00:01"], groups=["slurm", "compute"])
+    await add_node(conn, "n-same", ["00:00:00:00:00:02"], groups=["compute", "slurm"])
+    await add_node(conn, "n-one", ["00:00:00:00:00:03"], groups=["slurm", "plain"])
+    await add_node(conn, "n-own", ["00:00:00:00:00:04"], groups=["compute", "slurm"])
+    await add_node(conn, "n-role", ["00:00:00:00:00:05"], groups=["plain"])
+    await add_node(conn, "n-info", ["00:00:00:00:00:06"], groups=["compute", "slurm"])
+    await add_payload(conn, "info", component_id="n-info", meta_data={"region": "r1"})
+    await add_payload(conn, "slurm", group="slurm", user_data=PACKAGES_B)
+    await add_payload(conn, "compute", group="compute", user_data=PACKAGES_A)
+    await add_payload(conn, "plain", group="plain", meta_data={"x": 1})  # meta-data only: no part
+    await add_payload(conn, "own", component_id="n-own", user_data="#!/bin/sh\necho own\n")
+    await add_payload(conn, "role", role="Compute", user_data="#cloud-config\nrole: true\n")
+    index = await build(conn)
+    combined = index.cloud_by_id["n-two"].user_data
+    assert mime_parts(combined) == [
+        ("compute", "text/cloud-config", userdata.MERGE_TYPE, PACKAGES_A),
+        ("slurm", "text/cloud-config", userdata.MERGE_TYPE, PACKAGES_B)]
+    # Resolved once per chain: the nodes of the same groups hold the same bytes object.
+    assert index.cloud_by_id["n-same"].user_data is combined
+    assert index.cloud_by_id["n-info"].user_data is combined  # its own meta-data does not make it a copy
+    assert index.cloud_by_id["n-one"].user_data == PACKAGES_B.encode()  # one group: unchanged
+    assert index.cloud_by_id["n-own"].user_data == b"#!/bin/sh\necho own\n"  # the node's own wins
+    assert index.cloud_by_id["n-role"].user_data == b"#cloud-config\nrole: true\n"
+    # The same data renders the same bytes (the instance-id is a digest of them).
+    again = await build(conn)
+    assert again.cloud_by_id["n-two"].user_data == combined
+    assert again.cloud_by_id["n-two"].instance_id == index.cloud_by_id["n-two"].instance_id
+
+
+def test_parts_are_typed_as_cloud_init_types_documents():
+    script, jinja = "#!/bin/bash\necho é\n", "## template: jinja\n#cloud-config\na: 1\n"
+    archive = "#cloud-config-archive\n- a\n"
+    nested = 'Content-Type: multipart/mixed; boundary="b"\nMIME-Version: 1.0\n\n--b\n' \
+             'Content-Type: text/x-shellscript\n\n#!/bin/sh\necho nested\n--b--\n'
+    document = userdata.combine([("a", script), ("b", jinja), ("c", archive), ("d", nested)]).encode()
+    parts = mime_parts(document)
+    assert [(name, ctype, merge) for name, ctype, merge, _ in parts] == [
+        ("a", "text/x-shellscript", None), ("b", "text/jinja2", userdata.MERGE_TYPE),
+        ("c", "text/cloud-config-archive", None), (None, "multipart/mixed", None)]
+    assert parts[0][3] == script  # non-ASCII text survives (base64 in the message)
+    assert b"MIME-Version: 1.0" in document[:200]
+
+
+async def test_openchami_meta_data_keys(conn):
+    await add_node(conn, "x1000c1s7b0n0", ["00:00:00:00:00:01"], nid=7, ips=["10.0.0.7"], groups=["compute"])
+    await add_node(conn, "named", ["00:00:00:00:00:02"], nid=8)
+    await add_node(conn, "no-nid", ["00:00:00:00:00:03"])
+    await add_payload(conn, "site", meta_data={
+        "cluster-name": "demo", "short-name": "nid", "nid-length": 3, "cloud_provider": "openchami",
+        "region": "r1", "availability-zone": "az1", "public-keys": ["ssh-ed25519 AAAA site"],
+        "base-url": "http://demo/cloud-init"})
+    await add_payload(conn, "compute", group="compute", meta_data={"slurm": "head"})
+    await conn.execute("UPDATE cloudinit.payloads SET description = 'The compute group' WHERE id = 'compute'")
+    await add_payload(conn, "named", component_id="named", meta_data={
+        "local-hostname": "login1", "public-keys": ["ssh-ed25519 BBBB own"], "cloud-provider": "mine"})
+    index = await build(conn)
+    meta = msgspec.json.decode(index.cloud_by_id["x1000c1s7b0n0"].meta_data)
+    assert (meta["local-hostname"], meta["hostname"], meta["cluster-name"]) == ("nid007", "nid007", "demo")
+    assert index.by_id["x1000c1s7b0n0"].values[_render.VARIABLE_NAMES.index("hostname")] == "nid007"
+    assert (meta["cloud-provider"], meta["region"], meta["availability-zone"]) == ("openchami", "r1", "az1")
+    assert meta["public-keys"] == ["ssh-ed25519 AAAA site"]
+    assert meta["component-id"] == "x1000c1s7b0n0" and meta["nid"] == 7  # Chamicore's own keys stay
+    assert meta["instance_data"] == {"v1": {
+        "availability_zone": "az1", "cloud_provider": "openchami", "region": "r1", "local_ipv4": "10.0.0.7",
+        "public_keys": ["ssh-ed25519 AAAA site"],
+        "vendor_data": {"version": "1.0", "cloud_init_base_url": "http://demo/cloud-init", "cluster_name": "demo",
+                        "groups": {"compute": {"Description": "The compute group", "slurm": "head"}}}}}
+    named = msgspec.json.decode(index.cloud_by_id["named"].meta_data)
+    # A node's own name wins; its own keys add to the cluster's.
+    assert (named["local-hostname"], named["hostname"], named["cloud-provider"]) == ("login1", "login1", "mine")
+    assert named["public-keys"] == ["ssh-ed25519 AAAA site", "ssh-ed25519 BBBB own"]
+    assert named["instance_data"]["v1"]["vendor_data"]["groups"] == {}
+    assert msgspec.json.decode(index.cloud_by_id["no-nid"].meta_data)["local-hostname"] == "no-nid"
+
+
+@pytest.mark.cloudinit
+async def test_cloud_init_merges_the_group_parts(conn):
+    """Debian's cloud-init reads the combined user-data as one config: lists add up, the first group keeps its
+    plain values."""
+    await add_node(conn, "n1", ["00:00:00:00:00:01"], groups=["compute", "slurm"])
+    await add_payload(conn, "compute", group="compute", user_data=PACKAGES_A)
+    await add_payload(conn, "slurm", group="slurm", user_data=PACKAGES_B)
+    document = (await build(conn)).cloud_by_id["n1"].user_data
+    result = run_cloud_init_process(MERGE_PARTS, document.decode())
+    assert result.returncode == 0, result.stderr
+    merged = json.loads(result.stdout)
+    assert merged["types"] == ["text/cloud-config", "text/cloud-config"]
+    assert merged["config"] == {"packages": ["htop", "vim"], "runcmd": ["echo a", "echo b"], "timezone": "UTC",
+                                "ntp": {"enabled": True}}
+
+
+# cloud-init's user-data processor and cloud-config handler, as its init stage runs them.
+MERGE_PARTS = """
+import json, sys
+from cloudinit import handlers, helpers, user_data, util
+from cloudinit.handlers.cloud_config import CloudConfigPartHandler
+paths = helpers.Paths({})
+message = user_data.UserDataProcessor(paths).process(sys.argv[1].encode())
+handler = CloudConfigPartHandler(paths)
+handler.handle_part(None, handlers.CONTENT_START, None, None, None, None)
+types = []
+for part in message.walk():
+    if part.get_content_maintype() == "multipart":
+        continue
+    types.append(part.get_content_type())
+    if part.get_content_type() == "text/cloud-config":
+        handler.handle_part(None, part.get_content_type(), part.get_filename(), util.fully_decoded_payload(part),
+                            None, dict(part))
+print(json.dumps({"types": types, "config": handler.cloud_buf}))
+"""

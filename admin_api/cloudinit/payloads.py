@@ -19,7 +19,8 @@ KIND, API_VERSION = "CloudInitPayload", "cloud-init/v1"
 BASE = "/cloud-init/payloads"
 router = Router("payloads")
 COLUMNS = "id, component_id, group_name, role, user_data, meta_data, vendor_data, created_at, updated_at"
-Document = Annotated[str, msgspec.Meta(max_length=512 * 1024)]
+MAX_DOCUMENT = 512 * 1024  # characters of user-data or vendor-data
+Document = Annotated[str, msgspec.Meta(max_length=MAX_DOCUMENT)]
 
 
 class PayloadSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
@@ -60,4 +61,6 @@ class Payloads(ScopedEntries):
                 "role": scope.get("role")}
 
 
-Payloads().routes(router)
+# The one instance: the native routes, and the OpenCHAMI face's writes (admin_api/openchami/cloudinit.py).
+PAYLOADS = Payloads()
+PAYLOADS.routes(router)

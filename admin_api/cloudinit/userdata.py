@@ -47,11 +47,23 @@ def check_user_data(text: str | None, path: str) -> None:
     raise field_problem(path, f"cloud-init would ignore this; start it with {ACCEPTED}")
 
 
+# `nid-length` digits at most: a NID is a 64-bit number.
+MAX_NID_LENGTH = 19
+
+
 def check_meta_data(meta: dict, path: str) -> None:
-    """Meta-data keys that boot scripts use: `local-hostname` is the node's {{hostname}}."""
+    """Meta-data keys that boot scripts use: `local-hostname` is the node's {{hostname}}; without one, a node
+    with a NID is called `short-name` + its NID padded to `nid-length` digits (hotpath/answers.py)."""
     hostname = meta.get("local-hostname")
     if hostname is not None and not (is_boot_token(hostname) and 0 < len(hostname) <= 253):
         raise field_problem(f"{path}.local-hostname", f"a host name of 1 to 253 {BOOT_TOKEN_RULE}")
+    short_name = meta.get("short-name")
+    if short_name is not None and not (is_boot_token(short_name) and 0 < len(short_name) <= 253 - MAX_NID_LENGTH):
+        raise field_problem(f"{path}.short-name", f"the start of host names: 1 to {253 - MAX_NID_LENGTH} "
+                                                  f"{BOOT_TOKEN_RULE}")
+    nid_length = meta.get("nid-length")
+    if nid_length is not None and not (type(nid_length) is int and 1 <= nid_length <= MAX_NID_LENGTH):
+        raise field_problem(f"{path}.nid-length", f"the digits of the NID in host names: 1 to {MAX_NID_LENGTH}")
 
 
 def _yaml(text: str, path: str):
