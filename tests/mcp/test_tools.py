@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
 
 from tests.helpers.api import NODE, create
@@ -189,3 +190,23 @@ def test_read_write_without_the_second_key_does_not_start(dsn, env):
     config = load_config({"CHAMICORE_DATABASE_URL": dsn, "CHAMICORE_MCP_MODE": "read-write", **SECRETS, **env})
     with pytest.raises(ConfigError, match="CHAMICORE_MCP_ENABLE_WRITE=true"):
         create_app(config)
+
+
+async def test_boot_script_preview_is_the_boot_paths_answer(admin_server, boot_server, dsn, connect):
+    boot = boot_server()
+    server = admin_server(CHAMICORE_BOOT_URL=boot.url)
+    token = await token_for(server.url, dsn, "agent", ["viewer"])
+    async with httpx.AsyncClient(base_url=server.url, timeout=30, headers={
+            "Authorization": f"Bearer {await token_for(server.url, dsn, 'seeder', ['admin'])}"}) as rest:
+        await create(rest, "/hsm/v2/State/Components", {**NODE, "spec": {
+            **NODE["spec"], "networkInterfaces": [{"macAddr": "aa:bb:cc:00:00:01"}]}})
+        await create(rest, "/boot/v1/bootparams", {"spec": BOOT})
+    async with connect(server, token) as session:
+        by_mac = await session.call_tool("boot.script.preview", {"mac": "AA-BB-CC-00-00-01"})
+        by_id = await session.call_tool("boot.script.preview", {"componentId": "node-1"})
+        neither = problem(await session.call_tool("boot.script.preview", {}))
+    status, _, body = boot.get("/boot/v1/bootscript?mac=aa:bb:cc:00:00:01", {"X-Chamicore-Preview": "1"})
+    assert status == 200 and by_mac.structured_content["script"] == body.decode()  # the same bytes
+    assert by_mac.structured_content["script"].startswith("#!ipxe") and KERNEL in by_mac.structured_content["script"]
+    assert KERNEL in by_id.structured_content["script"]
+    assert neither["status"] == 400
