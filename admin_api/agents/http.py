@@ -9,6 +9,7 @@ request and nothing is kept between them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -36,14 +37,32 @@ class AgentsFace:
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """For the app's lifespan: the SDK's manager runs one task group for the requests it serves."""
-        self._manager = StreamableHTTPSessionManager(self.tools.server, stateless=True, json_response=False,
-                                                     max_request_body_size=MAX_BODY)
+        """For the app's lifespan: the SDK's manager runs one task group for the requests it serves.
+
+        An anyio task group must be left by the task that entered it, and a lifespan's start and end
+        may run in different tasks (pytest fixtures do that), so the manager lives in a task of its own."""
+        manager = StreamableHTTPSessionManager(self.tools.server, stateless=True, json_response=False,
+                                               max_request_body_size=MAX_BODY)
+        started, stop = asyncio.Event(), asyncio.Event()
+
+        async def run() -> None:
+            async with manager.run():
+                started.set()
+                await stop.wait()
+
+        task = asyncio.create_task(run(), name="mcp-session-manager")
+        waiting = asyncio.create_task(started.wait())
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if task.done():
+            task.result()  # it failed to start: raise why
+        self._manager = manager
         try:
-            async with self._manager.run():
-                yield
+            yield
         finally:
             self._manager = None
+            stop.set()
+            await task
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)

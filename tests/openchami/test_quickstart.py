@@ -9,10 +9,9 @@ by MAC gets, through the same change feed as a native edit.
 
 import asyncio
 import base64
+import http.client
 import json
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 
 from tests.helpers.polling import wait_until
@@ -40,20 +39,19 @@ class Ochami:
         self.base, self.token = base, token
 
     def send(self, method: str, path: str, body=None, *, token: bool = True, query: dict | None = None):
-        url = self.base + path
-        if query:
-            url += "?" + urllib.parse.urlencode(sorted(query.items()), doseq=True)
+        # http.client, not urllib: urllib adds a form Content-Type to every body, and ochami sends none.
+        url = urllib.parse.urlsplit(self.base + path)
+        target = url.path + ("?" + urllib.parse.urlencode(sorted(query.items()), doseq=True) if query else "")
         headers = {"User-Agent": AGENT}
         if token:
             headers["Authorization"] = f"Bearer {self.token}"
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.headers, response.read()
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, error.headers, error.read()
+            connection.request(method, target, json.dumps(body).encode() if body is not None else None, headers)
+            response = connection.getresponse()
+            return response.status, response.headers, response.read()
+        finally:
+            connection.close()
 
     def json(self, method: str, path: str, body=None, **kwargs):
         status, _, raw = self.send(method, path, body, **kwargs)
