@@ -134,10 +134,16 @@ class Components(Collection):
         return await inventory.replace_component(conn, key, to_component(spec), inventory.ADMIN)
 
     async def remove(self, request: Request, conn, key: str, row) -> None:
-        await inventory.check_deletable(conn, key)
-        require_scopes(request, await entry_scopes(conn, "component_id", key),
-                       "the component has boot parameters or a cloud-init payload of its own, which go with it")
-        await inventory.delete_component(conn, key, inventory.ADMIN)
+        await remove_component(request, conn, key)
+
+
+async def remove_component(request: Request, conn, component_id: str):
+    """Delete a component as a user asks it (every face): not a parent of others, and only with the write scopes
+    of the boot parameters and cloud-init payloads scoped to it, which go with it.  Its last row, None if none."""
+    await inventory.check_deletable(conn, component_id)
+    require_scopes(request, await entry_scopes(conn, "component_id", component_id),
+                   "the component has boot parameters or a cloud-init payload of its own, which go with it")
+    return await inventory.delete_component(conn, component_id, inventory.ADMIN)
 
 
 Components().routes(router)
