@@ -66,8 +66,9 @@ def build(routers: list[Router], version: str) -> dict[str, Any]:
             entry["responses"]["403"] = {"description": "the token lacks the scope",
                                          "content": {"application/problem+json": {"schema": problem_schema}}}
         if op.request is not None:
+            # "" (a body sent with no Content-Type, as ochami does) is no media type OpenAPI can name.
             entry["requestBody"] = {"required": True, "content": {
-                ct: {"schema": schema_of[id(op.request)]} for ct in op.content_types}}
+                ct: {"schema": schema_of[id(op.request)]} for ct in op.content_types if ct}}
         success: dict[str, Any] = {"description": "success"}
         if op.response is not None:
             success["content"] = {"application/json": {"schema": schema_of[id(op.response)]}}

@@ -10,6 +10,7 @@ still go ahead.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Annotated
 
 import msgspec
@@ -116,7 +117,9 @@ async def _nodes(conn, request: Request, targets: Targets) -> list[str]:
     return node_ids
 
 
-async def _create(request: Request, operation: Operation, targets: Targets) -> Response:
+async def start(request: Request, operation: Operation, targets: Targets):
+    """Record a transition over `targets` and a task per node, in one transaction (rolled back for a dry run):
+    the transition row and its tasks.  Every face that starts a transition comes through here."""
     principal = request.state.principal
     async with request.app.state.pool.acquire() as conn, dryrun.transaction(conn, targets.dry_run):
         node_ids = await _nodes(conn, request, targets)
@@ -145,13 +148,18 @@ async def _create(request: Request, operation: Operation, targets: Targets) -> R
             "SELECT $1, n, b, CASE WHEN p IS NULL THEN 'pending' ELSE 'failed' END, coalesce(p, '') "
             "FROM unnest($2::text[], $3::text[], $4::text[]) AS u(n, b, p)",
             transition["id"], [r["id"] for r in rows], [r["bmc_id"] for r in rows], [problems[r["id"]] for r in rows])
-        tasks = await conn.fetch("SELECT * FROM power.tasks WHERE transition_id = $1 ORDER BY node_id",
-                                 transition["id"])
-        body = _transition(transition, _count(tasks), tasks)
-        if targets.dry_run:
-            return json_response(_plan(body))  # and the transaction rolls back
-        await events.emit(conn, "power", "transitions", "created", str(transition["id"]),
-                          {"operation": operation.value, "nodes": len(node_ids)})
+        tasks = await tasks_of(conn, transition["id"])
+        if not targets.dry_run:
+            await events.emit(conn, "power", "transitions", "created", str(transition["id"]),
+                              {"operation": operation.value, "nodes": len(node_ids)})
+    return transition, tasks
+
+
+async def _create(request: Request, operation: Operation, targets: Targets) -> Response:
+    transition, tasks = await start(request, operation, targets)
+    body = _transition(transition, _count(tasks), tasks)
+    if targets.dry_run:
+        return json_response(_plan(body))  # its transaction was rolled back
     return json_response(body, 201, {"Location": f"{BASE}/{transition['id']}"})
 
 
@@ -195,55 +203,83 @@ async def list_transitions(request: Request) -> Response:
     states = query_list(request, "state")
     if bad := [s for s in states if s not in TRANSITION_STATES]:
         raise field_problem("state", f"unknown state {bad[0][:40]!r}; one of {', '.join(TRANSITION_STATES)}", 400)
-    where = "WHERE cardinality($1::text[]) = 0 OR state = ANY($1::text[])"
     async with request.app.state.pool.acquire() as conn:
-        total = await conn.fetchval(f"SELECT count(*) FROM power.transitions {where}", states)
-        rows = await conn.fetch(f"SELECT * FROM power.transitions {where} ORDER BY created_at DESC, id "
-                                f"LIMIT {limit} OFFSET {offset}", states)
-        count_rows = await conn.fetch("SELECT transition_id, state, count(*) AS n FROM power.tasks "
-                                      "WHERE transition_id = ANY($1::uuid[]) GROUP BY 1, 2", [r["id"] for r in rows])
-    counts: dict = {r["id"]: {"total": 0} for r in rows}
-    for row in count_rows:
-        counts[row["transition_id"]][row["state"]] = row["n"]
-        counts[row["transition_id"]]["total"] += row["n"]
+        total, rows, counts = await transitions_page(conn, states, limit, offset)
     return json_response(TransitionList(metadata=ListMetadata(total=total, limit=limit, offset=offset),
                                          items=[_transition(r, counts[r["id"]]) for r in rows]))
 
 
-async def _fetch(conn, request: Request, *, lock: bool = False):
-    transition_id = request.path_params["id"]
-    try:
-        key = uuid.UUID(transition_id)
-    except ValueError:
-        raise problem(404, f"no transition {transition_id[:64]!r} (transition ids are UUIDs)") from None
+async def transitions_page(conn, states: list[str], limit: int | None, offset: int = 0):
+    """Transitions in `states` (any state when empty), newest first, `limit` of them (None: all): the total, the
+    rows, and each one's task counts by task state (`{id: {"total": n, "pending": n, ...}}`)."""
+    where = "WHERE cardinality($1::text[]) = 0 OR state = ANY($1::text[])"
+    total = await conn.fetchval(f"SELECT count(*) FROM power.transitions {where}", states)
+    rows = await conn.fetch(f"SELECT * FROM power.transitions {where} ORDER BY created_at DESC, id "
+                            f"LIMIT {'ALL' if limit is None else int(limit)} OFFSET {int(offset)}", states)
+    count_rows = await conn.fetch("SELECT transition_id, state, count(*) AS n FROM power.tasks "
+                                  "WHERE transition_id = ANY($1::uuid[]) GROUP BY 1, 2", [r["id"] for r in rows])
+    counts: dict = {r["id"]: {"total": 0} for r in rows}
+    for row in count_rows:
+        counts[row["transition_id"]][row["state"]] = row["n"]
+        counts[row["transition_id"]]["total"] += row["n"]
+    return total, rows, counts
+
+
+async def load(conn, key: uuid.UUID, *, lock: bool = False):
+    """The transition `key` (locked FOR UPDATE with `lock`), or a 404."""
     row = await conn.fetchrow("SELECT * FROM power.transitions WHERE id = $1" + (" FOR UPDATE" if lock else ""), key)
     if row is None:
-        raise problem(404, f"no transition {transition_id[:64]!r}")
+        raise problem(404, f"no transition {str(key)!r}")
     return row
+
+
+async def tasks_of(conn, transition_id: uuid.UUID):
+    return await conn.fetch("SELECT * FROM power.tasks WHERE transition_id = $1 ORDER BY node_id", transition_id)
+
+
+def _key(request: Request) -> uuid.UUID:
+    transition_id = request.path_params["id"]
+    try:
+        return uuid.UUID(transition_id)
+    except ValueError:
+        raise problem(404, f"no transition {transition_id[:64]!r} (transition ids are UUIDs)") from None
 
 
 @router.get(BASE + "/{id}", scope="read:power", summary="A transition with its per-node tasks", response=Transition)
 async def get_transition(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn:
-        row = await _fetch(conn, request)
-        tasks = await conn.fetch("SELECT * FROM power.tasks WHERE transition_id = $1 ORDER BY node_id", row["id"])
+        row = await load(conn, _key(request))
+        tasks = await tasks_of(conn, row["id"])
     return json_response(_transition(row, _count(tasks), tasks))
+
+
+ABORTABLE = ("new", "in-progress")
+
+
+async def abort(conn, key: uuid.UUID):
+    """Signal an abort of transition `key` if it is new or in progress (one in any other state is left as it is):
+    the state it was in, its row as it now is, and its tasks."""
+    async with conn.transaction():
+        row = await load(conn, key, lock=True)
+        before = row["state"]
+        if before in ABORTABLE:
+            # Tasks not in the middle of a request stop here; the engine finishes the rest and closes the transition.
+            await conn.execute("UPDATE power.tasks SET state = 'aborted', detail = 'aborted', updated_at = now() "
+                               "WHERE transition_id = $1 AND state IN ('pending', 'verifying')", row["id"])
+            row = await conn.fetchrow("UPDATE power.transitions SET state = 'abort-signaled', updated_at = now() "
+                                      "WHERE id = $1 RETURNING *", row["id"])
+            await events.emit(conn, "power", "transitions", "abort-signaled", str(row["id"]))
+        tasks = await tasks_of(conn, row["id"])
+    return before, row, tasks
 
 
 @router.delete(BASE + "/{id}", scope="write:power", summary="Abort a transition (tasks not yet done stop)",
                response=Transition, status=202)
 async def abort_transition(request: Request) -> Response:
-    async with request.app.state.pool.acquire() as conn, conn.transaction():
-        row = await _fetch(conn, request, lock=True)
-        if row["state"] not in ("new", "in-progress"):
-            raise problem(409, f"transition {row['id']} is already {row['state']}")
-        # Tasks not in the middle of a request stop here; the engine finishes the rest and closes the transition.
-        await conn.execute("UPDATE power.tasks SET state = 'aborted', detail = 'aborted', updated_at = now() "
-                           "WHERE transition_id = $1 AND state IN ('pending', 'verifying')", row["id"])
-        row = await conn.fetchrow("UPDATE power.transitions SET state = 'abort-signaled', updated_at = now() "
-                                  "WHERE id = $1 RETURNING *", row["id"])
-        await events.emit(conn, "power", "transitions", "abort-signaled", str(row["id"]))
-        tasks = await conn.fetch("SELECT * FROM power.tasks WHERE transition_id = $1 ORDER BY node_id", row["id"])
+    async with request.app.state.pool.acquire() as conn:
+        before, row, tasks = await abort(conn, _key(request))
+    if before not in ABORTABLE:
+        raise problem(409, f"transition {row['id']} is already {before}")
     return json_response(_transition(row, _count(tasks), tasks), 202)
 
 
@@ -257,18 +293,29 @@ async def power_status(request: Request) -> Response:
     nodes, groups, states = query_list(request, "node"), query_list(request, "group"), query_list(request, "state")
     if bad := [s for s in states if s not in POWER_STATES]:
         raise field_problem("state", f"unknown power state {bad[0][:40]!r}; one of {', '.join(POWER_STATES)}", 400)
+    async with request.app.state.pool.acquire() as conn:
+        total, items = await power_states(conn, nodes, groups, states, limit=limit, offset=offset)
+    return json_response(PowerStatusList(metadata=ListMetadata(total=total, limit=limit, offset=offset), items=items))
+
+
+async def power_states(conn, nodes: list[str], groups: list[str], states: list[str],
+                       managements: Sequence[str] = (), *, limit: int | None = None,
+                       offset: int = 0) -> tuple[int, list[PowerStatus]]:
+    """The last known power state of nodes, by id: those named (all when none), members of `groups`, in power
+    `states` and management states `managements` (any when empty).  The total and `limit` of them (None: all)."""
     query = (
         "FROM smd.components c LEFT JOIN power.status s ON s.node_id = c.id WHERE c.type = 'Node' "
         "AND (cardinality($1::text[]) = 0 OR c.id = ANY($1::text[])) "
         "AND (cardinality($2::text[]) = 0 OR c.id IN (SELECT component_id FROM smd.group_members "
         "                                            WHERE group_name = ANY($2::text[]))) "
-        "AND (cardinality($3::text[]) = 0 OR coalesce(s.power_state, 'undefined') = ANY($3::text[]))")
-    async with request.app.state.pool.acquire() as conn:
-        total = await conn.fetchval(f"SELECT count(*) {query}", nodes, groups, states)
-        rows = await conn.fetch(f"SELECT c.id, s.power_state, s.management_state, s.error, s.updated_at {query} "
-                                f"ORDER BY c.id LIMIT {limit} OFFSET {offset}", nodes, groups, states)
-    items = [PowerStatus(node_id=r["id"], power_state=r["power_state"] or "undefined",
-                         management_state=r["management_state"] or "unavailable",
-                         error=r["error"] if r["power_state"] else "no power state known yet",
-                         updated_at=r["updated_at"].isoformat() if r["updated_at"] else None) for r in rows]
-    return json_response(PowerStatusList(metadata=ListMetadata(total=total, limit=limit, offset=offset), items=items))
+        "AND (cardinality($3::text[]) = 0 OR coalesce(s.power_state, 'undefined') = ANY($3::text[])) "
+        "AND (cardinality($4::text[]) = 0 OR coalesce(s.management_state, 'unavailable') = ANY($4::text[]))")
+    args = (nodes, groups, states, list(managements))
+    total = await conn.fetchval(f"SELECT count(*) {query}", *args)
+    rows = await conn.fetch(f"SELECT c.id, s.power_state, s.management_state, s.error, s.updated_at {query} "
+                            f"ORDER BY c.id LIMIT {'ALL' if limit is None else int(limit)} OFFSET {int(offset)}",
+                            *args)
+    return total, [PowerStatus(node_id=r["id"], power_state=r["power_state"] or "undefined",
+                               management_state=r["management_state"] or "unavailable",
+                               error=r["error"] if r["power_state"] else "no power state known yet",
+                               updated_at=r["updated_at"].isoformat() if r["updated_at"] else None) for r in rows]
