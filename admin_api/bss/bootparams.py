@@ -82,4 +82,5 @@ class BootParams(ScopedEntries):
         return msgspec.to_builtins(self.to_resource(row).spec)
 
 
-BootParams().routes(router)
+BOOT_PARAMS = BootParams()  # also written through by the OpenCHAMI face (admin_api/openchami/bss.py)
+BOOT_PARAMS.routes(router)
