@@ -94,7 +94,7 @@ async def start(ochami, operation, *xnames, deadline=None):
 
 # -- pcs service status ------------------------------------------------------------------------------------
 
-async def test_service_status_is_204_without_a_token_at_the_root_and_under_v1(admin_app, dsn):
+async def test_service_status_is_204_without_a_token_at_the_root_and_under_v1(admin_app, conn):
     async with await client(admin_app, None) as anonymous:
         for base in ("", "/v1"):
             # ochami: GET /readiness, only 204 is "ready"; otherwise GET /liveness must be 204.
@@ -106,6 +106,10 @@ async def test_service_status_is_204_without_a_token_at_the_root_and_under_v1(ad
             assert health.json() == {"KvStore": "connected, responsive", "DistLocking": "connected, responsive",
                                      "StateManager": "connected, responsive", "Vault": "disabled",
                                      "TaskRunner": "not connected"}  # no power engine has ever run
+        # An engine that said it was active, then nothing for minutes (killed): not responsive.
+        await conn.execute("INSERT INTO sync.status (job, instance, state, updated_at) "
+                           "VALUES ('power', 'gone:1', 'active', now() - interval '5 minutes')")
+        assert (await anonymous.get("/health")).json()["TaskRunner"] == "connected, not responsive, local mode"
 
         # The database gone: not ready (503 problem), still live, health says so.
         pool = admin_app.state.pool
