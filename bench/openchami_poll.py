@@ -63,7 +63,7 @@ class Interface(msgspec.Struct):
 
 async def python_built(conn) -> bytes:
     """The face's interface list built the other way: rows into Python, msgspec out."""
-    from admin_api.openchami.smd import openchami_type
+    from admin_api.openchami.smd_values import openchami_type
 
     rows = await conn.fetch(ROWS_SQL)
     return msgspec.json.encode([
@@ -75,7 +75,7 @@ async def python_built(conn) -> bytes:
 async def sql_built(conn) -> bytes:
     """The face's interface list as it builds it (admin_api/openchami/smd.py)."""
     from admin_api.collection import Where
-    from admin_api.openchami.smd import INTERFACE, INTERFACES_FROM, json_list
+    from admin_api.openchami.smd_json import INTERFACE, INTERFACES_FROM, json_list
 
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         return b"[" + await json_list(conn, INTERFACE, INTERFACES_FROM, Where()) + b"]"
@@ -112,8 +112,8 @@ async def run(dsn: str, base: str, nodes: int, rounds: int) -> dict:
                 body = await response.read()
                 if response.status != 200:
                     raise RuntimeError(f"{path}: HTTP {response.status} {body[:200]!r}")
-            count = len(msgspec.json.decode(body, type=list) if body.startswith(b"[") else
-                        msgspec.json.decode(body, type=dict)["Components"])
+            # One key per object, counted without decoding 20 MB inside the timed region.
+            count = body.count(b'"MACAddress":' if body.startswith(b"[") else b'{"ID":')
             if count != expect:
                 raise RuntimeError(f"{path}: {count} rows, expected {expect}")
             return len(body)

@@ -228,6 +228,8 @@ async def test_types_follow_the_xname_and_filters_work_as_smd_s(api):
                      "x1000c1s7b0n0": "Node", "x1000c1s7b1n0": "Node", "x1000c1w4": "MgmtSwitch",
                      "x1000m0": "CabinetPDUController"}
     assert await ids("type=NodeBMC&type=routerbmc") == ["x1000c1r3b0", "x1000c1s7b0"]
+    assert await ids("type=RouterBMC") == ["x1000c1r3b0"]
+    assert (await send(api, "GET", COMPONENTS + "/x1000c1r3b0")).json()["Type"] == "RouterBMC"
     assert await ids("Type=node&STATE=ON") == ["x1000c1s7b0n0", "x1000c1s7b1n0"]
     assert await ids("state=Ready") == ["x1000c1r3b0", "x1000c1s7b0"]
     assert await ids("role=compute&nid=2") == ["x1000c1s7b1n0"]
