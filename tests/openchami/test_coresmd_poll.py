@@ -5,6 +5,7 @@ uses: the MAC as an exact lower-case colon key, its component, type and first IP
 
 import asyncio
 import random
+import re
 import urllib.request
 
 import msgspec
@@ -14,6 +15,7 @@ from core import db
 NODES = 100_000
 BMCS = 16  # a few NodeBMCs with an interface each: coresmd treats them apart from nodes
 SMD = "/openchami/hsm/v2"
+MAC = re.compile(r"([0-9a-f]{2}:){5}[0-9a-f]{2}")  # the DHCP server's spelling, which coresmd matches exactly
 
 SEED = """
 INSERT INTO smd.components (id, type, state, role, nid, rack, unit, slot, sub_slot)
@@ -94,7 +96,7 @@ def test_coresmd_poll_of_100k_nodes(dsn, admin_server):
     interfaces = msgspec.json.decode(raw, type=list[EthernetInterface])
     assert len(interfaces) == NODES + BMCS
     by_mac = {nic.MACAddress: nic for nic in interfaces}
-    assert len(by_mac) == NODES + BMCS
+    assert len(by_mac) == NODES + BMCS and all(MAC.fullmatch(mac) for mac in by_mac)
     for i in random.Random(16).sample(range(NODES), 500) + [0, NODES - 1]:
         node, mac, ip = node_of(i)
         nic = by_mac[mac]
