@@ -24,13 +24,12 @@ import dataclasses
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
-from urllib.parse import urlencode
 
-import aiohttp
 import asyncpg
 from starlette.requests import Request
 from starlette.responses import Response
 
+from admin_api import bootpath
 from admin_api.bss.bootparams import BOOT_PARAMS, COLUMNS, BootParamsSpec
 from admin_api.http import convert, json_response, problem
 from admin_api.openchami.compat import (
@@ -61,11 +60,7 @@ CLOUD_INIT = {"meta-data": None, "user-data": None,
                              "hostname": "", "fqdn": ""}}
 NO_CLOUD_INIT = ("Bad Request: Chamicore keeps cloud-init data apart from boot parameters; set it with the "
                  "cloud-init API (/openchami/cloud-init/admin/..., or the native /cloud-init/payloads)")
-# The boot path's preview header (hotpath/app.py PREVIEW_HEADER; admin_api does not import the boot path):
-# the answer is the node's, but the request is not counted as the node booting.
-PREVIEW_HEADER = "X-Chamicore-Preview"
 BOOTSCRIPT_QUERY = ("mac", "name", "nid", "arch", "retry", "ts", "json")
-BOOT_PATH_TIMEOUT = aiohttp.ClientTimeout(total=5)
 # Native field names in problems, as BSS's clients name them.
 _BSS_NAMES = {"cmdline": "params", "componentId": "hosts", "role": "hosts", "mac": "macs"}
 
@@ -435,22 +430,12 @@ async def get_bootscript(request: Request) -> Response:
     query = [(name, value) for name in BOOTSCRIPT_QUERY if (value := query_value(request, name)) is not None]
     if not any(name in ("mac", "name", "nid") for name, _ in query):
         raise problem(400, "Need a mac=, name=, or nid= parameter")
-    config = request.app.state.config
-    base = (config.node_boot_url or config.boot_listen.local_url).rstrip("/")
     hops = [request.headers.get("x-forwarded-for"), request.client.host if request.client else None]
     headers = {"X-Forwarded-For": ", ".join(hop for hop in hops if hop)} if any(hops) else {}
-    if request.headers.get("user-agent", "").startswith("ochami/"):
-        headers[PREVIEW_HEADER] = "1"
-    try:
-        async with aiohttp.ClientSession(timeout=BOOT_PATH_TIMEOUT) as session, \
-                session.get(f"{base}/boot/v1/bootscript?{urlencode(query)}", headers=headers,
-                            allow_redirects=False) as answer:
-            body = await answer.read()
-            status, content_type = answer.status, answer.headers.get("Content-Type", "text/plain; charset=utf-8")
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise problem(503, f"the boot path at {base} did not answer ({type(exc).__name__}: {exc}); start it "
-                      f"(chamicore serve boot), or set CHAMICORE_BOOT_URL to the URL it serves at") from None
-    return Response(body, status_code=status, headers={"Content-Type": content_type})
+    preview = request.headers.get("user-agent", "").startswith("ochami/")
+    answer = await bootpath.fetch(request.app.state.config, "/boot/v1/bootscript", query, preview=preview,
+                                  headers=headers)
+    return Response(answer.body, status_code=answer.status, headers={"Content-Type": answer.content_type})
 
 
 # -- /service ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from admin_api.openchami import bss
+from admin_api import bootpath
 from core.config import load_config
 from hotpath.app import PREVIEW_HEADER
 from tests.helpers.api import create, problem_of
@@ -302,7 +302,7 @@ async def test_service_status_needs_no_token(admin_app, ochami):
 
 
 def test_the_preview_header_is_the_boot_paths():
-    assert bss.PREVIEW_HEADER.lower() == PREVIEW_HEADER
+    assert bootpath.PREVIEW_HEADER.lower() == PREVIEW_HEADER
 
 
 async def test_bootscript_through_the_admin_origin_is_the_boot_paths(boot_server, dsn):
