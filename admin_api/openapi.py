@@ -96,9 +96,13 @@ def _operation_ids(operations: list[Operation]) -> dict[int, str]:
     `<method>_<path>`, since an operationId must be unique."""
     plain = {id(op): f"{op.method.lower()}_{op.endpoint.__name__}" for op in operations}
     uses = collections.Counter(plain.values())
-    return {id(op): plain[id(op)] if uses[plain[id(op)]] == 1
-            else f"{op.method.lower()}_{re.sub('[^a-z0-9]+', '_', op.path.lower()).strip('_')}"
-            for op in operations}
+    return {id(op): plain[id(op)] if uses[plain[id(op)]] == 1 else _path_id(op) for op in operations}
+
+
+def _path_id(op: Operation) -> str:
+    # A path served with and without a trailing slash (SMD's clients send both) is two operations.
+    slash = "_slash" if op.path.endswith("/") else ""
+    return f"{op.method.lower()}_{re.sub('[^a-z0-9]+', '_', op.path.lower()).strip('_')}{slash}"
 
 
 def _links(operations: list[Operation], operation_ids: dict[int, str]) -> dict[int, dict[str, dict]]:

@@ -57,4 +57,5 @@ def test_if_match_is_required_only_where_there_is_an_etag_to_send():
         if method != "PUT":
             continue
         if_match = [p for p in entry["parameters"] if p["name"] == "If-Match"]
-        assert bool(if_match) == (path != "/auth/v1/roles/{name}"), path
+        # Native PUTs replace a versioned resource; roles have no ETag, nor do OpenCHAMI's shapes.
+        assert bool(if_match) == (path != "/auth/v1/roles/{name}" and not path.startswith("/openchami/")), path
