@@ -67,6 +67,24 @@ def _redacted(row) -> Credential:
                       updated_at=row["updated_at"].isoformat())
 
 
+async def insert_credential(request: Request, conn, credential_id: str, spec: CredentialSpec):
+    """A new credential, its secret sealed; its row.  The one way a secret is stored, whichever route brings it
+    (this API, or an OpenCHAMI RedfishEndpoint's User/Password)."""
+    sealed = _box(request).seal(spec.secret.encode(), credential_id)
+    return await conn.fetchrow("INSERT INTO auth.credentials (id, username, secret_enc, tags, description) "
+                               "VALUES ($1, $2, $3, $4, $5) RETURNING *", credential_id, spec.username, sealed,
+                               spec.tags, spec.description)
+
+
+async def update_credential(request: Request, conn, credential_id: str, change: CredentialChange):
+    """The given fields of an existing credential (a new secret sealed); its row."""
+    sealed = _box(request).seal(change.secret.encode(), credential_id) if change.secret is not None else None
+    return await conn.fetchrow(
+        "UPDATE auth.credentials SET username = coalesce($2, username), secret_enc = coalesce($3, secret_enc), "
+        "tags = coalesce($4, tags), description = coalesce($5, description), updated_at = now() "
+        "WHERE id = $1 RETURNING *", credential_id, change.username, sealed, change.tags, change.description)
+
+
 async def _fetch(conn, credential_id: str):
     row = await conn.fetchrow("SELECT * FROM auth.credentials WHERE id = $1", credential_id)
     if row is None:
@@ -89,13 +107,10 @@ async def list_credentials(request: Request) -> Response:
 async def create(request: Request) -> Response:
     body = await request_body(request)
     credential_id = body.id or generate_id("cred")
-    sealed = _box(request).seal(body.secret.encode(), credential_id)
     async with request.app.state.pool.acquire() as conn:
         if await conn.fetchval("SELECT true FROM auth.credentials WHERE id = $1", credential_id):
             raise problem(409, f"credential {credential_id!r} already exists")
-        row = await conn.fetchrow("INSERT INTO auth.credentials (id, username, secret_enc, tags, description) "
-                                  "VALUES ($1, $2, $3, $4, $5) RETURNING *", credential_id, body.username, sealed,
-                                  body.tags, body.description)
+        row = await insert_credential(request, conn, credential_id, body)
     return json_response(_redacted(row), 201, {"Location": f"{BASE}/{credential_id}"})
 
 
@@ -127,11 +142,7 @@ async def change(request: Request) -> Response:
     credential_id = request.path_params["id"]
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         await _fetch(conn, credential_id)
-        sealed = _box(request).seal(body.secret.encode(), credential_id) if body.secret is not None else None
-        row = await conn.fetchrow(
-            "UPDATE auth.credentials SET username = coalesce($2, username), secret_enc = coalesce($3, secret_enc), "
-            "tags = coalesce($4, tags), description = coalesce($5, description), updated_at = now() "
-            "WHERE id = $1 RETURNING *", credential_id, body.username, sealed, body.tags, body.description)
+        row = await update_credential(request, conn, credential_id, body)
     return json_response(_redacted(row))
 
 

@@ -163,34 +163,42 @@ class Groups(Collection):
             row = await self.fetch(conn, name)
         return json_response(MemberList(group=name, members=list(row["members"])))
 
+    async def join(self, conn, name: str, member: str) -> None:
+        """One more member (409 if it is one already, or, for a partition, is in another), and its event.
+        The caller holds a transaction; the OpenCHAMI face adds members through here too."""
+        await self.fetch(conn, name, lock=True)
+        if not await conn.fetchval("SELECT true FROM smd.components WHERE id = $1", member):
+            raise field_problem("$.id", f"no component {member!r}")
+        if await conn.fetchval("SELECT true FROM smd.group_members WHERE group_name = $1 AND component_id = $2",
+                               name, member):
+            raise problem(409, f"{member!r} is already a member of {self.noun} {name!r}")
+        await self.add_members(conn, name, [member])
+        await conn.execute("UPDATE smd.groups SET updated_at = now() WHERE name = $1", name)
+        await events.emit(conn, "smd", self.events_as, "member-added", name, {"id": member})
+
+    async def leave(self, conn, name: str, member: str) -> None:
+        """One member fewer (404 if it is not one), and its event; inside the caller's transaction."""
+        await self.fetch(conn, name, lock=True)
+        done = await conn.execute("DELETE FROM smd.group_members WHERE group_name = $1 AND component_id = $2",
+                                  name, member)
+        if done == "DELETE 0":
+            raise problem(404, f"{member[:255]!r} is not a member of {self.noun} {name!r}")
+        await conn.execute("UPDATE smd.groups SET updated_at = now() WHERE name = $1", name)
+        await events.emit(conn, "smd", self.events_as, "member-removed", name, {"id": member})
+
     async def add_member(self, request: Request) -> Response:
         name = self.path_key(request)
         body = await request_body(request)
         async with request.app.state.pool.acquire() as conn, conn.transaction():
-            await self.fetch(conn, name, lock=True)
-            if not await conn.fetchval("SELECT true FROM smd.components WHERE id = $1", body.id):
-                raise field_problem("$.id", f"no component {body.id!r}")
-            if await conn.fetchval("SELECT true FROM smd.group_members WHERE group_name = $1 AND component_id = $2",
-                                   name, body.id):
-                raise problem(409, f"{body.id!r} is already a member of {self.noun} {name!r}")
-            await self.add_members(conn, name, [body.id])
-            await conn.execute("UPDATE smd.groups SET updated_at = now() WHERE name = $1", name)
-            await events.emit(conn, "smd", self.events_as, "member-added", name, {"id": body.id})
+            await self.join(conn, name, body.id)
             row = await self.fetch(conn, name)
         return json_response(MemberList(group=name, members=list(row["members"])), 201,
                              {"Location": f"{self.base}/{name}/members/{body.id}"})
 
     async def remove_member(self, request: Request) -> Response:
         name = self.path_key(request)
-        member = request.path_params["id"]
         async with request.app.state.pool.acquire() as conn, conn.transaction():
-            await self.fetch(conn, name, lock=True)
-            done = await conn.execute("DELETE FROM smd.group_members WHERE group_name = $1 AND component_id = $2",
-                                      name, member)
-            if done == "DELETE 0":
-                raise problem(404, f"{member[:255]!r} is not a member of {self.noun} {name!r}")
-            await conn.execute("UPDATE smd.groups SET updated_at = now() WHERE name = $1", name)
-            await events.emit(conn, "smd", self.events_as, "member-removed", name, {"id": member})
+            await self.leave(conn, name, request.path_params["id"])
         return Response(status_code=204)
 
     def routes(self, router: Router) -> None:
@@ -205,5 +213,7 @@ class Groups(Collection):
 
 
 groups_router, partitions_router = Router("groups"), Router("partitions")
-Groups("/hsm/v2/groups", exclusive=False).routes(groups_router)
-Groups("/hsm/v2/partitions", exclusive=True).routes(partitions_router)
+GROUPS = Groups("/hsm/v2/groups", exclusive=False)
+PARTITIONS = Groups("/hsm/v2/partitions", exclusive=True)
+GROUPS.routes(groups_router)
+PARTITIONS.routes(partitions_router)

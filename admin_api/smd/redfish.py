@@ -161,4 +161,5 @@ class RedfishEndpoints(Collection):
         return row
 
 
-RedfishEndpoints().routes(router)
+ENDPOINTS = RedfishEndpoints()
+ENDPOINTS.routes(router)
