@@ -57,6 +57,7 @@ bench: install system-deps
 	$(PY) -m bench.bootstorm
 	$(PY) -m bench.scalecurve
 	$(PY) -m bench.adminload
+	$(PY) -m bench.openchami_poll
 
 lint: install
 	$(PY) -m ruff check .
