@@ -168,6 +168,9 @@ def _say_where(config: Config, data_dir: Path, database: str, new_credentials: b
     print(f"  boot path   {config.boot_listen.local_url}  (DHCP bootfile for iPXE: {bootfile})")
     admin = config.admin_listen.local_url
     print(f"  admin API   {admin}  (OpenAPI: {admin}/api/openapi.json, docs: {admin}/api/docs)")
+    public = ", coresmd's reads open" if config.openchami_public_reads else ""
+    print(f"  OpenCHAMI   {admin}/openchami  (ochami cluster.uri, coresmd and magellan SMD URL{public})")
+    print(f"  MCP         {admin}/mcp  ({config.mcp_mode}; stdio: chamicore mcp)")
     print("  sync        discovery scans and power transitions")
     if config.nats_url:
         print(f"  sync        outbox relay to {config.nats_url}")

@@ -6,12 +6,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import msgspec
 import psutil
+import pytest
 
 from tests.helpers.keys import SECRET_KEY
 from tests.helpers.paths import ROOT, tmp_root
@@ -133,6 +135,15 @@ def _check_round(process, round_, data_dir, port, admin_port):
         with urllib.request.urlopen(f"http://127.0.0.1:{ready_port}/readiness", timeout=5) as response:
             assert msgspec.json.decode(response.read())["status"] == "ready"
     assert f"admin API   http://127.0.0.1:{admin_port}" in output
+    assert f"OpenCHAMI   http://127.0.0.1:{admin_port}/openchami" in output
+    assert f"MCP         http://127.0.0.1:{admin_port}/mcp  (read-only" in output
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/openchami/hsm/v2/service/ready", timeout=5) as ready:
+        assert msgspec.json.decode(ready.read()) == {"code": 0, "message": "HSM is healthy"}
+    with pytest.raises(urllib.error.HTTPError) as refused:  # served, behind the admin API's tokens
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{admin_port}/mcp", data=b"{}",
+                                                      headers={"Content-Type": "application/json"}), timeout=5)
+    assert refused.value.code == 401
+    refused.value.close()
     credentials = data_dir / "credentials" / "admin.json"
     assert str(credentials) in output and ("(new:" in output) == (round_ == 1)
     assert credentials.stat().st_mode & 0o777 == 0o600

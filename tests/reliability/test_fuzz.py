@@ -76,6 +76,15 @@ IDS = {
     "/cloud-init/payloads": "fuzz-ci", "/auth/v1/service-accounts": "fuzz-account", "/auth/v1/roles": "fuzz-role",
     "/auth/v1/policies": "fuzz-policy", "/auth/v1/credentials": "fuzz-cred",
     "/hsm/v2/Inventory/RedfishEndpoints": "fuzz-bmc", "/discovery/v1/targets": "fuzz-target",
+    # The OpenCHAMI face names the same resources.
+    "/openchami/hsm/v2/State/Components": "fuzz-node", "/openchami/hsm/v2/State/Components/ByNID": "1",
+    "/openchami/hsm/v2/Inventory/EthernetInterfaces": "fuzz-nic", "/openchami/hsm/v2/memberships": "fuzz-node",
+    "/openchami/hsm/v2/Inventory/RedfishEndpoints": "fuzz-bmc",
+    "/openchami/hsm/v2/Inventory/ComponentEndpoints": "fuzz-bmc", "/openchami/hsm/v2/groups": "fuzz-group",
+    "/openchami/hsm/v2/groups/{label}/members": "fuzz-node", "/openchami/cloud-init/admin/groups": "fuzz-group",
+    "/openchami/cloud-init/admin/instance-info": "fuzz-node",
+    "/openchami/cloud-init/admin/impersonation": "fuzz-node",
+    "/openchami/cloud-init/admin/impersonation/{id}": "user-data",
 }
 TELEMETRY = ("INSERT INTO bss.boot_telemetry (component_id, endpoint, seen_at, requests) "
              "SELECT 'fuzz-node', 'bootscript', now(), 1 WHERE EXISTS (SELECT FROM smd.components WHERE id = 'fuzz-node') "
@@ -131,7 +140,8 @@ class FuzzedAdmin:
         status, transition = self.request("POST", "/power/v1/transitions", {"operation": "On", "nodes": ["fuzz-node"]})
         assert status == 201, transition
         IDS["/discovery/v1/scans"] = scan["metadata"]["id"]
-        IDS["/power/v1/transitions"] = transition["id"]
+        IDS["/power/v1/transitions"] = IDS["/openchami/transitions"] = IDS["/openchami/v1/transitions"] = \
+            transition["id"]
 
     def after(self, method: str, path: str, status: int) -> None:
         answers[f"{method.upper()} {path}"][status] += 1
@@ -215,17 +225,20 @@ def bad_input_class(case) -> str | None:
 @pytest.fixture(scope="module")
 def fuzz_admin(pg_cluster):
     dsn = asyncio.run(create_database(pg_cluster))
+    # The routes that relay the boot path's answers (BSS bootscript, cloud-init impersonation) ask a real one.
+    boot = ServiceServer(dsn).start()
     # The fuzzer's refused token requests would soon be answered 429 (tests/security covers that); it should
     # reach the token endpoint's logic instead.
     server = ServiceServer(dsn, service="admin", CHAMICORE_TOKEN_FAILURES_PER_CLIENT="1000000",
-                           CHAMICORE_TOKEN_FAILURES_PER_ADDRESS="1000000")
-    server.start()
+                           CHAMICORE_TOKEN_FAILURES_PER_ADDRESS="1000000", CHAMICORE_BOOT_URL=boot.url)
     try:
+        server.start()
         admin = FuzzedAdmin(server, dsn)
         admin.seed_once()
         yield admin
     finally:
         server.stop()
+        boot.stop()
 
 
 @pytest.fixture(scope="module")
