@@ -1,5 +1,6 @@
 """What boot parameters and cloud-init payloads share: a scope of at most one of
-MAC, component, group or role (none: the site default), and its checks."""
+MAC, component, group or role (boot parameters also NID; none: the site default),
+and its checks."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from core.mac import InvalidMac, normalize_mac, try_normalize_mac
 
 SORTABLE = {"id": "id", "createdAt": "created_at", "updatedAt": "updated_at"}
 
-SCOPE_FIELDS = {"mac": "mac", "componentId": "component_id", "group": "group_name", "role": "role"}
+SCOPE_FIELDS = {"mac": "mac", "componentId": "component_id", "nid": "nid", "group": "group_name", "role": "role"}
 
 
-def scope_of(spec, fields: tuple[str, ...]) -> dict[str, str | None]:
+def scope_of(spec, fields: tuple[str, ...]) -> dict[str, Any]:
     """Column -> value for the scope columns, checked: at most one set, MAC normalised."""
     given = [name for name in fields if getattr(spec, _attr(name)) is not None]
     if len(given) > 1:
@@ -34,15 +35,16 @@ def scope_of(spec, fields: tuple[str, ...]) -> dict[str, str | None]:
     return columns
 
 
-def describe(columns: dict[str, str | None]) -> str:
+def describe(columns: dict[str, Any]) -> str:
     for column, value in columns.items():
         if value is not None:
             return f"{column.replace('_name', '').replace('_', ' ')} {value!r}"
     return "the site default"
 
 
-async def check_scope_targets(conn, columns: dict[str, str | None]) -> None:
-    """The component or group a scope names must exist (a MAC or role need not)."""
+async def check_scope_targets(conn, columns: dict[str, Any]) -> None:
+    """The component or group a scope names must exist (a MAC, NID or role need not: a NID entry
+    waits for the component that gets the number)."""
     if columns.get("component_id") is not None and not await conn.fetchval(
             "SELECT true FROM smd.components WHERE id = $1", columns["component_id"]):
         raise field_problem("$.spec.componentId", f"no component {columns['component_id']!r}")
@@ -51,7 +53,7 @@ async def check_scope_targets(conn, columns: dict[str, str | None]) -> None:
         raise field_problem("$.spec.group", f"no group {columns['group_name']!r}")
 
 
-async def check_scope_free(conn, table: str, columns: dict[str, str | None], own_id: str | None) -> None:
+async def check_scope_free(conn, table: str, columns: dict[str, Any], own_id: str | None) -> None:
     conditions = " AND ".join(f"{c} IS NOT DISTINCT FROM ${i + 2}" for i, c in enumerate(columns))
     holder = await conn.fetchval(f"SELECT id FROM {table} WHERE id IS DISTINCT FROM $1 AND {conditions}",
                                  own_id, *columns.values())
@@ -70,6 +72,12 @@ async def entry_scopes(conn, column: str, value: str) -> set[str]:
     assert column in ("component_id", "group_name")
     return {scope for table, scope in WRITE_SCOPES.items()
             if await conn.fetchval(f"SELECT true FROM {table} WHERE {column} = $1 LIMIT 1", value)}
+
+
+def _whole_number(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise problem(400, f"nid must be a whole number, got {text[:40]!r}")
+    return int(text)
 
 
 def _attr(name: str) -> str:
@@ -108,7 +116,9 @@ class ScopedEntries(Collection):
             values = query_list(request, name)
             if name == "mac":
                 values = [try_normalize_mac(v) or v for v in values]
-            if values:
+            if name == "nid" and values:
+                where.add("nid = ANY({}::bigint[])", [_whole_number(v) for v in values])
+            elif values:
                 where.add(f"{SCOPE_FIELDS[name]} = ANY({{}}::text[])", values)
         return where
 

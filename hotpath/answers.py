@@ -1,7 +1,7 @@
 """Turns loaded rows into each node's answers, rendered once per change.
 
-Boot parameters resolve by precedence MAC, component, group, role, site
-default; a node in several groups takes the first group by name that has
+Boot parameters resolve by precedence MAC, component, NID, group, role,
+site default (a NID entry follows the number, not the node that held it); a node in several groups takes the first group by name that has
 parameters.  cloud-init vendor-data resolves component, group, role, site
 default the same way.  User-data too, except that a node in several groups
 that have user-data gets all of them, combined part by part in group name
@@ -95,16 +95,19 @@ class NodeAnswers:
 class _Scoped:
     """Rows of one scoped table, keyed for precedence lookups."""
 
-    __slots__ = ("by_mac", "by_component", "by_group", "by_role", "site", "_broad")
+    __slots__ = ("by_mac", "by_component", "by_nid", "by_group", "by_role", "site", "_broad")
 
     def __init__(self, rows, has_mac: bool) -> None:
-        self.by_mac, self.by_component, self.by_group, self.by_role = {}, {}, {}, {}
+        # has_mac: boot parameters, which also have MAC and NID scopes (cloud-init payloads have neither).
+        self.by_mac, self.by_component, self.by_nid, self.by_group, self.by_role = {}, {}, {}, {}, {}
         self.site = None
         for row in rows:
             if has_mac and row["mac"] is not None:
                 self.by_mac[row["mac"]] = row
             elif row["component_id"] is not None:
                 self.by_component[row["component_id"]] = row
+            elif has_mac and row.get("nid") is not None:
+                self.by_nid[row["nid"]] = row
             elif row["group_name"] is not None:
                 self.by_group[row["group_name"]] = row
             elif row["role"] is not None:
@@ -114,8 +117,9 @@ class _Scoped:
         # Thousands of nodes share a few (groups, role) combinations: resolve each once.
         self._broad: dict[tuple, tuple] = {}
 
-    def chain(self, node_id: str, groups: tuple, role: str, mac: str | None = None) -> tuple:
-        """Rows that apply to this node, most specific first."""
+    def chain(self, node_id: str, groups: tuple, role: str, mac: str | None = None, nid: int | None = None) -> tuple:
+        """Rows that apply to this node, most specific first.  The NID's entry is per node, so outside
+        the shared (groups, role) cache."""
         broad = self._broad.get((groups, role))
         if broad is None:
             rows = [self.by_group[g] for g in groups if g in self.by_group]
@@ -129,6 +133,8 @@ class _Scoped:
             specific = (self.by_mac[mac],)
         if node_id in self.by_component:
             specific += (self.by_component[node_id],)
+        if nid is not None and nid in self.by_nid:
+            specific += (self.by_nid[nid],)
         return specific + broad if specific else broad
 
 
@@ -242,16 +248,18 @@ class NodeBatch:
             self._share(",".join(groups)),
         )
         enabled = node["enabled"]
+        nid = node["nid"]
         params = self._params
-        by_mac = {mac: self._boot_entry(node_id, enabled, mac, params.chain(node_id, groups, role, mac), values,
-                                        token) for mac in macs}
+        by_mac = {mac: self._boot_entry(node_id, enabled, mac, params.chain(node_id, groups, role, mac, nid),
+                                        values, token) for mac in macs}
         if macs:
             primary = by_mac[macs[0]]
         else:
-            primary = self._boot_entry(node_id, enabled, "", params.chain(node_id, groups, role), values, token)
+            primary = self._boot_entry(node_id, enabled, "", params.chain(node_id, groups, role, None, nid), values,
+                                       token)
         ips = [addr["ipAddress"] for addrs in node["ip_addrs"] for addr in addrs
                if isinstance(addr, dict) and isinstance(addr.get("ipAddress"), str)]
-        return NodeAnswers(node_id, node["nid"], by_mac, primary, cloud_init, ips)
+        return NodeAnswers(node_id, nid, by_mac, primary, cloud_init, ips)
 
     def _boot_entry(self, node_id: str, enabled: bool, mac: str, chain: tuple, values: tuple,
                     token: str) -> BootEntry:

@@ -44,18 +44,19 @@ class FeedState(enum.StrEnum):
 
 
 class _Pending:
-    __slots__ = ("ids", "macs", "groups", "roles", "full", "first_heard")
+    __slots__ = ("ids", "macs", "nids", "groups", "roles", "full", "first_heard")
 
     def __init__(self) -> None:
         self.ids: set[str] = set()
         self.macs: set[str] = set()
+        self.nids: set[int] = set()
         self.groups: set[str] = set()
         self.roles: set[str] = set()
         self.full = False
         self.first_heard: float | None = None
 
     def __bool__(self) -> bool:
-        return self.full or bool(self.ids or self.macs or self.groups or self.roles)
+        return self.full or bool(self.ids or self.macs or self.nids or self.groups or self.roles)
 
 
 class ChangeFeed:
@@ -158,6 +159,7 @@ class ChangeFeed:
                 keys = message.get("keys") or {}
                 pending.ids.update(keys.get("componentIds", ()))
                 pending.macs.update(keys.get("macs", ()))
+                pending.nids.update(int(nid) for nid in keys.get("nids", ()))
                 pending.groups.update(keys.get("groups", ()))
                 pending.roles.update(keys.get("roles", ()))
                 if keys.get("site"):
@@ -193,7 +195,7 @@ class ChangeFeed:
             await self._full_reload(conn)
         else:
             touched = await loader.affected_components(conn, pending.ids, pending.roles, pending.groups,
-                                                       pending.macs)
+                                                       pending.macs, pending.nids)
             touched |= pending.ids
             if len(touched) > FULL_RELOAD_THRESHOLD:
                 await self._full_reload(conn)

@@ -5,7 +5,8 @@ consistent snapshot across the tables.  Nodes stream through a cursor in
 chunks: the rows of a chunk are turned into answers and dropped before the
 next chunk arrives, so a 100k-node reload never holds 100k raw rows at once.
 `ids=None` reads everything (full reload); otherwise only those components,
-plus the broad-scoped rows (group, role, site) that resolution needs.
+plus their NID-scoped rows and the broad-scoped rows (group, role, site) that
+resolution needs.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ WHERE c.type = 'Node'
 _ALL_NODES = _NODES
 _SOME_NODES = _NODES + " AND c.id = ANY($1::text[])"
 
-_PARAMS = "SELECT mac, component_id, group_name, role, kernel, initrd, cmdline FROM bss.boot_params"
+_PARAMS = "SELECT mac, component_id, nid, group_name, role, kernel, initrd, cmdline FROM bss.boot_params"
 _SOME_PARAMS = _PARAMS + """
-    WHERE (mac IS NULL AND component_id IS NULL) OR component_id = ANY($1::text[])
+    WHERE (mac IS NULL AND component_id IS NULL AND nid IS NULL) OR component_id = ANY($1::text[])
+       OR nid IN (SELECT c.nid FROM smd.components c WHERE c.id = ANY($1::text[]))
        OR mac IN (SELECT i.mac FROM smd.ethernet_interfaces i WHERE i.component_id = ANY($1::text[]))
 """
 _PAYLOADS = ("SELECT component_id, group_name, role, user_data, meta_data, vendor_data, description "
@@ -46,7 +48,8 @@ _SOME_PAYLOADS = _PAYLOADS + " WHERE component_id IS NULL OR component_id = ANY(
 # Which components a batch of change keys touches.  Deleted rows are not
 # found here; the caller adds the component ids the notification named.
 AFFECTED_COMPONENTS = """
-    SELECT id FROM smd.components WHERE id = ANY($1::text[]) OR role = ANY($2::text[])
+    SELECT id FROM smd.components
+    WHERE id = ANY($1::text[]) OR role = ANY($2::text[]) OR nid = ANY($5::bigint[])
     UNION SELECT component_id FROM smd.group_members WHERE group_name = ANY($3::text[])
     UNION SELECT component_id FROM smd.ethernet_interfaces WHERE mac = ANY($4::text[])
 """
@@ -92,8 +95,8 @@ async def load(
         return None
 
 
-async def affected_components(conn: asyncpg.Connection, ids, roles, groups, macs) -> set[str]:
-    rows = await conn.fetch(AFFECTED_COMPONENTS, list(ids), list(roles), list(groups), list(macs))
+async def affected_components(conn: asyncpg.Connection, ids, roles, groups, macs, nids=()) -> set[str]:
+    rows = await conn.fetch(AFFECTED_COMPONENTS, list(ids), list(roles), list(groups), list(macs), list(nids))
     return {row["id"] for row in rows}
 
 

@@ -44,6 +44,35 @@ async def test_boot_params_precedence(conn):
                        "n-role": "http://role", "n-site": "http://site"}
 
 
+async def test_a_nid_entry_sits_between_component_and_group(conn):
+    await add_node(conn, "n-comp", ["00:00:00:00:00:01"], nid=1, groups=["g1"])
+    await add_node(conn, "n-nid", ["00:00:00:00:00:02"], nid=2, groups=["g1"])
+    await add_node(conn, "n-role", [], nid=3, role="Compute")  # no MAC: found by name or nid
+    await add_node(conn, "n-site", ["00:00:00:00:00:04"], nid=4, role="Service")
+    await add_node(conn, "n-none", ["00:00:00:00:00:05"], groups=["g1"])  # no NID: unaffected
+    await add_node(conn, "n-other", ["00:00:00:00:00:06"], nid=6, groups=["g1"])  # a NID without an entry
+    await add_params(conn, "site", kernel="http://site")
+    await add_params(conn, "role", role="Compute", kernel="http://role")
+    await add_params(conn, "g1", group="g1", kernel="http://g1")
+    await add_params(conn, "comp", component_id="n-comp", kernel="http://comp")
+    for nid in (1, 2, 3, 4, 99):
+        await add_params(conn, f"nid-{nid}", nid=nid, kernel=f"http://nid{nid}")
+    index = await build(conn)
+    kernels = {node: index.by_id[node].kernel for node in ("n-comp", "n-nid", "n-role", "n-site", "n-none",
+                                                           "n-other")}
+    assert kernels == {"n-comp": "http://comp", "n-nid": "http://nid2", "n-role": "http://nid3",
+                       "n-site": "http://nid4", "n-none": "http://g1", "n-other": "http://g1"}
+    assert index.by_nid[3].kernel == "http://nid3" and index.by_mac["00:00:00:00:00:02"].kernel == "http://nid2"
+    # A partial load of one node reads its NID's entry too.
+    (answer,) = await load_answers(conn, ["n-nid"])
+    assert answer.primary.kernel == "http://nid2"
+    # The NID moves: its entry goes with it.
+    await conn.execute("UPDATE smd.components SET nid = NULL WHERE id = 'n-nid'")
+    await conn.execute("UPDATE smd.components SET nid = 2 WHERE id = 'n-other'")
+    index = await build(conn)
+    assert (index.by_id["n-nid"].kernel, index.by_id["n-other"].kernel) == ("http://g1", "http://nid2")
+
+
 async def test_only_nodes_are_indexed_and_all_lookups_work(conn):
     await add_node(conn, "bmc-1", ["00:00:00:00:00:0b"], type="BMC")
     await add_node(conn, "n1", ["00:00:00:00:00:01", "00:00:00:00:00:02"], nid=5, ips=["10.0.0.1", "10.0.0.2"])

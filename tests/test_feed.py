@@ -112,3 +112,39 @@ async def test_starts_while_database_is_unreachable(pg_cluster):
     feed.dsn = await create_database(pg_cluster)
     await asyncio.wait_for(feed.ready.wait(), 10)
     await feed.stop()
+
+
+async def test_a_nid_entry_follows_the_nid(conn, dsn):
+    # No drift check in the way: every change must reach the index through its notification's keys.
+    holder = Holder()
+    feed = ChangeFeed(dsn, AnswerBuilder("http://b", 2.0, 60.0), holder.publish, lambda: holder.index,
+                      coalesce_s=0.002, check_interval_s=3600, backoff_max_s=0.5, query_timeout_s=2.0)
+    feed.start()
+    try:
+        await asyncio.wait_for(feed.ready.wait(), 10)
+        await _follow_the_nid(conn, feed, holder)
+    finally:
+        await feed.stop()
+
+
+async def _follow_the_nid(conn, feed, holder):
+    await add_node(conn, "n1", ["00:00:00:00:00:01"], nid=5)
+    await add_node(conn, "n2", ["00:00:00:00:00:02"], nid=6)
+    await add_params(conn, "site", kernel="http://site")
+    # The site entry reloads everything once (after the first load).
+    await eventually(lambda: feed.full_reloads == 2 and holder.index.by_id.get("n2") is not None
+                     and holder.index.by_id["n2"].kernel == "http://site")
+    reloads = feed.full_reloads
+    await add_params(conn, "nid-5", nid=5, kernel="http://nid5")
+    await eventually(lambda: holder.index.by_id["n1"].kernel == "http://nid5")
+    assert holder.index.by_id["n2"].kernel == "http://site"
+    # Renumbered: n1 gives NID 5 up and n2 takes it; the entry goes with the number.
+    await conn.execute("UPDATE smd.components SET nid = NULL WHERE id = 'n1'")
+    await conn.execute("UPDATE smd.components SET nid = 5 WHERE id = 'n2'")
+    await eventually(lambda: holder.index.by_id["n2"].kernel == "http://nid5"
+                     and holder.index.by_id["n1"].kernel == "http://site")
+    await conn.execute("UPDATE bss.boot_params SET kernel = 'http://nid5b' WHERE id = 'nid-5'")
+    await eventually(lambda: holder.index.by_mac["00:00:00:00:00:02"].kernel == "http://nid5b")
+    await conn.execute("DELETE FROM bss.boot_params WHERE id = 'nid-5'")
+    await eventually(lambda: holder.index.by_id["n2"].kernel == "http://site")
+    assert feed.full_reloads == reloads  # each change reached the nodes holding the NID, not a resync

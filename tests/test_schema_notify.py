@@ -89,6 +89,12 @@ async def test_scoped_rows_carry_their_scope(conn, heard):
     await conn.execute("INSERT INTO bss.boot_params (id, mac, kernel) VALUES ('bp-m', 'aa:bb:cc:dd:ee:ff', 'http://k')")
     (message,) = await heard()
     assert message["keys"] == {"macs": ["aa:bb:cc:dd:ee:ff"]}
+    await conn.execute("INSERT INTO bss.boot_params (id, nid, kernel) VALUES ('bp-n', 12, 'http://k')")
+    (message,) = await heard()
+    assert message["keys"] == {"nids": [12]}
+    await conn.execute("UPDATE bss.boot_params SET nid = 13 WHERE id = 'bp-n'")
+    (message,) = await heard()
+    assert message["keys"] == {"nids": [12, 13]}
     await conn.execute("INSERT INTO cloudinit.payloads (id, user_data) VALUES ('site', '#cloud-config')")
     (message,) = await heard()
     assert message == {"table": "cloudinit.payloads", "op": "INSERT", "keys": {"site": True}}

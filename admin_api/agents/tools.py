@@ -185,7 +185,7 @@ def upserting(base: str, scope_fields: tuple[str, ...]) -> Run:
 
 def scoped_targets(args: dict[str, Any]) -> list[str]:
     spec = args.get("spec") or {}
-    named = [str(spec[k]) for k in ("mac", "componentId", "group", "role") if spec.get(k) is not None]
+    named = [str(spec[k]) for k in ("mac", "componentId", "nid", "group", "role") if spec.get(k) is not None]
     return ([str(args["id"])] if args.get("id") is not None else []) + named
 
 
@@ -371,9 +371,9 @@ TOOLS: tuple[Tool, ...] = (
          targets=lambda a: [a["group"], a["id"]]),
     Tool("bss.bootparams.upsert",
          "Set the boot parameters of a scope: the entry `id` if given, else the entry holding the same scope (one "
-         "of mac, componentId, group, role; none is the site default) is replaced whole, or a new one is made. "
+         "of mac, componentId, nid, group, role; none is the site default) is replaced whole, or a new one is made. "
          "Kernel and initrd are http(s)/tftp URLs. A node's next boot gets them within milliseconds.",
-         upserting("/boot/v1/bootparams", ("mac", "componentId", "group", "role")),
+         upserting("/boot/v1/bootparams", ("mac", "componentId", "nid", "group", "role")),
          (("GET", "/boot/v1/bootparams"), ("POST", "/boot/v1/bootparams"), ("PUT", "/boot/v1/bootparams/{id}")),
          write=True, properties={"id": ID, "spec": _ref(BootParamsSpec)}, required=("spec",),
          types=(BootParamsSpec,), targets=scoped_targets),

@@ -1,4 +1,6 @@
-"""/boot/v1/bootparams: kernel, initrd and command line by scope."""
+"""/boot/v1/bootparams: kernel, initrd and command line by scope (MAC, component, NID, group,
+role or none: the site default, in that precedence).  A NID entry belongs to the number: it
+applies to whichever node holds that NID, now or later."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from core.identity import Role, boot_text_problem
 KIND, API_VERSION = "BootParams", "boot/v1"
 BASE = "/boot/v1/bootparams"
 router = Router("bootparams")
-COLUMNS = "id, mac, component_id, group_name, role, kernel, initrd, cmdline, created_at, updated_at"
+COLUMNS = "id, mac, component_id, nid, group_name, role, kernel, initrd, cmdline, created_at, updated_at"
 URI_SCHEMES = ("http", "https", "tftp")
 Uri = Annotated[str, msgspec.Meta(max_length=2048)]
 
@@ -26,6 +28,7 @@ Uri = Annotated[str, msgspec.Meta(max_length=2048)]
 class BootParamsSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
     mac: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     component_id: Id | None = None
+    nid: Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)] | None = None
     group: Id | None = None
     role: Role | None = None
     kernel: Uri
@@ -61,11 +64,12 @@ def check_uri(value: str, path: str, required: bool) -> None:
 class BootParams(ScopedEntries):
     base, table, columns, kind, api_version = BASE, "bss.boot_params", COLUMNS, KIND, API_VERSION
     noun, names, id_prefix = "boot parameters", ("bootparams", "bootparams"), "bp"
-    spec, scope_fields = BootParamsSpec, ("mac", "componentId", "group", "role")
+    spec, scope_fields = BootParamsSpec, ("mac", "componentId", "nid", "group", "role")
     domain, events_as, read_scope, write_scope = "bss", "bootparams", "read:bss", "write:bss"
 
     def to_resource(self, row) -> Resource[BootParamsSpec]:
-        spec = BootParamsSpec(mac=row["mac"], component_id=row["component_id"], group=row["group_name"],
+        spec = BootParamsSpec(mac=row["mac"], component_id=row["component_id"], nid=row["nid"],
+                              group=row["group_name"],
                               role=Role(row["role"]) if row["role"] else None, kernel=row["kernel"],
                               initrd=row["initrd"], cmdline=row["cmdline"])
         return Resource(kind=KIND, api_version=API_VERSION, metadata=metadata(row["id"], row), spec=spec)

@@ -1,14 +1,15 @@
 """OpenCHAMI's Boot Script Service as ochami and coresmd speak it, under /openchami/boot/v1.
 
 BSS names boot parameters by host, MAC or NID; Chamicore keeps one entry per scope in
-bss.boot_params (a MAC, a component, a group, a role, or none: the site default).  The
+bss.boot_params (a MAC, a component, a NID, a group, a role, or none: the site default).  The
 spellings map one to one:
 
     hosts: ["x1000c1s7b0n0"]  the component's own entry (an xname is normalised as SMD stores it)
     hosts: ["Compute"]        the role's entry (BSS looks a node up by name, then its role, then Default)
     hosts: ["Default"]        the site default
     macs:  ["de:ad:..."]      the MAC's entry
-    nids:  [1]                the entry of the component that holds NID 1, resolved when written
+    nids:  [1]                NID 1's entry: it applies to whichever node holds NID 1, now or later
+                              (a renumbered node follows its new NID; a NID nobody holds yet waits)
 
 `params` is the command line.  Group entries have no BSS spelling: this face neither shows nor
 touches them.  Every write goes through the native write path (BOOT_PARAMS.write and .remove):
@@ -62,7 +63,7 @@ NO_CLOUD_INIT = ("Bad Request: Chamicore keeps cloud-init data apart from boot p
                  "cloud-init API (/openchami/cloud-init/admin/..., or the native /cloud-init/payloads)")
 BOOTSCRIPT_QUERY = ("mac", "name", "nid", "arch", "retry", "ts", "json")
 # Native field names in problems, as BSS's clients name them.
-_BSS_NAMES = {"cmdline": "params", "componentId": "hosts", "role": "hosts", "mac": "macs"}
+_BSS_NAMES = {"cmdline": "params", "componentId": "hosts", "role": "hosts", "mac": "macs", "nid": "nids"}
 
 
 def bad_request(text: str) -> ProblemError:
@@ -168,15 +169,16 @@ class Target:
     item: str | int  # as BSS shows it
     mac: str | None = None
     component_id: str | None = None
+    nid: int | None = None
     role: str | None = None
 
     @property
-    def scope(self) -> tuple[str | None, str | None, str | None]:
-        return self.mac, self.component_id, self.role
+    def scope(self) -> tuple[str | None, str | None, int | None, str | None]:
+        return self.mac, self.component_id, self.nid, self.role
 
     def spec(self, kernel: str, initrd: str, cmdline: str) -> BootParamsSpec:
         """The native spec of this entry, converted (so checked) as a native body is."""
-        scope = {"mac": self.mac, "componentId": self.component_id, "role": self.role}
+        scope = {"mac": self.mac, "componentId": self.component_id, "nid": self.nid, "role": self.role}
         return convert({**{k: v for k, v in scope.items() if v is not None},
                         "kernel": kernel, "initrd": initrd, "cmdline": cmdline}, BootParamsSpec)
 
@@ -191,50 +193,45 @@ def host_target(host: str) -> Target:
     return Target("hosts", component_id, component_id=component_id)
 
 
-def listed(row) -> tuple[str, str]:
+def listed(row) -> tuple[str, str | int]:
     """Where an entry appears in a full listing, under its own spelling."""
     if row["mac"]:
         return "macs", row["mac"]
     if row["component_id"]:
         return "hosts", row["component_id"]
+    if row["nid"] is not None:
+        return "nids", row["nid"]
     return "hosts", row["role"] or DEFAULT_HOST
 
 
-async def write_targets(conn, params: BssParams) -> list[Target]:
-    """The entries a write names, each once.  A MAC must be spelt as BSS requires; a NID stands for the
-    component holding it now (a scope by NID is not kept: renumbering a node does not move its entry)."""
+def write_targets(params: BssParams) -> list[Target]:
+    """The entries a write names, each once.  A MAC must be spelt as BSS requires.  A NID names its own
+    entry, kept by number: no component need hold it yet, and a renumbered node takes its new NID's."""
     targets = [host_target(host) for host in params.hosts]
     for mac in params.macs:
         if not MAC_FORMAT.fullmatch(mac):
             raise bad_request(f"invalid MAC address format: {mac}")
         targets.append(Target("macs", normalize_mac(mac), mac=normalize_mac(mac)))
-    holders = await nid_holders(conn, params.nids)
-    unknown = [str(nid) for nid in params.nids if nid not in holders]
-    if unknown:
-        raise bad_request(f"no component has NID {', '.join(unknown)}; give the node by xname, or set its NID in SMD")
-    targets += [Target("nids", nid, component_id=holders[nid]) for nid in params.nids]
+    negative = [str(nid) for nid in params.nids if nid < 0]
+    if negative:
+        raise bad_request(f"invalid NID {', '.join(negative)}: a NID is a whole number, 0 or more")
+    targets += [Target("nids", nid, nid=nid) for nid in params.nids]
     unique: dict[tuple, Target] = {}
     for target in targets:
         unique.setdefault(target.scope, target)
     return list(unique.values())
 
 
-async def nid_holders(conn, nids: Sequence[int]) -> dict[int, str]:
-    if not nids:
-        return {}
-    rows = await conn.fetch("SELECT nid, id FROM smd.components WHERE nid = ANY($1::bigint[])", list(nids))
-    return {row["nid"]: row["id"] for row in rows}
-
-
 async def entries(conn, targets: Sequence[Target], *, lock: bool = False) -> dict[tuple, Any]:
     """The entries stored for these targets (no fallback to role or site), by scope."""
     rows = await conn.fetch(
         f"SELECT {COLUMNS} FROM bss.boot_params WHERE group_name IS NULL AND (mac = ANY($1::text[]) "
-        f"OR component_id = ANY($2::text[]) OR role = ANY($3::text[]) "
-        f"OR ($4 AND num_nonnulls(mac, component_id, role) = 0)){' FOR UPDATE' if lock else ''}",
+        f"OR component_id = ANY($2::text[]) OR nid = ANY($3::bigint[]) OR role = ANY($4::text[]) "
+        f"OR ($5 AND num_nonnulls(mac, component_id, nid, role) = 0)){' FOR UPDATE' if lock else ''}",
         [t.mac for t in targets if t.mac], [t.component_id for t in targets if t.component_id],
-        [t.role for t in targets if t.role], any(t.scope == (None, None, None) for t in targets))
-    return {(row["mac"], row["component_id"], row["role"]): row for row in rows}
+        [t.nid for t in targets if t.nid is not None], [t.role for t in targets if t.role],
+        any(t.scope == (None, None, None, None) for t in targets))
+    return {(row["mac"], row["component_id"], row["nid"], row["role"]): row for row in rows}
 
 
 async def entries_with(conn, kernel: str, initrd: str, cmdline: str, *, lock: bool = False) -> list:
@@ -284,7 +281,8 @@ async def get_bootparameters(request: Request) -> Response:
     if raw is None and not (names or macs or nid_texts):
         async with request.app.state.pool.acquire() as conn:
             rows = await conn.fetch(f"SELECT {COLUMNS} FROM bss.boot_params WHERE group_name IS NULL ORDER BY "
-                                    f"mac IS NOT NULL, component_id IS NOT NULL, role NULLS FIRST, component_id, mac")
+                                    f"mac IS NOT NULL, nid IS NOT NULL, component_id IS NOT NULL, role NULLS FIRST, "
+                                    f"component_id, nid, mac")
         listing = Listing()
         for row in rows:
             listing.add(row, *listed(row))
@@ -297,11 +295,10 @@ async def get_bootparameters(request: Request) -> Response:
         body = BssParams([], [], [])  # a query was given: BSS reads it and lets an unreadable body be
     nids = body.nids + [_nid(text) for text in nid_texts]
     hosts, macs = body.hosts + names, body.macs + macs
+    targets = [host_target(host) for host in hosts]
+    targets += [Target("macs", mac, mac=mac) for mac in map(try_normalize_mac, macs) if mac]
+    targets += [Target("nids", nid, nid=nid) for nid in nids if 0 <= nid < 1 << 63]  # others name no entry
     async with request.app.state.pool.acquire() as conn:
-        holders = await nid_holders(conn, nids)
-        targets = [host_target(host) for host in hosts]
-        targets += [Target("macs", mac, mac=mac) for mac in map(try_normalize_mac, macs) if mac]
-        targets += [Target("nids", nid, component_id=holders[nid]) for nid in nids if nid in holders]
         stored = await entries(conn, targets)
         by_values = await entries_with(conn, body.kernel, body.initrd, "") if body.kernel or body.initrd else []
     listing = Listing()
@@ -339,7 +336,7 @@ async def post_bootparameters(request: Request) -> Response:
     body = await _written_params(request)
     with bss_errors():
         async with request.app.state.pool.acquire() as conn, conn.transaction():
-            targets = await _named(conn, body)
+            targets = _named(body)
             existing = await entries(conn, targets, lock=True)
             for target in targets:
                 if target.scope in existing:
@@ -356,7 +353,7 @@ async def put_bootparameters(request: Request) -> Response:
     body = await _written_params(request)
     with bss_errors():
         async with request.app.state.pool.acquire() as conn, conn.transaction():
-            targets = await _named(conn, body)
+            targets = _named(body)
             existing = await entries(conn, targets, lock=True)
             for target in targets:
                 row = existing.get(target.scope)
@@ -373,7 +370,7 @@ async def patch_bootparameters(request: Request) -> Response:
         raise bad_request("give at least one of params, kernel or initrd to change")
     with bss_errors():
         async with request.app.state.pool.acquire() as conn, conn.transaction():
-            targets = await _named(conn, body)
+            targets = _named(body)
             existing = await entries(conn, targets, lock=True)
             missing = [str(t.item) for t in targets if t.scope not in existing]
             if missing:
@@ -395,7 +392,7 @@ async def delete_bootparameters(request: Request) -> Response:
     with bss_errors():
         async with request.app.state.pool.acquire() as conn, conn.transaction():
             if body.names_any:
-                targets = await write_targets(conn, body)
+                targets = write_targets(body)
                 existing = await entries(conn, targets, lock=True)
                 missing = [str(t.item) for t in targets if t.scope not in existing]
                 if missing:
@@ -412,10 +409,10 @@ async def delete_bootparameters(request: Request) -> Response:
     return Response(status_code=200)
 
 
-async def _named(conn, body: BssParams) -> list[Target]:
+def _named(body: BssParams) -> list[Target]:
     if not body.names_any:
         raise bad_request("Nothing to Store: give hosts, macs or nids")
-    return await write_targets(conn, body)
+    return write_targets(body)
 
 
 # -- /bootscript ------------------------------------------------------------------

@@ -52,7 +52,7 @@ async def test_bootparams_put_patch_delete(api):
                         headers={"If-Match": created["metadata"]["etag"]})
     assert put.json()["spec"]["kernel"] == "http://k2"
     patched = await api.patch(f"{PARAMS}/site", json={"spec": {"cmdline": "quiet"}})
-    assert patched.json()["spec"] == {"mac": None, "componentId": None, "group": None, "role": None,
+    assert patched.json()["spec"] == {"mac": None, "componentId": None, "nid": None, "group": None, "role": None,
                                       "kernel": "http://k2", "initrd": "", "cmdline": "quiet"}
     assert (await api.delete(f"{PARAMS}/site")).status_code == 204
     problem_of(await api.get(f"{PARAMS}/site"), 404)

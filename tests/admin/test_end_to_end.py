@@ -75,3 +75,37 @@ def test_admin_refuses_garbage_over_the_wire(admin_server, dsn):
     except urllib.error.HTTPError as error:
         with error:
             assert error.code == 400
+
+
+def test_a_nid_entry_reaches_the_node_holding_the_nid(admin_server, boot_server, dsn):
+    admin = admin_server()
+    admin.token = asyncio.run(token_for(admin.url, dsn))
+    boot = boot_server()
+    for node, nid, mac in (("node-a", 7, "52:54:00:e2:e2:0a"), ("node-b", 8, "52:54:00:e2:e2:0b")):
+        status, _, body = call(admin, "POST", "/hsm/v2/State/Components", {"metadata": {"id": node}, "spec": {
+            "type": "Node", "role": "Compute", "nid": nid, "state": "Ready", "networkInterfaces": [{"macAddr": mac}]}})
+        assert status == 201, body
+    status, _, body = call(admin, "POST", "/boot/v1/bootparams", {"metadata": {"id": "compute"}, "spec": {
+        "role": "Compute", "kernel": "http://images/vmlinuz-role"}})
+    assert status == 201, body
+    status, _, body = call(admin, "POST", "/boot/v1/bootparams", {"metadata": {"id": "nid-7"}, "spec": {
+        "nid": 7, "kernel": "http://images/vmlinuz-nid", "cmdline": "nid={{nid}}"}})
+    assert status == 201, body
+    assert json.loads(body)["spec"]["nid"] == 7
+    status, _, body = call(admin, "GET", "/boot/v1/bootparams?nid=7")
+    assert [item["metadata"]["id"] for item in json.loads(body)["items"]] == ["nid-7"]
+
+    script = wait_until(lambda: (b := boot.get("/boot/v1/bootscript?mac=52:54:00:e2:e2:0a")[2]) and
+                        b"vmlinuz-nid" in b and b, timeout=5)
+    assert b"http://images/vmlinuz-nid nid=7" in script
+    wait_until(lambda: b"vmlinuz-role" in boot.get("/boot/v1/bootscript?mac=52:54:00:e2:e2:0b")[2], timeout=5)
+
+    # Renumbered through the API: NID 7 moves from node-a to node-b, and its entry with it.
+    patch = {"Content-Type": "application/merge-patch+json"}
+    for node, nid in (("node-a", None), ("node-b", 7)):
+        status, _, body = call(admin, "PATCH", f"/hsm/v2/State/Components/{node}", {"spec": {"nid": nid}}, patch)
+        assert status == 200, body
+    script = wait_until(lambda: (b := boot.get("/boot/v1/bootscript?mac=52:54:00:e2:e2:0b")[2]) and
+                        b"vmlinuz-nid" in b and b, timeout=5)
+    assert b"http://images/vmlinuz-nid nid=7" in script
+    wait_until(lambda: b"vmlinuz-role" in boot.get("/boot/v1/bootscript?mac=52:54:00:e2:e2:0a")[2], timeout=5)

@@ -21,11 +21,11 @@ async def add_node(conn: asyncpg.Connection, node_id: str, macs=(), *, role: str
 
 
 async def add_params(conn: asyncpg.Connection, params_id: str, *, kernel: str, initrd: str = "",
-                     cmdline: str = "", mac=None, component_id=None, group=None, role=None) -> None:
+                     cmdline: str = "", mac=None, component_id=None, group=None, role=None, nid=None) -> None:
     await conn.execute(
-        "INSERT INTO bss.boot_params (id, mac, component_id, group_name, role, kernel, initrd, cmdline) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        params_id, mac, component_id, group, role, kernel, initrd, cmdline)
+        "INSERT INTO bss.boot_params (id, mac, component_id, group_name, role, kernel, initrd, cmdline, nid) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        params_id, mac, component_id, group, role, kernel, initrd, cmdline, nid)
 
 
 async def add_payload(conn: asyncpg.Connection, payload_id: str, *, user_data=None, meta_data=None,

@@ -127,7 +127,8 @@ async def test_set_then_get_as_the_quick_start_does(api, ochami, conn):
     assert legacy.json() == [{**both, "hosts": [b]}]
     # Stored as the native API stores it: one component-scoped entry each, with its created event.
     native = (await api.get(f"/boot/v1/bootparams?componentId={a}")).json()["items"]
-    assert [item["spec"] for item in native] == [{"mac": None, "componentId": a, "group": None, "role": None,
+    assert [item["spec"] for item in native] == [{"mac": None, "componentId": a, "nid": None, "group": None,
+                                                  "role": None,
                                                   "kernel": KERNEL, "initrd": INITRD, "cmdline": CMDLINE}]
     assert await counts(conn) == (2, 2)
     # Setting again replaces in place: same entries, updated.
@@ -167,25 +168,42 @@ async def test_add_update_delete_by_mac(api, ochami, conn):
     assert (await ochami.send("GET", "/bootparameters")).json() == []
 
 
-async def test_nids_stand_for_the_component_that_holds_them(api, ochami, conn):
+async def test_nids_are_a_scope_of_their_own(api, ochami, conn):
     await add_nodes(api)
     no_body(await ochami.send("PUT", "/bootparameters", boot_params(nids=[2], kernel=KERNEL)), 200)
-    assert await conn.fetchval("SELECT component_id FROM bss.boot_params") == NODES[1][0]
+    # Kept by number, not resolved to the component holding it now.
+    assert tuple(await conn.fetchrow("SELECT component_id, nid FROM bss.boot_params")) == (None, 2)
     by_nid = (await ochami.send("GET", "/bootparameters", query=[("nid", "2")])).json()
     assert by_nid == [{"nids": [2], "kernel": KERNEL, "cloud-init": CLOUD_INIT}]
-    assert (await ochami.send("GET", "/bootparameters", query=[("name", NODES[1][0])])).json()[0]["hosts"] == [
-        NODES[1][0]]
-    problem = problem_of(await ochami.send("PUT", "/bootparameters", boot_params(hosts=[NODES[0][0]], nids=[99],
-                                                                                 kernel=KERNEL)), 400)
-    assert "99" in problem["detail"]
-    assert await conn.fetchval("SELECT count(*) FROM bss.boot_params") == 1  # the host was not written either
+    problem_of(await ochami.send("GET", "/bootparameters", query=[("name", NODES[1][0])]), 404)
+    native = (await api.get("/boot/v1/bootparams?nid=2")).json()["items"]
+    assert [item["spec"]["nid"] for item in native] == [2] and native[0]["spec"]["componentId"] is None
+    assert (await api.get("/boot/v1/bootparams?nid=1")).json()["items"] == []
+    # A NID nobody holds yet may be given parameters; identical values are listed together.
+    no_body(await ochami.send("PUT", "/bootparameters", boot_params(hosts=[NODES[0][0]], nids=[99],
+                                                                    kernel=KERNEL)), 200)
+    assert (await ochami.send("GET", "/bootparameters")).json() == [
+        {"hosts": [NODES[0][0]], "nids": [2, 99], "kernel": KERNEL, "cloud-init": CLOUD_INIT}]
+    assert (await ochami.send("GET", "/bootparameters", query=[("nid", "2,99")])).json() == [
+        {"nids": [2, 99], "kernel": KERNEL, "cloud-init": CLOUD_INIT}]
+    no_body(await ochami.send("PATCH", "/bootparameters", boot_params(nids=[99], params="quiet")), 200)
+    assert await conn.fetchval("SELECT cmdline FROM bss.boot_params WHERE nid = 99") == "quiet"
+    no_body(await ochami.send("POST", "/bootparameters", boot_params(nids=[0], kernel=KERNEL)), 201)
+    assert problem_of(await ochami.send("POST", "/bootparameters", boot_params(nids=[0], kernel=KERNEL)), 400)[
+        "detail"] == "Bad Request: Already exists: 0"
+    before = await counts(conn)
+    negative = problem_of(await ochami.send("PUT", "/bootparameters", boot_params(nids=[3, -1], kernel=KERNEL)), 400)
+    assert negative["detail"] == "Bad Request: invalid NID -1: a NID is a whole number, 0 or more"
+    assert await counts(conn) == before
     assert problem_of(await ochami.send("GET", "/bootparameters", query=[("nid", "two")]), 400)["detail"] == \
         "Bad Request - Invalid nid 'two'"
     nothing = problem_of(await ochami.send("GET", "/bootparameters", query=[("name", "x9c0s0b0n0"), ("nid", "7")]),
                          404)
     assert nothing["detail"] == "Cannot find boot parameters for requested Hosts or NIDs"
-    no_body(await ochami.send("DELETE", "/bootparameters", boot_params(nids=[2])), 200)
-    assert await conn.fetchval("SELECT count(*) FROM bss.boot_params") == 0
+    no_body(await ochami.send("DELETE", "/bootparameters", boot_params(nids=[2, 0])), 200)
+    assert {tuple(r) for r in await conn.fetch("SELECT component_id, nid FROM bss.boot_params")} == {
+        (NODES[0][0], None), (None, 99)}
+    problem_of(await ochami.send("DELETE", "/bootparameters", boot_params(nids=[2])), 400)
 
 
 async def test_default_and_roles_are_hosts_and_groups_are_not_shown(api, ochami, conn):
@@ -358,6 +376,23 @@ async def test_bootscript_through_the_admin_origin_is_the_boot_paths(boot_server
                                            NODE_C) == 0
             finally:
                 await conn.close()
+
+
+async def test_a_nid_nobody_holds_yet_applies_once_a_node_gets_it(boot_server, dsn):
+    boot = boot_server()
+    async with admin_with(dsn, CHAMICORE_BOOT_URL=boot.url) as (app, anonymous):
+        async with ochami_for(app, anonymous, dsn) as ochami:
+            no_body(await ochami.send("PUT", "/bootparameters", boot_params(nids=[7], params=CMDLINE,
+                                                                            kernel=KERNEL)), 200)
+            api = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://admin",
+                                    headers={"Authorization": f"Bearer {ochami.token}"})
+            async with api:
+                await create(api, "/hsm/v2/State/Components", {"metadata": {"id": NODE_C}, "spec": {
+                    "type": "Node", "state": "Ready", "nid": 7, "networkInterfaces": [{"macAddr": MAC_C}]}})
+            script = await eventually(lambda: preview_of(ochami, MAC_C))
+            assert script.startswith(b"#!ipxe") and KERNEL.encode() in script and CMDLINE.encode() in script
+            by_nid = await ochami.send("GET", "/bootscript", token=False, query=[("nid", "7")])
+            assert by_nid.status_code == 200 and KERNEL.encode() in by_nid.content
 
 
 async def test_bootscript_when_the_boot_path_is_down(dsn):
