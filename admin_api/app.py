@@ -21,8 +21,8 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from admin_api import agents, openapi, service, syncstatus
-from admin_api.auth import accounts, audit, credentials, tokens
+from admin_api import agents, console, openapi, service, syncstatus
+from admin_api.auth import accounts, audit, credentials, tokens, users
 from admin_api.auth.guard import Authenticator
 from admin_api.auth.throttle import TokenThrottle
 from admin_api.bss import bootparams, telemetry
@@ -57,6 +57,7 @@ ROUTERS: list[Router] = [
     telemetry.router,
     tokens.router,
     accounts.router,
+    users.router,
     credentials.router,
     audit.router,
     syncstatus.router,
@@ -135,14 +136,14 @@ def create_app(config: Config | None = None) -> Starlette:
                                               server_settings={"application_name": "chamicore-admin"})
         try:
             await auth.start(app.state.pool)
-            async with app.state.agents.running():  # the MCP server's request task group
+            async with app.state.agents.running(), app.state.console_live.running():  # MCP tasks, console LISTEN
                 sdnotify.notify("READY=1")  # Type=notify units: the pool and the signing keys are up
                 yield
         finally:
             await auth.stop()
             await app.state.pool.close()
 
-    routes = [*starlette_routes(ROUTERS), agents.route()]
+    routes = [*starlette_routes(ROUTERS), agents.route(), *console.routes()]
     try:
         import swagger_ui_bundle
 
@@ -173,5 +174,6 @@ def create_app(config: Config | None = None) -> Starlette:
     app.state.token_throttle = TokenThrottle(config)
     app.state.known_scopes = {op.scope for r in ROUTERS for op in r.operations if op.scope}
     app.state.openapi = msgspec.json.encode(openapi.build(ROUTERS, service.version()))
+    app.state.console_live = console.LiveHub(dsn)
     app.state.agents = agents.face(app, config, ROUTERS, auth.dev_mode)  # /mcp; refuses a mode not allowed
     return app

@@ -20,6 +20,7 @@ from cli import (
     serve,
     synccmd,
     up,
+    users,
 )
 from cli.command import Invocation, config_error
 from cli.errors import EXIT_USAGE, CLIError
@@ -27,7 +28,7 @@ from cli.output import FORMATS
 from core.config import ConfigError
 
 # Each module registers its command group; `chamicore --help` lists them in this order.
-COMMAND_GROUPS = (up, configcmd, dbcmd, serve, synccmd, authcmd, resources, nodes, power, discovery, importcmd,
+COMMAND_GROUPS = (up, configcmd, dbcmd, serve, synccmd, authcmd, users, resources, nodes, power, discovery, importcmd,
                   bootscript, mcpcmd, completion)
 
 

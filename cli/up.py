@@ -110,12 +110,16 @@ def _stop_children(services: list[Service]) -> None:
             process.wait()
 
 
-async def _bootstrap(dsn: str, data_dir: Path, config: Config) -> Path | None:
-    from admin_api.auth.bootstrap import bootstrap_admin
+async def _bootstrap(dsn: str, data_dir: Path, config: Config) -> tuple[Path | None, Path | None]:
+    """The admin service account and the console's first user; each file when it was just written."""
+    from admin_api.auth.bootstrap import bootstrap_admin, bootstrap_console_user
 
     conn = await db.connect(dsn)
     try:
-        return await bootstrap_admin(conn, data_dir, f"{config.token_issuer}/auth/v1/token", config.token_lifetime_s)
+        account = await bootstrap_admin(conn, data_dir, f"{config.token_issuer}/auth/v1/token",
+                                        config.token_lifetime_s)
+        user = await bootstrap_console_user(conn, data_dir, f"{config.admin_listen.local_url}/ui/")
+        return account, user
     finally:
         await conn.close()
 
@@ -158,8 +162,8 @@ def _environment(dsn: str, data_dir: Path) -> dict[str, str]:
     return env
 
 
-def _say_where(config: Config, data_dir: Path, database: str, new_credentials: bool) -> None:
-    from admin_api.auth.bootstrap import credentials_path
+def _say_where(config: Config, data_dir: Path, database: str, new_credentials: bool, new_user: bool) -> None:
+    from admin_api.auth.bootstrap import CONSOLE_USER, console_credentials_path, credentials_path
 
     print(f"\nChamicore is up. Data: {data_dir}")
     print(f"  PostgreSQL  {database}")
@@ -167,6 +171,7 @@ def _say_where(config: Config, data_dir: Path, database: str, new_credentials: b
                 else "set CHAMICORE_BOOT_URL to the URL nodes reach it at")
     print(f"  boot path   {config.boot_listen.local_url}  (DHCP bootfile for iPXE: {bootfile})")
     admin = config.admin_listen.local_url
+    print(f"  console     {admin}/ui/  (web console; log in with a user of `chamicore users list`)")
     print(f"  admin API   {admin}  (OpenAPI: {admin}/api/openapi.json, docs: {admin}/api/docs)")
     public = ", coresmd's reads open" if config.openchami_public_reads else ""
     print(f"  OpenCHAMI   {admin}/openchami  (ochami cluster.uri, coresmd and magellan SMD URL{public})")
@@ -178,6 +183,9 @@ def _say_where(config: Config, data_dir: Path, database: str, new_credentials: b
         print(f"  sync        Kea reservations through {config.kea_url}")
     print(f"  admin credentials  {credentials_path(data_dir)}"
           + ("  (new: client_credentials for the admin role)" if new_credentials else ""))
+    if new_user:
+        print(f"  console login      user {CONSOLE_USER!r}, password in {console_credentials_path(data_dir)}  "
+              f"(new; change it with `chamicore users passwd {CONSOLE_USER}`)")
     print("Press Ctrl-C to stop.", flush=True)
 
 
@@ -203,13 +211,13 @@ def run_up(config: Config, data_dir: Path) -> int:
         dsn, where, postgres = _database(config, data_dir)
         asyncio.run(run_migrate(dsn))
         env = _environment(dsn, data_dir)
-        written = asyncio.run(_bootstrap(dsn, data_dir, config))
+        written, new_user = asyncio.run(_bootstrap(dsn, data_dir, config))
         deadline = time.monotonic() + READY_TIMEOUT_S
         for service in services:
             service.process = subprocess.Popen(service.argv, env=env, start_new_session=True)
         for service in services:
             _wait_ready(service, deadline)
-        _say_where(config, data_dir, where, written is not None)
+        _say_where(config, data_dir, where, written is not None, new_user is not None)
         _watch(services)
     except _Stop:
         print("\nstopping ...", flush=True)

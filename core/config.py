@@ -185,6 +185,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("MCP_MODE", "read-only", str,
             "tools the MCP server offers: read-only, or read-write (which also needs CHAMICORE_MCP_ENABLE_WRITE)"),
     Setting("MCP_ENABLE_WRITE", "false", _bool, "the second key to MCP write tools, with CHAMICORE_MCP_MODE=read-write"),
+    Setting("CONSOLE_IDLE_S", "1800", _positive_int, "a web console session ends after this many seconds unused"),
+    Setting("CONSOLE_SESSION_S", "43200", _positive_int,
+            "a web console session ends this many seconds after its login, used or not"),
     Setting("LOG_LEVEL", "info", str, "debug, info, warning or error"),
 )
 
@@ -240,6 +243,8 @@ class Config:
     openchami_public_reads: bool
     mcp_mode: str
     mcp_enable_write: bool
+    console_idle_s: int
+    console_session_s: int
     log_level: str
 
     @property

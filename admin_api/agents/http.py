@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from admin_api.agents import policy
-from admin_api.agents.native import Caller
 from admin_api.agents.server import CALLER, MODE, ToolServer
 from admin_api.http import problem_response
+from admin_api.inprocess import Caller
 from core.problems import ProblemError
 
 PATH = "/mcp"

@@ -24,8 +24,8 @@ from starlette.requests import Request
 from starlette.types import ASGIApp
 
 from admin_api.agents import policy
-from admin_api.agents.native import Caller, Native, NativeError
 from admin_api.agents.tools import Built, Call
+from admin_api.inprocess import Caller, Native, NativeError
 from admin_api.service import version
 from core.bounded import clip
 from core.config import Config

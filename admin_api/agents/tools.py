@@ -18,10 +18,10 @@ from typing import Any
 import msgspec
 
 from admin_api import bootpath
-from admin_api.agents.native import Native, segment
 from admin_api.bss.bootparams import BootParamsSpec
 from admin_api.cloudinit.payloads import PayloadSpec
 from admin_api.discovery.targets import TargetSpec
+from admin_api.inprocess import Native, segment
 from admin_api.nodes.schemas import NodeProvision
 from admin_api.routing import Router
 from core.config import Config

@@ -86,7 +86,7 @@ def _account(row) -> Account:
                    updated_at=row["updated_at"].isoformat())
 
 
-async def _check_roles(conn, roles: list[str], path: str) -> None:
+async def check_roles(conn, roles: list[str], path: str) -> None:
     known = {r["name"] for r in await conn.fetch("SELECT name FROM auth.roles WHERE name = ANY($1::text[])", roles)}
     for i, role in enumerate(roles):
         if role not in known:
@@ -133,7 +133,7 @@ async def create(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         if await conn.fetchval("SELECT true FROM auth.service_accounts WHERE client_id = $1", spec.client_id):
             raise problem(409, f"service account {spec.client_id!r} already exists")
-        await _check_roles(conn, spec.roles, "$.roles")
+        await check_roles(conn, spec.roles, "$.roles")
         secret = await create_account(conn, spec.client_id, spec.roles, spec.description)
         if not spec.enabled:
             await conn.execute("UPDATE auth.service_accounts SET enabled = false WHERE client_id = $1", spec.client_id)
@@ -156,7 +156,7 @@ async def change(request: Request) -> Response:
     async with request.app.state.pool.acquire() as conn, conn.transaction():
         row = await _fetch(conn, request.path_params["id"], lock=True)
         if body.roles is not None:
-            await _check_roles(conn, body.roles, "$.roles")
+            await check_roles(conn, body.roles, "$.roles")
         narrowed = body.roles is not None and bool(
             await scopes_of(conn, list(row["roles"])) - await scopes_of(conn, body.roles))
         if narrowed or (row["enabled"] and body.enabled is False):
@@ -244,7 +244,7 @@ async def create_policy(request: Request) -> Response:
     body = await request_body(request)
     policy_id = body.id or f"policy-{secrets.token_hex(4)}"
     async with request.app.state.pool.acquire() as conn, conn.transaction():
-        await _check_roles(conn, body.roles, "$.roles")
+        await check_roles(conn, body.roles, "$.roles")
         if await conn.fetchval("SELECT true FROM auth.policies WHERE (issuer, subject) = ($1, $2) OR id = $3",
                                body.issuer, body.subject, policy_id):
             raise problem(409, "a policy for this issuer and subject (or with this id) exists")

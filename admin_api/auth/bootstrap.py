@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
 import asyncpg
@@ -53,4 +54,29 @@ async def bootstrap_admin(conn: asyncpg.Connection, data_dir: Path, token_url: s
             await revoke_subjects(conn, [BOOTSTRAP_CLIENT], token_lifetime_s)  # and end the old secret's tokens
         secret = await create_account(conn, BOOTSTRAP_CLIENT, ["admin"], "created by chamicore up")
         _write_credentials(path, secret, token_url)
+    return path
+
+
+CONSOLE_USER = "admin"
+
+
+def console_credentials_path(data_dir: Path) -> Path:
+    return data_dir / "credentials" / "console.json"
+
+
+async def bootstrap_console_user(conn: asyncpg.Connection, data_dir: Path, console_url: str) -> Path | None:
+    """The first person's account for the web console, when there is no user at all; returns the file
+    (0600) holding its password when it was just made.  Its password is then changed with
+    `chamicore users passwd admin` (which ends its sessions)."""
+    from admin_api.auth.users import create_user
+
+    path = console_credentials_path(data_dir)
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('chamicore.bootstrap-user'))")
+        if await conn.fetchval("SELECT true FROM auth.users LIMIT 1"):
+            return None
+        password = secrets.token_urlsafe(18)
+        await create_user(conn, CONSOLE_USER, password, ["admin"], "first administrator (chamicore up)")
+        write_private(path, json.dumps({"username": CONSOLE_USER, "password": password, "url": console_url},
+                                       indent=2))
     return path

@@ -31,6 +31,9 @@ from core.tokens import TokenError, TokenVerifier
 log = logging.getLogger("chamicore.admin.auth")
 CHANNEL = "chamicore_auth"
 DEV_PRINCIPAL = {"sub": "dev-mode", "scope": "*", "roles": ["admin"]}
+# The claims of a caller that a face authenticated itself (a console session), set in the ASGI scope of
+# the in-process request it makes (admin_api/inprocess.py).  A scope key: no network client can set it.
+FACE_PRINCIPAL = "chamicore.auth.face_principal"
 
 
 class NotStarted(RuntimeError):
@@ -147,6 +150,8 @@ class Authenticator:
     def authenticate(self, request: Request) -> dict:
         """The claims of the request's valid bearer token (401 otherwise), whatever its scopes: for a face
         whose calls each check their own (the MCP endpoint)."""
+        if (principal := request.scope.get(FACE_PRINCIPAL)) is not None:
+            return principal
         if self.dev_mode:
             return DEV_PRINCIPAL
         header = request.headers.get("authorization")

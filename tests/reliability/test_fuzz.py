@@ -58,6 +58,7 @@ SEEDS = [
     ("POST", "/cloud-init/payloads",
      {"metadata": {"id": "fuzz-ci"}, "spec": {"componentId": "fuzz-node", "userData": "#cloud-config\n"}}),
     ("POST", "/auth/v1/service-accounts", {"clientId": "fuzz-account", "roles": ["viewer"]}),
+    ("POST", "/auth/v1/users", {"username": "fuzz-user", "password": "fuzz password 123", "roles": ["viewer"]}),
     ("POST", "/auth/v1/policies", {"id": "fuzz-policy", "issuer": "http://idp.example", "subject": "alice",
                                    "roles": ["viewer"]}),
     ("PUT", "/auth/v1/roles/fuzz-role", {"scopes": ["read:smd"]}),
@@ -74,6 +75,7 @@ IDS = {
     "/hsm/v2/groups/{name}/members": "fuzz-node", "/hsm/v2/partitions": "fuzz-partition",
     "/hsm/v2/partitions/{name}/members": "fuzz-node", "/boot/v1/bootparams": "fuzz-bp",
     "/cloud-init/payloads": "fuzz-ci", "/auth/v1/service-accounts": "fuzz-account", "/auth/v1/roles": "fuzz-role",
+    "/auth/v1/users": "fuzz-user",
     "/auth/v1/policies": "fuzz-policy", "/auth/v1/credentials": "fuzz-cred",
     "/hsm/v2/Inventory/RedfishEndpoints": "fuzz-bmc", "/discovery/v1/targets": "fuzz-target",
     # The OpenCHAMI face names the same resources.

@@ -1,11 +1,17 @@
-"""A tool runs the REST operation itself: an in-process request into the same admin app.
+"""A face runs the REST operation itself: an in-process request into the same admin app.
 
 Scopes, query checks, body decoding and validation, the write layer, events
 and the change feed are then exactly the REST ones, because they are the REST
-code.  The request carries the caller's own Authorization, so the route's
-guard checks the caller's token as it would over HTTP, and it is marked with
-audit.RECORDED_BY_FACE (an ASGI scope key, which no network client can set):
-the MCP layer writes the one audit entry of the tool call.
+code.  How the caller is known depends on the face:
+
+- an MCP tool passes the caller's own Authorization, so the route's guard
+  checks the caller's token as it would over HTTP, and marks the request with
+  audit.RECORDED_BY_FACE: the MCP layer writes the one audit entry of the call;
+- a console page passes the principal of its session under
+  guard.FACE_PRINCIPAL, and the audit records each operation under the
+  user's name, as for any REST call.
+
+Both are ASGI scope keys, which no network client can set.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ class Caller:
     authorization: str | None  # the caller's header, passed on to each REST operation (None in dev mode)
     claims: dict
     client: tuple[str, int] | None
-    transport: str  # "http", or "stdio" through `chamicore mcp`
+    transport: str  # "http", or "stdio" through `chamicore mcp`; "console" for a web console session
+    scope_keys: Mapping[str, Any] = dataclasses.field(default_factory=lambda: {RECORDED_BY_FACE: True})
 
     @property
     def actor(self) -> str:
@@ -69,7 +76,7 @@ class Answer:
 
 
 class NativeError(Exception):
-    """A REST operation answered with a problem: the tool fails with it, unchanged."""
+    """A REST operation answered with a problem: the tool or page fails with it, unchanged."""
 
     def __init__(self, answer: Answer) -> None:
         self.answer = answer
@@ -109,7 +116,7 @@ class Native:
             "type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
             "query_string": urlencode(pairs).encode(), "headers": sent, "client": self.caller.client,
-            "server": ("admin", 80), "extensions": {}, RECORDED_BY_FACE: True,
+            "server": ("admin", 80), "extensions": {}, **self.caller.scope_keys,
         }
         answer = await self._run(scope, data)
         self.operations.append(answer.operation)
@@ -143,7 +150,7 @@ class Native:
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > MAX_ANSWER:
-                    raise ProblemError(500, "a REST answer was too large to hand to a tool")
+                    raise ProblemError(500, "a REST answer was too large to hand to a face")
                 chunks.append(chunk)
 
         await self.app(scope, receive, send)
