@@ -5,10 +5,24 @@ from __future__ import annotations
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from admin_api.console import account, login, web
+from admin_api.console import (
+    access,
+    account,
+    audit,
+    bootconfig,
+    cloudinit,
+    dashboard,
+    discovery,
+    importer,
+    inventory,
+    login,
+    power,
+    web,
+)
 from admin_api.console.live import LiveHub
 
-PAGES: list[web.Pages] = [login.pages, account.pages]
+PAGES: list[web.Pages] = [login.pages, account.pages, dashboard.pages, inventory.pages, bootconfig.pages,
+                          cloudinit.pages, discovery.pages, power.pages, access.pages, audit.pages, importer.pages]
 
 
 def routes() -> list[BaseRoute]:
