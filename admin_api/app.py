@@ -27,13 +27,13 @@ from admin_api.auth.guard import Authenticator
 from admin_api.auth.throttle import TokenThrottle
 from admin_api.bss import bootparams, telemetry
 from admin_api.cloudinit import payloads, seeds
-from admin_api.discovery import scans, targets
+from admin_api.discovery import hosts, scans, targets
 from admin_api.http import problem_response
 from admin_api.nodes import bulk, provision
 from admin_api.openchami import ROUTERS as OPENCHAMI_ROUTERS
-from admin_api.power import transitions
+from admin_api.power import tasks, transitions
 from admin_api.routing import Router, starlette_routes
-from admin_api.smd import components, groups, interfaces, redfish
+from admin_api.smd import components, groups, interfaces, redfish, summary
 from core import db, sdnotify
 from core.bounded import bound_log_records, clip
 from core.config import Config, load_config
@@ -46,6 +46,7 @@ E = TypeVar("E", bound=Exception)
 ROUTERS: list[Router] = [
     service.router,
     components.router,
+    summary.router,
     interfaces.router,
     groups.groups_router,
     groups.partitions_router,
@@ -64,7 +65,9 @@ ROUTERS: list[Router] = [
     redfish.router,
     targets.router,
     scans.router,
+    hosts.router,
     transitions.router,
+    tasks.router,
     *OPENCHAMI_ROUTERS,
 ]
 
