@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -33,6 +35,8 @@ LIST_PARAMS = (
     Param("rack", "racks, comma = OR"), Param("parentId", "parent ids, comma = OR"),
     Param("nid", "node numbers, comma = OR", schema={"type": "string", "pattern": r"^(\d{1,15}(,\d{1,15})*)?$"}),
     Param("group", "member of any of these groups"),
+    Param("q", "text search: the id contains it, a MAC contains it (any spelling), or an IP address is it",
+          schema={"type": "string", "maxLength": 255}),
     *PAGING, sort_param(SORTABLE),
     Param("after", "keyset paging: items whose id sorts after this one (with the default order)"),
     Param("fields", "spec fields to return", schema={"type": "string", "pattern": one_of(SPEC_FIELDS)}),
@@ -95,6 +99,8 @@ class Components(Collection):
             where.add("nid = ANY({}::bigint[])", [int(n) for n in nids])
         if groups := query_list(request, "group"):
             where.add("id IN (SELECT component_id FROM smd.group_members WHERE group_name = ANY({}::text[]))", groups)
+        if text := request.query_params.get("q", "").strip():
+            search(where, text)
         return where
 
     async def list(self, request: Request) -> Response:
@@ -135,6 +141,31 @@ class Components(Collection):
 
     async def remove(self, request: Request, conn, key: str, row) -> None:
         await remove_component(request, conn, key)
+
+
+def search(where: Where, text: str) -> None:
+    """`q`: the id contains it (any case), an IP address is it (the GIN index of 0017_component_search.sql), or
+    else a MAC contains it, separators ignored (so any spelling of a MAC, or part of one)."""
+    if len(text) > 255:
+        raise field_problem("q", "at most 255 characters", 400)
+    like = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    first = len(where.args) + 1
+    where.args += [like, text]
+    on_interface = f"ip_addrs @> jsonb_build_array(jsonb_build_object('ipAddress', ${first + 1}::text))"
+    digits = "".join(c for c in text.lower() if c not in ":-.")
+    if digits and not _is_ip(text) and len(digits) <= 12 and all(c in "0123456789abcdef" for c in digits):
+        where.args.append(f"%{digits}%")
+        on_interface += f" OR replace(mac, ':', '') LIKE ${first + 2}"
+    where.conditions.append(f"(id ILIKE ${first} OR id IN (SELECT component_id FROM smd.ethernet_interfaces "
+                            f"WHERE {on_interface}))")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 async def remove_component(request: Request, conn, component_id: str):
