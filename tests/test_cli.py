@@ -1,5 +1,6 @@
 """The `chamicore` command as an operator runs it."""
 
+import asyncio
 import json
 import os
 import signal
@@ -21,9 +22,9 @@ from tests.helpers.polling import wait_until
 from tests.helpers.ports import free_port
 
 
-def chamicore(*args, env=None, timeout=60):
+def chamicore(*args, env=None, timeout=60, input=None):
     return subprocess.run([sys.executable, "-m", "cli.main", *args], cwd=ROOT, capture_output=True, text=True,
-                          env=dict(os.environ, **(env or {})), timeout=timeout)
+                          env=dict(os.environ, **(env or {})), timeout=timeout, input=input)
 
 
 def test_help_lists_the_commands():
@@ -137,6 +138,8 @@ def _check_round(process, round_, data_dir, port, admin_port):
     assert f"admin API   http://127.0.0.1:{admin_port}" in output
     assert f"OpenCHAMI   http://127.0.0.1:{admin_port}/openchami" in output
     assert f"MCP         http://127.0.0.1:{admin_port}/mcp  (read-only" in output
+    assert f"console     http://127.0.0.1:{admin_port}/ui/" in output
+    _check_console_login(output, round_, data_dir, admin_port)
     with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/openchami/hsm/v2/service/ready", timeout=5) as ready:
         assert msgspec.json.decode(ready.read()) == {"code": 0, "message": "HSM is healthy"}
     with pytest.raises(urllib.error.HTTPError) as refused:  # served, behind the admin API's tokens
@@ -176,6 +179,51 @@ def _check_round(process, round_, data_dir, port, admin_port):
     assert process.returncode == 0, rest
     assert "stopped" in rest
     wait_until(lambda procs=children: not _alive(procs), timeout=10)
+
+
+def _check_console_login(output, round_, data_dir, admin_port):
+    """The first `up` makes the console's first user and says where its password is (0600); a login works."""
+    console = data_dir / "credentials" / "console.json"
+    assert (f"console login      user 'admin', password in {console}" in output) == (round_ == 1)
+    assert console.stat().st_mode & 0o777 == 0o600
+    login = json.loads(console.read_text())
+    assert login["url"].endswith("/ui/") and login["username"] == "admin"
+    assert login["password"] not in output  # only the file holds it
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    form = urllib.parse.urlencode({"username": login["username"], "password": login["password"]}).encode()
+    opener = urllib.request.build_opener(NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        opener.open(f"http://127.0.0.1:{admin_port}/ui/login", data=form, timeout=10)
+    assert answer.value.code == 303 and "chamicore_session=" in answer.value.headers["Set-Cookie"]
+    answer.value.close()
+
+
+def test_users_are_managed_with_the_cli(admin_server, dsn):
+    """`chamicore users`: passwords come from stdin (never argv), show and list never print them."""
+    from tests.helpers.tokens import token_for
+
+    server = admin_server()
+    token = asyncio.run(token_for(server.url, dsn, "cli-admin", ["admin"]))
+    env = {"CHAMICORE_ENDPOINT": server.url, "CHAMICORE_TOKEN": token}
+    added = chamicore("users", "add", "dana", "--role", "operator", "--display-name", "Dana", "-o", "json", env=env,
+                      input="a long enough passphrase\n")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["roles"] == ["operator"] and "passphrase" not in added.stdout
+    short = chamicore("users", "add", "eve", env=env, input="short\n")
+    assert short.returncode == 2 and "at least 12 characters" in short.stderr
+    generated = chamicore("users", "passwd", "dana", "--generate-password", env=env)
+    assert generated.returncode == 0 and "password: " in generated.stderr and "sessions ended" in generated.stderr
+    changed = chamicore("users", "set", "dana", "--disable", "-o", "json", env=env)
+    assert changed.returncode == 0 and json.loads(changed.stdout)["enabled"] is False
+    listed = chamicore("users", "list", env=env)
+    assert listed.returncode == 0 and "dana" in listed.stdout and "Dana" in listed.stdout
+    assert chamicore("users", "delete", "dana", env=env).returncode == 0
+    missing = chamicore("users", "show", "dana", env=env)
+    assert missing.returncode == 5 and "no user 'dana'" in missing.stderr
 
 
 def test_rotate_keys_and_sync_configuration_errors(dsn):

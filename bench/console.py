@@ -1,0 +1,217 @@
+"""The web console at scale: server-side time of every page with N nodes, and what its live updates cost the
+boot path.
+
+    python -m bench.console [--nodes 100000] [--rounds 20] [--duration 10] [--listeners 20]
+
+1. Pages.  The admin API (`chamicore serve admin`, one worker) and a boot path
+   serve N seeded nodes; a console user logs in over HTTP and asks each page
+   `rounds` times, one at a time, reading every byte.  Printed: median and p95
+   milliseconds against the issue's budget of 200 ms per page, and, as the
+   baseline measured in the same run, the REST call a page of the inventory
+   makes for its rows (GET /hsm/v2/State/Components?limit=100 with a token).
+2. Live updates.  wrk drives the boot path's usual mix for `duration` seconds
+   with no console open, then again with `listeners` dashboards open: each holds
+   the SSE stream /ui/live and, as console.js does, re-fetches the dashboard
+   whenever the stream names a topic.  Boot telemetry flushes (every 2 s, and
+   the storm itself makes them) are what wake them.  Printed: requests per
+   second of both runs and their ratio (1.0: the console costs the boot path
+   nothing).  The boot path is pinned to CPU 0 and wrk to CPU 1; the admin API
+   and PostgreSQL float, as they would on a shared head node.
+
+Writes bench/results/console.json.  No figure is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench import fleet
+from bench.adminload import admin_token
+from bench.bootstorm import RESULTS, ROOT, Server, cpus, free_port, run_wrk
+from core import db, migrate
+from core.embedded import EmbeddedPostgres, pgserver_bin_dir, system_bin_dir
+
+BUDGET_MS = 200.0
+PASSWORD = "bench password 1234"
+
+
+def pages(nodes: int) -> list[tuple[str, str]]:
+    """(what, path) for every console page, with the filters an admin uses at this scale."""
+    middle = f"node-{nodes // 2}"
+    return [
+        ("dashboard", "/ui/"),
+        ("inventory, first page", "/ui/inventory"),
+        ("inventory, Nodes sorted by id descending", "/ui/inventory?type=Node&sort=-id"),
+        ("inventory, deep page", f"/ui/inventory?offset={max(0, nodes - 100)}"),
+        ("inventory, text search (MAC)", f"/ui/inventory?q={fleet.mac_of(nodes // 3)}"),
+        ("node page (with script preview)", f"/ui/inventory/{middle}"),
+        ("boot configuration", "/ui/boot"),
+        ("cloud-init", "/ui/cloud-init"),
+        ("discovery", "/ui/discovery"),
+        ("power", "/ui/power"),
+        ("access", "/ui/access"),
+        ("audit", "/ui/audit"),
+        ("import", "/ui/import"),
+        ("your account", "/ui/account"),
+    ]
+
+
+async def log_in(session: aiohttp.ClientSession) -> None:
+    async with session.post("/ui/login", data={"username": "bench", "password": PASSWORD},
+                            allow_redirects=False) as answer:
+        if answer.status != 303:
+            raise RuntimeError(f"console login: HTTP {answer.status}")
+
+
+async def timed_get(session: aiohttp.ClientSession, path: str, rounds: int) -> tuple[list[float], int, int]:
+    """Milliseconds per request, the last status and the last body's size."""
+    times: list[float] = []
+    status, size = 0, 0
+    for _ in range(rounds + 1):  # the first warms caches and is not counted
+        started = time.perf_counter()
+        async with session.get(path, allow_redirects=False) as answer:
+            body = await answer.read()
+            status, size = answer.status, len(body)
+        times.append((time.perf_counter() - started) * 1000)
+    return times[1:], status, size
+
+
+def figures(times: list[float]) -> dict:
+    ordered = sorted(times)
+    return {"median_ms": round(statistics.median(ordered), 1),
+            "p95_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 1)}
+
+
+async def measure_pages(dsn: str, base: str, nodes: int, rounds: int) -> dict:
+    results: dict = {}
+    token = await admin_token(dsn, base)
+    jar = aiohttp.CookieJar(unsafe=True)  # the admin API is at an IP address
+    async with aiohttp.ClientSession(base_url=base, cookie_jar=jar) as browser, \
+            aiohttp.ClientSession(base_url=base, headers={"Authorization": f"Bearer {token}"}) as rest:
+        await log_in(browser)
+        times, status, size = await timed_get(rest, "/hsm/v2/State/Components?limit=100", rounds)
+        results["baseline: REST components, limit 100"] = {**figures(times), "status": status, "bytes": size}
+        print(f"{'baseline: REST components, limit 100':<44} {figures(times)['median_ms']:>8.1f} ms median", flush=True)
+        for what, path in pages(nodes):
+            times, status, size = await timed_get(browser, path, rounds)
+            entry = {**figures(times), "status": status, "bytes": size, "path": path,
+                     "within_budget": status == 200 and figures(times)["p95_ms"] < BUDGET_MS}
+            results[what] = entry
+            verdict = "ok" if entry["within_budget"] else ("OVER BUDGET" if status == 200 else f"HTTP {status}")
+            print(f"{what:<44} {entry['median_ms']:>8.1f} ms median {entry['p95_ms']:>8.1f} ms p95 "
+                  f"{size / 1024:>7.1f} KiB  {verdict}", flush=True)
+    return results
+
+
+async def dashboards(base: str, listeners: int, stop: asyncio.Event) -> int:
+    """`listeners` open dashboards: each follows /ui/live and re-renders the dashboard on every event."""
+    refreshes = 0
+
+    async def one() -> None:
+        nonlocal refreshes
+        async with aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            await log_in(browser)
+            async with browser.get("/ui/live", timeout=aiohttp.ClientTimeout(total=None)) as stream:
+                while not stop.is_set():
+                    line = await stream.content.readline()
+                    if not line:
+                        return
+                    if line.startswith(b"data: "):
+                        async with browser.get("/ui/", headers={"X-Console-Fragment": "1"}) as page:
+                            await page.read()
+                        refreshes += 1
+
+    tasks = [asyncio.create_task(one()) for _ in range(listeners)]
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+            await task
+    return refreshes
+
+
+async def measure_live(base: str, boot_port: int, nodes: int, duration: int, listeners: int, client_cpu: list[str],
+                       work: Path) -> dict:
+    quiet = await asyncio.to_thread(run_wrk, boot_port, nodes, 256, duration, client_cpu, work)
+    print(f"boot path, no console open:        {quiet}", flush=True)
+    stop = asyncio.Event()
+    watching = asyncio.create_task(dashboards(base, listeners, stop))
+    await asyncio.sleep(2)  # every dashboard logged in and listening
+    watched = await asyncio.to_thread(run_wrk, boot_port, nodes, 256, duration, client_cpu, work)
+    stop.set()
+    refreshes = await watching
+    print(f"boot path, {listeners} live dashboards open: {watched}  ({refreshes} dashboard refreshes)", flush=True)
+    ratio = round(watched["req_per_s"] / quiet["req_per_s"], 3)
+    print(f"ratio with console / without: {ratio}", flush=True)
+    return {"without_console": quiet, "with_console": watched, "listeners": listeners,
+            "dashboard_refreshes": refreshes, "ratio": ratio}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per live-update run")
+    parser.add_argument("--listeners", type=int, default=20, help="dashboards open during the second run")
+    args = parser.parse_args()
+    server_cpu, client_cpu = cpus()
+    work = Path(tempfile.mkdtemp(prefix="chamicore-consolebench-", dir="/tmp"))
+    work.chmod(0o711)  # the PostgreSQL service user must reach its cluster below
+    cluster = EmbeddedPostgres(work / "pg", port=free_port(), bin_dir=pgserver_bin_dir() or system_bin_dir(),
+                               durable=False)
+    cluster.start()
+    results: dict = {"nodes": args.nodes, "rounds": args.rounds, "budget_ms": BUDGET_MS}
+    try:
+        async def prepare() -> None:
+            from admin_api.auth.users import create_user
+
+            conn = await db.connect(cluster.dsn)
+            await migrate.migrate(conn)
+            await conn.execute("SET session_replication_role = replica")  # no one listens to the seed's NOTIFYs
+            await fleet.seed(conn, args.nodes)
+            await conn.execute("RESET session_replication_role")
+            await create_user(conn, "bench", PASSWORD, ["admin"])
+            await conn.execute("VACUUM ANALYZE")
+            await conn.close()
+
+        started = time.perf_counter()
+        asyncio.run(prepare())
+        print(f"seeded {args.nodes:,} nodes in {time.perf_counter() - started:.1f} s", flush=True)
+        boot_port, admin_port = free_port(), free_port()
+        boot_url = f"http://127.0.0.1:{boot_port}"
+        common = {"CHAMICORE_DATABASE_URL": cluster.dsn, "CHAMICORE_LOG_LEVEL": "warning",
+                  "CHAMICORE_BOOT_URL": boot_url}
+        boot = Server("boot path", [*server_cpu, sys.executable, "-m", "cli.main", "serve", "boot"], boot_port,
+                      "/readiness", {**common, "CHAMICORE_BOOT_LISTEN": f"127.0.0.1:{boot_port}"})
+        admin = Server("admin API", [sys.executable, "-m", "cli.main", "serve", "admin"], admin_port, "/readiness",
+                       {**common, "CHAMICORE_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
+                        "CHAMICORE_SECRET_KEY": secrets.token_urlsafe(32)})
+        with boot, admin:
+            base = f"http://127.0.0.1:{admin_port}"
+            results["pages"] = asyncio.run(measure_pages(cluster.dsn, base, args.nodes, args.rounds))
+            results["live"] = asyncio.run(measure_live(base, boot_port, args.nodes, args.duration, args.listeners,
+                                                       client_cpu, work))
+    finally:
+        cluster.destroy()
+    over = [what for what, entry in results["pages"].items() if "path" in entry and not entry["within_budget"]]
+    print(f"pages within {BUDGET_MS:.0f} ms at {args.nodes:,} nodes: "
+          f"{len(pages(args.nodes)) - len(over)}/{len(pages(args.nodes))}" + (f"; over: {', '.join(over)}" if over else ""))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "console.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()
