@@ -26,6 +26,8 @@ from admin_api.auth import accounts, audit, credentials, tokens, users
 from admin_api.auth.guard import Authenticator
 from admin_api.auth.throttle import TokenThrottle
 from admin_api.bss import bootparams, telemetry
+from admin_api.bss import effective as boot_effective
+from admin_api.cloudinit import effective as cloud_init_effective
 from admin_api.cloudinit import payloads, seeds
 from admin_api.discovery import hosts, scans, targets
 from admin_api.http import problem_response
@@ -56,6 +58,8 @@ ROUTERS: list[Router] = [
     bulk.router,
     provision.router,
     telemetry.router,
+    boot_effective.router,
+    cloud_init_effective.router,
     tokens.router,
     accounts.router,
     users.router,

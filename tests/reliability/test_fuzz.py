@@ -71,6 +71,7 @@ SEEDS = [
 # The id each path parameter takes, by the collection it names (the path before the parameter).
 IDS = {
     "/hsm/v2/State/Components": "fuzz-node", "/hsm/v2/nodes": "fuzz-node", "/boot/v1/telemetry": "fuzz-node",
+    "/boot/v1/effective": "fuzz-node", "/cloud-init/effective": "fuzz-node",
     "/hsm/v2/Inventory/EthernetInterfaces": "fuzz-nic", "/hsm/v2/groups": "fuzz-group",
     "/hsm/v2/groups/{name}/members": "fuzz-node", "/hsm/v2/partitions": "fuzz-partition",
     "/hsm/v2/partitions/{name}/members": "fuzz-node", "/boot/v1/bootparams": "fuzz-bp",
