@@ -58,6 +58,7 @@ bench: install system-deps
 	$(PY) -m bench.scalecurve
 	$(PY) -m bench.adminload
 	$(PY) -m bench.openchami_poll
+	$(PY) -m bench.console
 
 lint: install
 	$(PY) -m ruff check .
