@@ -77,7 +77,9 @@ class AuditEntry(msgspec.Struct, rename="camel"):
 @router.get("/auth/v1/audit", scope="read:audit", summary="The audit log, newest first", response=list[AuditEntry],
             params=(Param("actor", "these actors"), Param("outcome", "success, failure or denied"),
                     Param("action", "actions, e.g. `token.issued` or `POST /hsm/v2/State/Components`"),
-                    Param("since", "RFC 3339 time", schema={"type": "string", "format": "date-time"}), *PAGING))
+                    Param("since", "RFC 3339 time", schema={"type": "string", "format": "date-time"}),
+                    Param("resource", "entries whose resource path has this id as a segment (a node's history)"),
+                    *PAGING))
 async def audit_log(request: Request) -> Response:
     limit, offset = paging(request)
     where: list[str] = []
@@ -95,6 +97,9 @@ async def audit_log(request: Request) -> Response:
             moment = moment.replace(tzinfo=datetime.UTC)
         args.append(moment)
         where.append(f"at >= ${len(args)}")
+    if named := request.query_params.get("resource"):
+        args.append(named.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_"))
+        where.append(f"(resource LIKE '%/' || ${len(args)} OR resource LIKE '%/' || ${len(args)} || '/%')")
     condition = (" WHERE " + " AND ".join(where)) if where else ""
     async with request.app.state.pool.acquire() as conn:
         rows = await conn.fetch(f"SELECT * FROM auth.audit{condition} ORDER BY seq DESC LIMIT {limit} OFFSET {offset}",
