@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
-
-import yaml
 
 from cli.command import Commands, Invocation, handles
 from cli.errors import CLIError, UsageError
 from cli.output import Progress
+from core.nodefiles import NodeFileError, read_nodes
 
 
 def register(commands: Commands) -> None:
-    bulk = handles(commands.add_parser("import", help="bulk-import nodes from a JSON array, NDJSON or YAML list"),
+    bulk = handles(commands.add_parser("import", help="bulk-import nodes from a JSON array, NDJSON, YAML list or CSV file"),
                    import_nodes)
     bulk.add_argument("file", help="the node list (- for stdin)")
     bulk.add_argument("--batch", type=int, default=1000, help="nodes per request, each all or nothing (max 10000)")
@@ -22,18 +20,10 @@ def register(commands: Commands) -> None:
 
 def _nodes_of(path: str) -> list:
     text = sys.stdin.read() if path == "-" else _read(path)
-    if text.lstrip().startswith("{"):  # NDJSON: one node per line
-        try:
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        except ValueError as exc:
-            raise UsageError(f"{path}: not NDJSON ({exc})") from None
     try:
-        nodes = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: neither JSON, NDJSON nor YAML ({exc})") from None
-    if not isinstance(nodes, list):
-        raise UsageError(f"{path}: expected a list of nodes")
-    return nodes
+        return read_nodes(text, path)
+    except NodeFileError as exc:
+        raise UsageError(f"{path}: {exc}") from None
 
 
 def _read(path: str) -> str:

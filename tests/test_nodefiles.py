@@ -1,0 +1,45 @@
+"""core.nodefiles: the one reader of node files (JSON, NDJSON, YAML, CSV) for the CLI and the console."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.nodefiles import NodeFileError, read_nodes
+
+NODES = [{"id": "n1", "role": "Compute", "nid": 1}, {"id": "n2", "role": "Compute", "nid": 2}]
+
+
+def test_json_ndjson_and_yaml_read_the_same_nodes():
+    assert read_nodes('[{"id": "n1", "role": "Compute", "nid": 1}, {"id": "n2", "role": "Compute", "nid": 2}]',
+                      "nodes.json") == NODES
+    assert read_nodes('{"id": "n1", "role": "Compute", "nid": 1}\n\n{"id": "n2", "role": "Compute", "nid": 2}\n',
+                      "nodes.ndjson") == NODES
+    assert read_nodes("- id: n1\n  role: Compute\n  nid: 1\n- id: n2\n  role: Compute\n  nid: 2\n", "n.yaml") == NODES
+
+
+def test_csv_columns_become_location_interfaces_and_boot_parameters():
+    text = ("id,type,role,nid,enabled,rack,unit,mac,ip,kernel,cmdline\n"
+            "n1,Node,Compute,1,true,r1,4,02:00:00:00:00:01;02:00:00:00:00:02,10.0.0.1,http://k/vmlinuz,quiet\n"
+            "\n"
+            "n2,,Compute,,no,,,,,,\n")
+    first, second = read_nodes(text, "NODES.CSV")
+    assert first == {"id": "n1", "type": "Node", "role": "Compute", "nid": 1, "enabled": True,
+                     "location": {"rack": "r1", "unit": 4},
+                     "networkInterfaces": [{"macAddr": "02:00:00:00:00:01", "ipAddrs": [{"ipAddress": "10.0.0.1"}]},
+                                           {"macAddr": "02:00:00:00:00:02"}],
+                     "bootParams": {"kernel": "http://k/vmlinuz", "cmdline": "quiet"}}
+    assert second == {"id": "n2", "role": "Compute", "enabled": False}
+
+
+@pytest.mark.parametrize(("text", "name", "message"), [
+    ("id,nid\nn1,one\n", "a.csv", "line 2: nid must be a whole number"),
+    ("id\nn1,extra\n", "a.csv", "line 2: 2 cells, but the header names 1"),
+    ("", "a.csv", "no header row"),
+    ("id,mac,ip\nn1,,10.0.0.1\n", "a.csv", "1 IP addresses for 0 MAC addresses"),
+    ('{"id": "n1"}\n{"id": \n', "a.ndjson", "not NDJSON"),
+    ("id: n1\n", "a.yaml", "expected a list of nodes"),
+    ("[unclosed", "a.json", "neither JSON"),
+])
+def test_what_cannot_be_read_says_why(text, name, message):
+    with pytest.raises(NodeFileError, match=message):
+        read_nodes(text, name)
