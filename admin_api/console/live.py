@@ -27,8 +27,10 @@ CHANNELS = {
     "chamicore_boot": "inventory",        # components, interfaces, groups, boot parameters, payloads (the feed)
     "chamicore_telemetry": "boot",        # the boot path's batch of nodes seen
     "chamicore_outbox": "events",         # every change event, audit-worthy or not
-    "chamicore_discovery": "discovery",   # scans and their hosts
-    "chamicore_power": "power",           # transitions and their tasks
+    "chamicore_discovery": "discovery",   # scans requested or cancelled
+    "chamicore_discovery_progress": "discovery",  # scans and their hosts moving along (migration 0018)
+    "chamicore_power": "power",           # transitions requested or aborted
+    "chamicore_power_progress": "power",  # transitions and their tasks moving along (migration 0018)
     "chamicore_auth": "auth",             # keys, revocations
 }
 TOPICS = frozenset(CHANNELS.values())
