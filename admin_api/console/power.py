@@ -25,6 +25,7 @@ TASKS = 100  # tasks on a transition's page
 ABORTABLE = ("new", "in-progress")
 TASK_STATES = ("pending", "sending", "verifying", "succeeded", "failed", "aborted")
 DONE_TASK_STATES = ("succeeded", "failed", "aborted")
+FIELDS = {"operation", "nodes", "groups"}  # the fields the form shows errors by
 
 
 def ids(text: str) -> list[str]:
@@ -75,8 +76,10 @@ async def start(request: Request) -> Response:
                                unconfirmed=unconfirmed)
         started = await api(request).json("POST", "/power/v1/transitions", body=body)
     except NativeError as exc:
-        return await _page(request, exc.problem.status, entered, errors=field_errors(exc),
-                           problem=exc.problem.detail or exc.problem.title)
+        errors = field_errors(exc)
+        # A problem the form shows by its field is not said twice; any other (a 409) is said above the form.
+        return await _page(request, exc.problem.status, entered, errors=errors,
+                           problem=None if errors and errors.keys() <= FIELDS else exc.problem.detail or exc.problem.title)
     count = started["counts"]["total"]
     return redirect(request, f"/ui/power/{segment(started['id'])}",
                     flash=f"{operation} started on {count} node{'s' if count != 1 else ''}.")
