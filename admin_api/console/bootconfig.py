@@ -6,25 +6,28 @@ from typing import Any
 
 from starlette.requests import Request
 
-from admin_api import bootpath
-from admin_api.console.scoped import Entries, Field, node_query
-from admin_api.console.web import Pages
+from admin_api.console.scoped import Entries, Field, component_of
+from admin_api.console.web import Pages, api
+from admin_api.inprocess import NativeError, segment
 from core.problems import ProblemError
 
 pages = Pages()
 
 
 async def script_preview(request: Request, node: str) -> dict[str, Any]:
-    """The iPXE script the boot path sends the node, asked as a preview (not counted as the node booting)."""
-    asked = node_query(node)
+    """The entries that apply to the node, the one that wins, and the iPXE script the boot path sends it
+    (REST /boot/v1/effective: asked of the boot path as a preview, not counted as the node booting)."""
+    native = api(request)
     try:
-        answer = await bootpath.fetch(request.app.state.config, "/boot/v1/bootscript", [asked], preview=True)
-    except ProblemError as exc:
-        return {"error": exc.problem.detail, "text": "", "asked": asked}
-    text = answer.body.decode(errors="replace")
-    if answer.status >= 400:
-        return {"error": f"the boot path answered {answer.status}: {text[:500]}", "text": "", "asked": asked}
-    return {"error": None, "text": text, "asked": asked}
+        component, mac = await component_of(request, node)
+        effective = await native.json("GET", f"/boot/v1/effective/{segment(component)}")
+        script = await native.request("GET", f"/boot/v1/effective/{segment(component)}/script", query={"mac": mac})
+    except (NativeError, ProblemError) as exc:
+        return {"error": exc.problem.detail or exc.problem.title}
+    winner = effective["winner"] if mac is None else \
+        next((w["winner"] for w in effective["byMac"] if w["mac"] == mac), None)
+    return {"error": None, "component": component, "mac": mac, "reason": effective["reason"], "winner": winner,
+            "candidates": effective["candidates"], "text": script.body.decode(errors="replace")}
 
 
 Entries(pages, ui="/ui/boot", rest="/boot/v1/bootparams", noun="boot parameters", title="Boot configuration",

@@ -6,33 +6,31 @@ from typing import Any
 
 from starlette.requests import Request
 
-from admin_api.console.scoped import Entries, Field, node_query
+from admin_api.console.scoped import Entries, Field, component_of
 from admin_api.console.web import Pages, api
 from admin_api.inprocess import NativeError, segment
+from core.problems import ProblemError
 
 pages = Pages()
 DOCUMENTS = ("user-data", "meta-data", "vendor-data")
 
 
 async def documents_preview(request: Request, node: str) -> dict[str, Any]:
-    """What the boot path serves the node at its seed URL (through the REST impersonation route, which
-    asks it as a preview): user-data merged across its scopes (MIME multipart for several groups)."""
+    """The payloads that apply to the node and what each gives it (REST /cloud-init/effective), and the
+    documents the boot path serves at its seed URL (the REST impersonation route, asked as a preview):
+    user-data from several groups comes as MIME multipart."""
     native = api(request)
-    kind, value = node_query(node)
     try:
-        if kind == "mac":
-            found = await native.json("GET", "/hsm/v2/Inventory/EthernetInterfaces", query={"mac": value, "limit": 1})
-            if not found["items"]:
-                return {"error": f"no interface has the MAC {value}", "component": None, "documents": {}}
-            value = found["items"][0]["spec"]["componentId"]
+        component, _mac = await component_of(request, node)
+        effective = await native.json("GET", f"/cloud-init/effective/{segment(component)}")
         documents = {}
         for document in DOCUMENTS:
-            answer = await native.request("GET", f"/openchami/cloud-init/admin/impersonation/{segment(value)}/"
+            answer = await native.request("GET", f"/openchami/cloud-init/admin/impersonation/{segment(component)}/"
                                                  f"{document}")
             documents[document] = answer.body.decode(errors="replace")
-    except NativeError as exc:
-        return {"error": exc.problem.detail or exc.problem.title, "component": value, "documents": {}}
-    return {"error": None, "component": value, "documents": documents}
+    except (NativeError, ProblemError) as exc:
+        return {"error": exc.problem.detail or exc.problem.title}
+    return {"error": None, "component": component, "candidates": effective["candidates"], "documents": documents}
 
 
 Entries(pages, ui="/ui/cloud-init", rest="/cloud-init/payloads", noun="cloud-init payload", title="Cloud-init",

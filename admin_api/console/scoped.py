@@ -31,6 +31,7 @@ from admin_api.console.web import (
 from admin_api.inprocess import NativeError, segment
 from core.identity import Role
 from core.mac import try_normalize_mac
+from core.problems import ProblemError
 
 # The scope fields of the REST specs, in their precedence, and how the form names them ("": the site default).
 SCOPES = {"mac": "MAC", "componentId": "Component", "nid": "NID", "group": "Group", "role": "Role",
@@ -62,10 +63,15 @@ def scope_label(spec: dict[str, Any]) -> tuple[str, str]:
     return "", ""
 
 
-def node_query(node: str) -> tuple[str, str]:
-    """A node as typed in a preview box: ("mac", normalised) when it reads as a MAC, else ("name", id)."""
+async def component_of(request: Request, node: str) -> tuple[str, str | None]:
+    """The component a preview box names (by id, or by a MAC of one of its interfaces), and that MAC."""
     mac = try_normalize_mac(node)
-    return ("mac", mac) if mac else ("name", node)
+    if mac is None:
+        return node, None
+    found = await api(request).json("GET", "/hsm/v2/Inventory/EthernetInterfaces", query={"mac": mac, "limit": 1})
+    if not found["items"]:
+        raise ProblemError(404, f"no interface has the MAC {mac}")
+    return found["items"][0]["spec"]["componentId"], mac
 
 
 async def posted(request: Request) -> dict[str, str]:
@@ -158,7 +164,7 @@ class Entries:
         shown = {}
         for field in self.fields:
             value = spec.get(field.name)
-            text = json.dumps(value) if field.kind == "json" and value else ("" if value is None else str(value))
+            text = (json.dumps(value) if value else "") if field.kind == "json" else ("" if value is None else str(value))
             first = text.strip().splitlines()[0] if text.strip() else ""
             shown[field.name] = first if len(first) <= SUMMARY_CHARS else first[:SUMMARY_CHARS - 1] + "…"
         return shown
@@ -195,7 +201,7 @@ class Entries:
         node = request.query_params.get("node", "").strip()
         if not wants_fragment(request):
             return redirect(request, f"{self.ui}?{urllib.parse.urlencode({'node': node})}")
-        return render(request, self.preview_template, **await self.preview_context(request, node))
+        return render(request, self.preview_template, ui=self.ui, **await self.preview_context(request, node))
 
     async def new(self, request: Request) -> Response:
         values = {"scope": "componentId", "scope_value": "", **{f.name: "" for f in self.fields}}
@@ -255,7 +261,8 @@ class Entries:
 
     def common(self) -> dict[str, Any]:
         return dict(ui=self.ui, noun=self.noun, title=self.title, scopes=self.scopes, fields=self.fields,
-                    write_scope=self.write_scope, roles=ROLES, preview_template=self.preview_template)
+                    write_scope=self.write_scope, roles=ROLES, preview_template=self.preview_template,
+                    scope_words=", ".join(label for name, label in self.scopes.items() if name))
 
     def entry_url(self, entry_id: str, node: str) -> str:
         return f"{self.ui}/entries/{segment(entry_id)}" + (f"?{urllib.parse.urlencode({'node': node})}" if node else "")

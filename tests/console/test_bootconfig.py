@@ -33,6 +33,9 @@ async def test_edit_previews_live_and_a_stale_edit_shows_both_versions(login, re
     rows = watcher.locator("table.scoped-entries tbody tr")
     await expect(rows).to_have_count(2)
     await expect(watcher.locator("pre.boot-script")).to_contain_text(f"kernel {KERNEL}")
+    # Which entries apply to the node, and the one the boot path serves it.
+    await expect(watcher.locator("table.effective tbody tr")).to_have_count(2)
+    await expect(watcher.locator("table.effective tr.scope-won")).to_contain_text(entry_id)
     await shot(watcher, "list")
 
     # An edit in another tab: the API's refusal next to the field, the input kept; then a good one.

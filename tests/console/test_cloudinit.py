@@ -63,6 +63,7 @@ async def test_edit_previews_live_conflicts_and_a_viewers_limits(login, rest, sh
     await expect(user_data).to_contain_text("multipart", timeout=10_000)
     await expect(user_data).to_contain_text("gpu-tools")
     await expect(user_data).to_contain_text("ib-tools")
+    await expect(watcher.locator("table.effective tr.scope-won")).to_have_count(3)  # each group's, and our meta-data
     await shot(watcher, "preview-multipart")
 
     # A stale edit: both versions shown, then mine written over theirs.
