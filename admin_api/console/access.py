@@ -47,6 +47,8 @@ async def overview(request: Request, status: int = 200, **failed: Any) -> Respon
     counts = {"Users": len(users), "Service accounts": len(await native.json("GET", "/auth/v1/service-accounts")),
               "Roles": len(await native.json("GET", "/auth/v1/roles")),
               "Policies": len(await native.json("GET", "/auth/v1/policies"))}
+    if request.state.session.can("read:smd"):
+        counts["Device credentials"] = len(await native.json("GET", "/auth/v1/credentials"))
     return _render(request, "access.html", status, counts=counts, sessions=sum(u["sessions"] for u in users),
                    disabled=sum(not u["enabled"] for u in users), values=failed.pop("values", {}),
                    problem=failed.get("problem"), errors=failed.get("errors", {}))
@@ -155,6 +157,26 @@ async def create_account(request: Request) -> Response:
     except NativeError as exc:
         return await accounts(request, exc.problem.status, values=values, chosen=chosen, **_failed(exc))
     return _render(request, "access_secret.html", 201, account=created, rotated=False)
+
+
+@pages.get("/ui/access/service-accounts/{id}", scope="read:auth")
+async def account(request: Request, status: int = 200, **failed: Any) -> Response:
+    found = await api(request).json("GET", f"/auth/v1/service-accounts/{segment(request.path_params['id'])}")
+    return _render(request, "access_account.html", status, account=found, roles=await _role_names(request),
+                   problem=failed.get("problem"), errors=failed.get("errors", {}))
+
+
+@pages.post("/ui/access/service-accounts/{id}", scope="write:auth")
+async def change_account(request: Request) -> Response:
+    client_id = request.path_params["id"]
+    values = await form(request)
+    body = {"description": values.get("description", ""), "roles": await form_list(request, "roles"),
+            "enabled": _enabled(values)}
+    try:
+        await api(request).json("PATCH", f"/auth/v1/service-accounts/{segment(client_id)}", body=body)
+    except NativeError as exc:
+        return await account(request, exc.problem.status, **_failed(exc))
+    return redirect(request, f"/ui/access/service-accounts/{client_id}", flash=f"{client_id} saved.")
 
 
 @pages.post("/ui/access/service-accounts/{id}/secret", scope="write:auth")

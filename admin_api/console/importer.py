@@ -84,7 +84,9 @@ async def _dry_run(request: Request, name: str, nodes: list[dict]) -> Response:
     rows = await _rows(request, nodes, by_index, ids)
     counts = {status: sum(row["status"] == status for row in rows) for status in ("created", "unchanged",
                                                                                    "changed", "error")}
-    kept = [nodes[row["index"]] for row in rows if row["status"] == "created"]
+    # A node without an id gets the one the dry run generated: what is committed is what was shown.
+    kept = [{**nodes[row["index"]], "id": row["id"]} if row["id"] else nodes[row["index"]]
+            for row in rows if row["status"] == "created"]
     canonical = json.dumps(kept, sort_keys=True, separators=(",", ":"))
     committable = counts["changed"] == counts["error"] == 0 and bool(kept)
     rows.sort(key=lambda row: ({"error": 0, "changed": 1, "created": 2, "unchanged": 3}[row["status"]], row["index"]))

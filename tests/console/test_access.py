@@ -10,6 +10,13 @@ import httpx
 
 async def test_an_admin_manages_access_in_the_browser(login, rest, shot, console_server):
     page = await login("alice", next_path="/ui/access")
+    asked: list[str] = []
+
+    async def confirm(dialog) -> None:  # what is destroyed is asked about first (data-confirm)
+        asked.append(dialog.message)
+        await dialog.accept()
+
+    page.on("dialog", confirm)
     assert await page.locator("nav.tabs a.current").inner_text() == "Overview"
     await shot(page, "overview")
 
@@ -69,11 +76,22 @@ async def test_an_admin_manages_access_in_the_browser(login, rest, shot, console
     # A new secret: shown once too, and the old one no longer gets a token.
     await page.locator("tr", has_text="ci-runner").locator("text=New secret").click()
     rotated = await page.locator("#client-secret").inner_text()
+    assert asked[-1].startswith("Replace the secret of ci-runner?")
     assert rotated != secret
     async with httpx.AsyncClient(base_url=console_server.url) as outside:
         old = await outside.post("/auth/v1/token", data={"grant_type": "client_credentials", "client_id": "ci-runner",
                                                          "client_secret": secret})
     assert old.status_code in (400, 401)
+
+    # Its roles, changed in its own page.
+    await page.goto("/ui/access/service-accounts")
+    await page.click("a:text('ci-runner')")
+    await page.uncheck("input[name=roles][value=operator]")
+    await page.check("input[name=roles][value=viewer]")
+    await page.click("button:text('Save')")
+    await page.wait_for_selector(".flash")
+    assert (await rest.get("/auth/v1/service-accounts/ci-runner")).json()["roles"] == ["viewer"]
+    await shot(page, "service-account")
 
     # A custom role from the known scopes, edited in place.
     await page.goto("/ui/access/roles")

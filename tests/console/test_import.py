@@ -66,6 +66,14 @@ async def test_import_a_csv_file_dry_run_first_then_commit(login, rest, shot):
     assert "Imported 1 nodes" in await page.locator(".flash").inner_text()
     assert (await rest.get("/hsm/v2/State/Components/x1000c0s0b0n4")).status_code == 200
 
+    # A node without an id is committed with the id its dry run showed.
+    await upload(page, "one.json", '[{"type": "Node", "role": "Compute"}]')
+    shown = (await page.locator("tr.node-created td.mono, tr.node-created span.mono").first.inner_text()).strip()
+    assert shown.startswith("node-")
+    await page.click("text=Commit import")
+    await page.wait_for_selector(".flash")
+    assert (await rest.get(f"/hsm/v2/State/Components/{shown}")).status_code == 200
+
     # A file that is no list of nodes is said so, in the upload page.
     await page.goto("/ui/import")
     await page.set_input_files("input[type=file]", files=[{"name": "bad.csv", "mimeType": "text/csv",
