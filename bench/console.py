@@ -12,8 +12,9 @@ boot path.
 2. Live updates.  wrk drives the boot path's usual mix for `duration` seconds
    with no console open, then again with `listeners` dashboards open: each holds
    the SSE stream /ui/live and, as console.js does, re-fetches the dashboard
-   whenever the stream names a topic.  Boot telemetry flushes (every 2 s, and
-   the storm itself makes them) are what wake them.  Printed: requests per
+   whenever the stream names a topic.  Boot telemetry flushes wake them: the
+   boot path runs with CHAMICORE_TELEMETRY_NODE_INTERVAL_S=0 (every flush
+   writes every node seen, the most events the live layer can get).  Printed: requests per
    second of both runs and their ratio (1.0: the console costs the boot path
    nothing).  The boot path is pinned to CPU 0 and wrk to CPU 1; the admin API
    and PostgreSQL float, as they would on a shared head node.
@@ -194,7 +195,8 @@ def main() -> None:
         common = {"CHAMICORE_DATABASE_URL": cluster.dsn, "CHAMICORE_LOG_LEVEL": "warning",
                   "CHAMICORE_BOOT_URL": boot_url}
         boot = Server("boot path", [*server_cpu, sys.executable, "-m", "cli.main", "serve", "boot"], boot_port,
-                      "/readiness", {**common, "CHAMICORE_BOOT_LISTEN": f"127.0.0.1:{boot_port}"})
+                      "/readiness", {**common, "CHAMICORE_BOOT_LISTEN": f"127.0.0.1:{boot_port}",
+                                     "CHAMICORE_TELEMETRY_NODE_INTERVAL_S": "0"})
         admin = Server("admin API", [sys.executable, "-m", "cli.main", "serve", "admin"], admin_port, "/readiness",
                        {**common, "CHAMICORE_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
                         "CHAMICORE_SECRET_KEY": secrets.token_urlsafe(32)})
