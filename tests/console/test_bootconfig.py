@@ -27,8 +27,15 @@ async def seed(rest) -> str:
     return entry["metadata"]["id"]
 
 
-async def test_edit_previews_live_and_a_stale_edit_shows_both_versions(login, rest, shot):
+async def test_boot_configuration_pages(login, rest, shot):
+    """One set of servers for all (starting them is most of the time): each part on the data the last left."""
     entry_id = await seed(rest)
+    await edit_with_a_live_preview_and_conflicts(login, rest, shot, entry_id)
+    await create_filter_and_delete(login, rest, shot)
+    await what_a_viewer_may_do(login, rest, shot, entry_id, "http://images.example/mine")
+
+
+async def edit_with_a_live_preview_and_conflicts(login, rest, shot, entry_id):
     watcher = await login("alice", f"/ui/boot?node={MAC}")
     rows = watcher.locator("table.scoped-entries tbody tr")
     await expect(rows).to_have_count(2)
@@ -86,8 +93,7 @@ async def test_edit_previews_live_and_a_stale_edit_shows_both_versions(login, re
     assert await page.input_value("textarea[name=cmdline]") == "theirs=1"
 
 
-async def test_create_filter_delete_and_what_a_viewer_may_do(login, rest, shot):
-    await seed(rest)
+async def create_filter_and_delete(login, rest, shot):
     page = await login("alice", "/ui/boot/new")
     await page.select_option("select[name=scope]", "nid")
     await page.fill("input[name=scope_value]", "seven")
@@ -115,15 +121,16 @@ async def test_create_filter_delete_and_what_a_viewer_may_do(login, rest, shot):
     await expect(page.locator(".flash")).to_contain_text("Deleted boot parameters")
     assert (await rest.get("/boot/v1/bootparams", params={"nid": "7"})).json()["items"] == []
 
-    # A viewer: the same pages without a way to change anything, and the server refusing a forged post.
-    entry_id = (await rest.get("/boot/v1/bootparams", params={"componentId": "node-1"})).json()["items"][0][
-        "metadata"]["id"]
+
+
+async def what_a_viewer_may_do(login, rest, shot, entry_id, kernel):
+    """The same pages without a way to change anything, and the server refusing a forged post."""
     page = await login("victor", "/ui/boot")
     await expect(page.locator("table.scoped-entries tbody tr")).to_have_count(2)
     assert await page.locator("text=New entry").count() == 0
     await page.goto(f"/ui/boot/entries/{entry_id}?node=node-1")
-    await expect(page.locator("dl.props")).to_contain_text(KERNEL)
-    await expect(page.locator("pre.boot-script")).to_contain_text(KERNEL)
+    await expect(page.locator("dl.props")).to_contain_text(kernel)
+    await expect(page.locator("pre.boot-script")).to_contain_text(kernel)
     for hidden in ("form.entry-form", "button:text('Delete')", "button:text('Save')"):
         assert await page.locator(hidden).count() == 0, hidden
     await shot(page, "viewer-entry")
@@ -134,5 +141,5 @@ async def test_create_filter_delete_and_what_a_viewer_may_do(login, rest, shot):
         status = await page.evaluate("([path, data]) => window.chamicore.post(path, data).then(r => r.status)",
                                      [path, data])
         assert status == 403, path
-    assert (await rest.get(f"/boot/v1/bootparams/{entry_id}")).json()["spec"]["kernel"] == KERNEL
+    assert (await rest.get(f"/boot/v1/bootparams/{entry_id}")).json()["spec"]["kernel"] == kernel
     assert (await rest.get("/boot/v1/bootparams")).json()["metadata"]["total"] == 2
