@@ -51,9 +51,11 @@ async def _page(request: Request, status: int = 200, entered: dict[str, str] | N
     if wants_fragment(request):
         return render(request, "discovery_scans.html", scans=scans, offset=offset, limit=RECENT, finished=finished)
     targets = await native.json("GET", "/discovery/v1/targets", query={"limit": TARGETS})
-    can_write = session_of(request).can("write:discovery")
+    session = session_of(request)
+    can_write = session.can("write:discovery")
     drivers = await native.json("GET", "/discovery/v1/drivers") if can_write else []
-    credentials = await native.json("GET", "/auth/v1/credentials") if can_write else []
+    # Ids, usernames and descriptions only (the REST list redacts the secret, and this page never asks for it).
+    credentials = await native.json("GET", "/auth/v1/credentials") if can_write and session.can("read:smd") else []
     context.setdefault("errors", {})
     context.setdefault("problem", None)
     return render(request, "discovery.html", status, scans=scans, offset=offset, limit=RECENT, finished=finished,
@@ -93,6 +95,21 @@ async def create_target(request: Request) -> Response:
         return await _page(request, exc.problem.status, entered, errors=errors,
                            problem=None if errors and errors.keys() <= FIELDS else exc.problem.detail or exc.problem.title)
     return redirect(request, "/ui/discovery", flash=f"Target {created['metadata']['id']} created.")
+
+
+@pages.post("/ui/discovery/targets/{id}/enabled", scope="write:discovery")
+async def enable_target(request: Request) -> Response:
+    target_id = request.path_params["id"]
+    entered = await form(request)
+    enabled = entered.get("enabled") == "yes"
+    # The ETag the page showed: a target changed since is not switched blind (412).
+    headers = {"If-Match": entered["etag"]} if entered.get("etag") else None
+    try:
+        await api(request).request("PATCH", f"/discovery/v1/targets/{segment(target_id)}",
+                                   body={"spec": {"enabled": enabled}}, headers=headers)
+    except NativeError as exc:
+        return await _page(request, exc.problem.status, problem=exc.problem.detail or exc.problem.title)
+    return redirect(request, "/ui/discovery", flash=f"Target {target_id} {'enabled' if enabled else 'disabled'}.")
 
 
 @pages.post("/ui/discovery/targets/{id}/delete", scope="write:discovery")

@@ -89,13 +89,14 @@ async def test_a_viewer_sees_no_button_and_a_forged_post_is_refused(login, rest,
     token = await viewer.evaluate("document.body.dataset.csrf")
     for url, fields in ((scan_path + "/cancel", {}), ("/ui/discovery/scans", {"target": "rack2"}),
                         ("/ui/discovery/targets", {"driver": "redfish", "address": "10.9.9.9"}),
+                        ("/ui/discovery/targets/rack2/enabled", {"enabled": "no"}),
                         ("/ui/discovery/targets/rack2/delete", {})):
         forged = await viewer.request.post(url, form={"csrf_token": token, **fields})
         assert forged.status == 403, url
         assert "write:discovery" in await forged.text()
     assert (await rest.get("/discovery/v1/scans")).json()["metadata"]["total"] == 1
     assert (await rest.get(f"/discovery/v1/scans/{started['metadata']['id']}")).json()["status"]["state"] == "pending"
-    assert (await rest.get("/discovery/v1/targets")).json()["metadata"]["total"] == 1
+    assert [t["spec"]["enabled"] for t in (await rest.get("/discovery/v1/targets")).json()["items"]] == [True]
 
     operator = await login("oscar", scan_path)
     operator.on("dialog", lambda dialog: dialog.accept())
@@ -104,3 +105,10 @@ async def test_a_viewer_sees_no_button_and_a_forged_post_is_refused(login, rest,
     await expect(operator.locator("#scan-state")).to_have_text("cancelled")
     await expect(operator.locator("#hosts .host-state")).to_have_text(["cancelled"] * 3)
     await shot(operator, "scan-cancelled")
+
+    await operator.click("text=Discovery")
+    await operator.locator("#targets tr[data-target='rack2'] button:has-text('Disable')").click()
+    await expect(operator.locator(".flash")).to_have_text("Target rack2 disabled.")
+    await expect(operator.locator("#targets tr[data-target='rack2'] button:has-text('Enable')")).to_be_visible()
+    assert (await rest.get("/discovery/v1/targets/rack2")).json()["spec"]["enabled"] is False
+    await shot(operator, "discovery-operator")
