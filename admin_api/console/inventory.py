@@ -54,13 +54,17 @@ def _listing(request: Request) -> dict[str, Any]:
     params = request.query_params
     chosen = {name: params.get(name, "").strip() for name in FILTERS}
     limit = _int(params.get("limit"), PAGE_SIZES[0], 1)
-    return {"filters": chosen, "sort": params.get("sort", "id"), "offset": _int(params.get("offset"), 0),
+    sort = params.get("sort", "id")
+    # `after` (keyset, the default order only) pages forward at any depth for the cost of the first page;
+    # `offset` then only says where the page is.
+    return {"filters": chosen, "sort": sort, "offset": _int(params.get("offset"), 0),
+            "after": params.get("after", "") if sort == "id" else "",
             "limit": limit if limit in PAGE_SIZES else PAGE_SIZES[0]}
 
 
 def _url(listing: dict[str, Any], **changed: Any) -> str:
     values = {**listing["filters"], "sort": listing["sort"], "offset": listing["offset"], "limit": listing["limit"],
-              **changed}
+              "after": listing["after"], **changed}
     query = {k: v for k, v in values.items() if v not in ("", None) and not (k == "offset" and v == 0)
              and not (k == "sort" and v == "id") and not (k == "limit" and v == PAGE_SIZES[0])}
     return "/ui/inventory" + (f"?{urllib.parse.urlencode(query)}" if query else "")
@@ -72,8 +76,9 @@ async def _inventory(request: Request, status: int = 200, outcome: Outcome | Non
     native = api(request)
     problem = None
     try:
+        window = {"after": listing["after"]} if listing["after"] else {"offset": listing["offset"]}
         found = await native.json("GET", BASE, query={**listing["filters"], "sort": listing["sort"],
-                                                      "limit": listing["limit"], "offset": listing["offset"]})
+                                                      "limit": listing["limit"], **window})
     except NativeError as exc:  # a filter the REST list refuses: shown, with no rows
         problem, status = exc.problem.detail or exc.problem.title, exc.problem.status
         found = {"items": [], "metadata": {"total": 0}}
@@ -87,11 +92,10 @@ async def _inventory(request: Request, status: int = 200, outcome: Outcome | Non
         if session_of(request).can("read:power"):
             power = {s["nodeId"]: s["powerState"] for s in (await native.json(
                 "GET", "/power/v1/power-status", query={"node": ids, "limit": len(ids)}))["items"]}
-    groups = (await native.json("GET", "/hsm/v2/groups", query={"limit": 500, "sort": "name"}))["items"]
     total = found["metadata"]["total"]
     return render(request, "inventory.html", status, items=found["items"], nics=nics, power=power, total=total,
                   listing=listing, url=lambda **changed: _url(listing, **changed), problem=problem,
-                  groups=[g["spec"]["name"] for g in groups], columns=COLUMNS, page_sizes=PAGE_SIZES,
+                  columns=COLUMNS, page_sizes=PAGE_SIZES,
                   types=list(ComponentType.__members__), states=list(ComponentState.__members__),
                   roles=list(Role.__members__), power_actions=POWER_ACTIONS, outcome=outcome, selected=selected)
 
@@ -127,9 +131,8 @@ async def bulk(request: Request) -> Response:
     if outcome.failed:
         # Stay on the page: the failures are listed against their components, the selection kept.
         return await _inventory(request, outcome.status if not outcome.done else 200, outcome, tuple(ids))
-    back = entered.get("back", "")
-    return redirect(request, back if back.startswith("/ui/inventory") else "/ui/inventory",
-                    flash=_summary(outcome, len(ids)))
+    back = "/ui/inventory" + (f"?{request.url.query}" if request.url.query else "")  # the same filtered page
+    return redirect(request, back, flash=_summary(outcome, len(ids)))
 
 
 def _summary(outcome: Outcome, asked: int) -> str:
