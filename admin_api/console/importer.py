@@ -125,10 +125,11 @@ async def _rows(request: Request, nodes: list[dict], by_index: dict[int, list[tu
         if exists and compared < MAX_COMPARED:
             compared += 1
             current = (await api(request).json("GET", f"/hsm/v2/State/Components/{segment(node_id)}"))["spec"]
-            row["changes"] = _changes(node, current)
             # What remains once the node's own existence (its id, and MACs or nid it already holds) is set aside.
-            others = [(f, d) for f, d in errors
-                      if not (f == "id" or d.endswith(f"component {node_id!r}") or d.endswith(f"to {node_id!r}"))]
+            own = [(f, d) for f, d in errors
+                   if f == "id" or d.endswith(f"component {node_id!r}") or d.endswith(f"to {node_id!r}")]
+            others = [error for error in errors if error not in own]
+            row["changes"] = _changes(node, current) + _added_interfaces(node, {f for f, _ in own})
             if row["changes"] or "bootParams" in node or "cloudInit" in node:
                 row["status"] = "changed" if not others else "error"
             elif not others:
@@ -148,6 +149,15 @@ def _changes(node: dict, current: dict) -> list[tuple[str, Any, Any]]:
         changes += [(f"location.{key}", now.get(key), value) for key, value in location.items()
                     if value != now.get(key)]
     return changes
+
+
+def _added_interfaces(node: dict, held: set[str]) -> list[tuple[str, Any, Any]]:
+    """The file's interfaces whose MAC the existing node does not hold (`held`: the fields naming those it does)."""
+    nics = node.get("networkInterfaces")
+    if not isinstance(nics, list):
+        return []
+    return [(f"networkInterfaces[{j}]", None, nic.get("macAddr")) for j, nic in enumerate(nics)
+            if isinstance(nic, dict) and f"networkInterfaces[{j}].macAddr" not in held]
 
 
 def _summary(node: dict) -> str:

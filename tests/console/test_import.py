@@ -39,14 +39,17 @@ async def test_import_a_csv_file_dry_run_first_then_commit(login, rest, shot):
     audit = (await rest.get("/auth/v1/audit", params={"actor": "alice", "action": "POST /hsm/v2/import"})).json()
     assert [e["status"] for e in audit] == [201, 200]  # the commit, then the dry run, both under her name
 
-    # The same file again with one node changed, one new with a bad MAC, one new and fine.
+    # The same file again with two nodes changed (a role, an interface added), one new with a bad MAC, one new
+    # and fine.
     second = (CSV.replace("x1000c0s0b0n2,Node,Service", "x1000c0s0b0n2,Node,Compute")
+              .replace("02:00:00:00:00:01,", "02:00:00:00:00:01;02:00:00:00:00:09,")
               + "x1000c0s0b0n3,Node,Compute,4,r1,7,not-a-mac,\n"
               + "x1000c0s0b0n4,Node,Compute,5,r1,8,02:00:00:00:00:05,\n")
     await upload(page, "rack1-v2.csv", second)
-    assert [await page.locator(".import-summary .stat").nth(i).inner_text() for i in range(4)] == ["1", "2", "1", "1"]
-    changed = await page.locator("tr.node-changed").inner_text()
-    assert "x1000c0s0b0n2" in changed and "role: Service → Compute" in changed
+    assert [await page.locator(".import-summary .stat").nth(i).inner_text() for i in range(4)] == ["1", "1", "2", "1"]
+    changed = await page.locator("tr.node-changed").all_inner_texts()
+    assert "x1000c0s0b0n0" in changed[0] and "networkInterfaces[1]: — → 02:00:00:00:00:09" in changed[0]
+    assert "x1000c0s0b0n2" in changed[1] and "role: Service → Compute" in changed[1]
     assert "macAddr" in await page.locator("tr.node-error").inner_text()
     assert await page.locator("text=Commit import").count() == 0
     await shot(page, "diff-refused")
