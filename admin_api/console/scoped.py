@@ -164,8 +164,11 @@ class Entries:
         shown = {}
         for field in self.fields:
             value = spec.get(field.name)
-            text = (json.dumps(value) if value else "") if field.kind == "json" else ("" if value is None else str(value))
-            first = text.strip().splitlines()[0] if text.strip() else ""
+            if field.kind == "json":
+                text = json.dumps(value) if value else ""
+            else:
+                text = "" if value is None else str(value).strip()
+            first = text.splitlines()[0] if text else ""
             shown[field.name] = first if len(first) <= SUMMARY_CHARS else first[:SUMMARY_CHARS - 1] + "…"
         return shown
 
@@ -189,9 +192,9 @@ class Entries:
         rows = [{"id": item["metadata"]["id"], "scope": scope_label(item["spec"]),
                  "summary": self.summary(item["spec"]), "updated": item["metadata"]["updatedAt"]} for item in items]
         filters = {"scope": kind if kind in self.scopes else "", "value": value, "node": node}
-        context: dict[str, Any] = dict(rows=rows, total=total, offset=offset, page_size=PAGE_SIZE, filters=filters,
-                                       problem=problem,
-                                       here_query=urllib.parse.urlencode({k: v for k, v in filters.items() if v}))
+        context: dict[str, Any] = dict(
+            rows=rows, total=total, offset=offset, page_size=PAGE_SIZE, filters=filters, problem=problem,
+            here_query=urllib.parse.urlencode({k: v for k, v in filters.items() if v}))
         if wants_fragment(request):
             return render(request, "scoped_table.html", **self.common(), **context)
         return render(request, "scoped_list.html", 400 if problem else 200, **self.common(), **context,
