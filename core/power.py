@@ -37,6 +37,9 @@ STEPS: dict[Operation, tuple[Step, ...]] = {
     Operation.Nmi: (Step("Nmi", None),),
 }
 
+# Each takes power away from a node or interrupts it: the faces ask for a confirmation first (MCP, console).
+DESTRUCTIVE = frozenset(Operation) - {Operation.On}
+
 # The /power/v1/actions/<name> shortcuts.
 ACTIONS: dict[str, Operation] = {
     "on": Operation.On,

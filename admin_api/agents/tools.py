@@ -25,12 +25,12 @@ from admin_api.inprocess import Native, segment
 from admin_api.nodes.schemas import NodeProvision
 from admin_api.routing import Router
 from core.config import Config
+from core.power import DESTRUCTIVE as POWER_DESTRUCTIVE
 from core.power import Operation
 from core.problems import ProblemError
 
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 ID = {"type": "string", "minLength": 1, "maxLength": 255, "description": "the id"}
-POWER_DESTRUCTIVE = frozenset(Operation) - {Operation.On}  # each takes power away from a node or interrupts it
 TRANSITION_DONE = ("completed", "aborted")
 
 

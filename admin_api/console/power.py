@@ -14,10 +14,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.agents.tools import POWER_DESTRUCTIVE, TRANSITION_DONE
 from admin_api.console.web import Pages, api, field_errors, form, redirect, render, wants_fragment
 from admin_api.inprocess import NativeError, segment
-from core.power import Operation
+from core.power import DESTRUCTIVE, Operation
 
 pages = Pages()
 RECENT = 25  # transitions on the list page
@@ -52,7 +51,7 @@ async def _page(request: Request, status: int = 200, entered: dict[str, str] | N
     context.setdefault("plan", None)
     context.setdefault("unconfirmed", False)
     return render(request, "power.html", status, recent=recent, offset=offset, limit=RECENT, done=done,
-                  operations=list(Operation), destructive=sorted(POWER_DESTRUCTIVE),
+                  operations=list(Operation), destructive=sorted(DESTRUCTIVE),
                   entered=entered or {"operation": "On", "nodes": "", "groups": ""}, **context)
 
 
@@ -67,7 +66,7 @@ async def start(request: Request) -> Response:
     operation = entered.get("operation", "")
     body = {"operation": operation, "nodes": ids(entered.get("nodes", "")), "groups": ids(entered.get("groups", ""))}
     preview = "preview" in entered
-    unconfirmed = operation in POWER_DESTRUCTIVE and entered.get("confirm") != "yes"
+    unconfirmed = operation in DESTRUCTIVE and entered.get("confirm") != "yes"
     try:
         if preview or unconfirmed:
             plan = await api(request).json("POST", "/power/v1/transitions", body={**body, "dryRun": True})
@@ -93,7 +92,7 @@ async def _transition(request: Request, status: int = 200, problem: str | None =
     found = await api(request).json("GET", path, query={"limit": TASKS, "offset": offset, "state": state})
     context = {"transition": found["transition"], "tasks": found["items"], "total": found["metadata"]["total"],
                "offset": offset, "limit": TASKS, "state": state, "task_states": TASK_STATES,
-               "done": done(found["transition"]["counts"]), "abortable": ABORTABLE, "finished": TRANSITION_DONE,
+               "done": done(found["transition"]["counts"]), "abortable": ABORTABLE,
                "problem": problem}
     if wants_fragment(request):
         return render(request, "power_tasks.html", status, **context)
