@@ -29,6 +29,8 @@ pages = Pages()
 WINDOWS = (1, 5, 15, 60)  # minutes a node counts as recently seen
 BOOT_PATH_TIMEOUT_S = 2.0  # the dashboard says the boot path is slow rather than waiting on it
 RATE_WINDOW_S = 60.0
+SPARK_BARS = 30
+MIN_LOOK_S = 0.25
 REQUESTS = re.compile(rb'^chamicore_boot_requests_total\{endpoint="([^"]+)",outcome="([^"]+)"\} (\d+)$', re.M)
 Load = Callable[[Request], Awaitable[dict[str, Any]]]
 
@@ -82,7 +84,8 @@ class RequestRate:
     def look(self, now: float, total: int, waits: int) -> Rate:
         if self.looks and total < self.looks[-1][1]:
             self.looks.clear()  # the boot path restarted (or another worker answered): its counters began again
-        self.looks.append((now, total, waits))
+        if not self.looks or now - self.looks[-1][0] >= MIN_LOOK_S:  # closer looks add cost, not precision
+            self.looks.append((now, total, waits))
         while len(self.looks) > 2 and now - self.looks[1][0] >= RATE_WINDOW_S:
             self.looks.popleft()
         first = self.looks[0]
@@ -91,7 +94,7 @@ class RequestRate:
             return Rate(None, None, over, [])
         looks = list(self.looks)
         history = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(looks, looks[1:], strict=False) if b[0] > a[0]]
-        return Rate((total - first[1]) / over, (waits - first[2]) / over, over, history[-30:])
+        return Rate((total - first[1]) / over, (waits - first[2]) / over, over, history[-SPARK_BARS:])
 
 
 RATES: dict[str, RequestRate] = {}  # by boot-path URL
@@ -108,17 +111,13 @@ def counters(metrics: bytes) -> tuple[int, int]:
 
 
 def sparkline(history: list[float], width: int = 240, height: int = 40) -> list[dict[str, float]]:
-    """Bars (x, y, w, h) of an inline SVG: attributes only, the page's CSP allows no style."""
-    if not history:
-        return []
-    top = max(history) or 1.0
-    step = width / len(history)
-    bars = []
-    for n, value in enumerate(history):
-        h = max(1.0, value / top * height)
-        bars.append({"x": round(n * step, 1), "y": round(height - h, 1), "w": round(max(step - 1, 1), 1),
-                     "h": round(h, 1)})
-    return bars
+    """Bars (x, y, w, h) of an inline SVG, the newest on the right: attributes only, the page's CSP allows no
+    style."""
+    top = max(history, default=0.0) or 1.0
+    step = width / SPARK_BARS
+    start = width - step * len(history)
+    return [{"x": round(start + n * step, 1), "y": round(height - h, 1), "w": round(step - 1, 1), "h": round(h, 1)}
+            for n, h in enumerate(max(1.0, value / top * height) for value in history)]
 
 
 # -- the sections -------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
+from admin_api.console.dashboard import RequestRate, counters, sparkline
 from core.config import load_config
 from tests.console.conftest import create_users
 from tests.console.test_sessions import _log_in
@@ -20,6 +21,27 @@ from tests.helpers.ports import free_port
 from tests.helpers.tokens import token_for
 
 COMPONENTS = "/hsm/v2/State/Components"
+
+
+METRICS = b"""# TYPE chamicore_boot_requests_total counter
+chamicore_boot_requests_total{endpoint="bootscript",outcome="ok"} 90
+chamicore_boot_requests_total{endpoint="bootscript",outcome="wait"} 7
+chamicore_boot_requests_total{endpoint="cloud-init",outcome="ok"} 3
+chamicore_boot_index_nodes 12
+"""
+
+
+def test_requests_per_second_from_the_boot_paths_counters():
+    assert counters(METRICS) == (100, 7)
+    rate = RequestRate()
+    assert rate.look(10.0, 100, 7).per_s is None  # one look: no rate yet
+    assert rate.look(10.1, 150, 7).per_s is None  # too close to say
+    second = rate.look(12.0, 300, 27)
+    assert second.per_s == 100.0 and second.waits_per_s == 10.0 and second.history == [100.0]
+    assert rate.look(200.0, 300, 27).per_s == 0.0  # a quiet minute: the rate falls back to 0
+    assert rate.look(201.0, 10, 0).per_s is None  # the boot path restarted: start again
+    bars = sparkline([1.0, 4.0])
+    assert [b["h"] for b in bars] == [10.0, 40.0] and bars[-1]["x"] + bars[-1]["w"] < 240
 
 
 @pytest.fixture
