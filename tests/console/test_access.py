@@ -31,6 +31,7 @@ async def test_an_admin_manages_access_in_the_browser(login, rest, shot, console
     assert "User carol created." in await page.locator(".flash").inner_text()
     carol = (await rest.get("/auth/v1/users/carol")).json()
     assert carol["roles"] == ["viewer"] and carol["displayName"] == "Carol Danvers" and carol["enabled"]
+    assert await page.locator("nav.tabs a.current").inner_text() == "Users"
     await shot(page, "user")
     # A refused form comes back with the problem and what was typed (the password excepted), nothing made.
     await page.goto("/ui/access/users")
