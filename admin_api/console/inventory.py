@@ -16,7 +16,16 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.console.web import Pages, api, form, form_list, redirect, render, session_of
+from admin_api.console.web import (
+    Pages,
+    api,
+    form,
+    form_list,
+    redirect,
+    render,
+    session_of,
+    wants_fragment,
+)
 from admin_api.inprocess import Native, NativeError, segment
 from core.identity import ComponentState, ComponentType, Role
 
@@ -197,10 +206,24 @@ async def _optional(native: Native, path: str, **query: Any) -> tuple[Any, str |
     return answer.body.decode(errors="replace"), None
 
 
+async def _live_part(native: Native, request: Request, component_id: str) -> dict[str, Any]:
+    """What the page's live part shows (node_live.html): its power state and the last boot-path request."""
+    session = session_of(request)
+    found, problem = (await _optional(native, "/power/v1/power-status", node=component_id)
+                      if session.can("read:power") else (None, None))
+    telemetry = (await _optional(native, f"/boot/v1/telemetry/{segment(component_id)}"))[0] \
+        if session.can("read:bss") else None
+    return {"node_id": component_id, "power": next(iter((found or {}).get("items", [])), None),
+            "power_problem": problem, "telemetry": telemetry, "power_actions": POWER_ACTIONS}
+
+
 @pages.get("/ui/inventory/{id}", scope="read:smd")
 async def node(request: Request) -> Response:
     component_id = request.path_params["id"]
     native = api(request)
+    live = await _live_part(native, request, component_id)
+    if wants_fragment(request):
+        return render(request, "node_live.html", **live)
     session = session_of(request)
     quoted = segment(component_id)
     component = await native.json("GET", f"{BASE}/{quoted}")
@@ -211,25 +234,20 @@ async def node(request: Request) -> Response:
     mac = mac if mac in macs else (macs[0] if macs else "")
     membership, _ = await _optional(native, f"/openchami/hsm/v2/memberships/{quoted}")
     context: dict[str, Any] = {
-        "component": component, "nics": nics, "mac": mac, "documents": DOCUMENTS, "power_actions": POWER_ACTIONS,
+        **live, "component": component, "nics": nics, "mac": mac, "documents": DOCUMENTS,
         "groups": (membership or {}).get("groupLabels", []), "partition": (membership or {}).get("partitionName"),
-        "boot": None, "boot_problem": None, "script": None, "script_problem": None, "telemetry": None,
-        "cloud": None, "cloud_problem": None, "cloud_documents": {}, "power": None, "power_problem": None,
-        "history": None}
+        "boot": None, "boot_problem": None, "script": None, "script_problem": None,
+        "cloud": None, "cloud_problem": None, "cloud_documents": {}, "history": None}
     if session.can("read:bss"):
         context["boot"], context["boot_problem"] = await _optional(native, f"/boot/v1/effective/{quoted}")
         context["script"], context["script_problem"] = await _optional(
             native, f"/boot/v1/effective/{quoted}/script", **({"mac": mac} if mac else {}))
-        context["telemetry"], _ = await _optional(native, f"/boot/v1/telemetry/{quoted}")
     if session.can("read:cloudinit"):
         context["cloud"], context["cloud_problem"] = await _optional(native, f"/cloud-init/effective/{quoted}")
         if component["spec"]["type"] == "Node":
             for document in DOCUMENTS:
                 context["cloud_documents"][document] = await _optional(
                     native, f"/openchami/cloud-init/admin/impersonation/{quoted}/{document}")
-    if session.can("read:power"):
-        found, context["power_problem"] = await _optional(native, "/power/v1/power-status", node=component_id)
-        context["power"] = next(iter((found or {}).get("items", [])), None)
     if session.can("read:audit"):
         context["history"], _ = await _optional(native, "/auth/v1/audit", resource=component_id, limit=HISTORY)
     return render(request, "node.html", **context)

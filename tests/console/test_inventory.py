@@ -180,6 +180,15 @@ async def test_node_page_effective_boot_params_and_previews(login, rest, shot, b
         assert await conn.fetchval("SELECT count(*) FROM bss.boot_telemetry WHERE component_id = 'storage-1'") == 0
     finally:
         await conn.close()
+    live = page.locator("section[data-live-topics]")
+    assert "has not seen this node ask" in await live.inner_text()
+
+    # When the node itself asks, the open page's live part shows it (SSE topic boot, then a fragment re-fetch).
+    status, _, _ = boot.get("/boot/v1/bootscript?mac=aa:bb:cc:00:00:01")
+    assert status == 200
+    await live.locator("dt", has_text="Asked for").wait_for()
+    assert "has not seen" not in await live.inner_text() and "Storage" in await page.locator("h1").inner_text()
+    await shot(page, "node-booted")
 
 
 async def test_a_viewer_can_change_nothing(login, rest, shot):
