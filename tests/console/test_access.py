@@ -7,8 +7,10 @@ import re
 
 import httpx
 
+from tests.console.conftest import log_in
 
-async def test_an_admin_manages_access_in_the_browser(login, rest, shot, console_server):
+
+async def test_an_admin_manages_access_in_the_browser(login, new_context, rest, shot, console_server):
     page = await login("alice", next_path="/ui/access")
     asked: list[str] = []
 
@@ -45,12 +47,19 @@ async def test_an_admin_manages_access_in_the_browser(login, rest, shot, console
     assert (await rest.get("/auth/v1/users/dave")).status_code == 404
     await shot(page, "users-refused")
 
-    # Disabling carol in her page.
+    # Carol logs in: her open session is counted; disabling her in her page ends it.
+    carols = await log_in(await new_context(), "carol", password="a long enough password", next_path="/ui/account")
+    await page.goto("/ui/access/users")
+    assert re.search(r"carol\s+Carol Danvers\s+viewer\s+enabled\s+1\s",
+                     await page.locator("tr", has_text="carol").inner_text())
     await page.goto("/ui/access/users/carol")
     await page.uncheck("input[name=enabled]")
     await page.click("button:text('Save')")
     await page.wait_for_selector(".flash")
     assert (await rest.get("/auth/v1/users/carol")).json()["enabled"] is False
+    assert "Open sessions\n0" in await page.locator("dl.props").inner_text()
+    await carols.goto("/ui/account")
+    assert "/ui/login" in carols.url
 
     # A service account: its secret is in the answer to the POST, once, never cached, and works.
     await page.goto("/ui/access/service-accounts")
