@@ -220,10 +220,35 @@ async def test_a_boot_storm_shows_live_and_the_numbers_are_the_apis(login, rest,
     await shot(page, "after")
 
 
-async def test_a_viewer_and_an_operator_see_what_their_roles_allow(login, shot):
+async def failures(conn) -> None:
+    """What the engines write when things go wrong: a failed scan, a transition with a failed node, a daemon's error."""
+    await conn.execute("INSERT INTO discovery.scans (id, state, requested_by, error, started_at, finished_at) "
+                       "VALUES ('scan-bad', 'failed', 'oscar', 'no BMC answered at 10.1.0.9', now(), now())")
+    await conn.execute("INSERT INTO discovery.scan_hosts (scan_id, target_id, host, state, detail) "
+                       "VALUES ('scan-bad', 'rack1', '10.1.0.9', 'failed', 'timed out')")
+    transition = await conn.fetchval("INSERT INTO power.transitions (operation, state, requested_by, finished_at) "
+                                     "VALUES ('On', 'completed', 'oscar', now()) RETURNING id")
+    await conn.execute("INSERT INTO power.tasks (transition_id, node_id, state, detail) VALUES "
+                       "($1, 'x1', 'failed', 'BMC refused'), ($1, 'x2', 'succeeded', '')", transition)
+    await conn.execute("INSERT INTO sync.status (job, instance, state, last_error, last_error_at) "
+                       "VALUES ('kea', 'sync-a:41', 'active', 'Kea control agent refused the connection', now()), "
+                       "('kea', 'sync-b:42', 'standby', NULL, NULL)")
+
+
+async def test_failures_show_and_each_role_sees_what_it_may(login, conn, shot):
+    await failures(conn)
+    operator = await login("oscar")
+    assert await operator.locator("#dash-audit").count() == 0  # no read:audit
+    assert await text_of(operator, "#stat-scans-failed") == "1"
+    assert "no BMC answered at 10.1.0.9" in await text_of(operator, "#dash-discovery table")
+    assert await text_of(operator, "#stat-transitions-failed") == "1"
+    assert "On" in await text_of(operator, "#dash-power table")
+    daemons = await text_of(operator, "#dash-services table")
+    assert "Kea control agent refused the connection" in daemons and "standby" in daemons
+    await shot(operator, "operator")
     viewer = await login("victor")
     assert await viewer.locator("#dash-audit").count() == 0
     assert await viewer.locator("#dash-boot").count() == 1 and await viewer.locator("#dash-power").count() == 1
     await shot(viewer, "viewer")
-    operator = await login("oscar")
-    assert await operator.locator("#dash-audit").count() == 0 and await operator.locator("#dash-services").count() == 1
+    admin = await login("alice")
+    assert "console.login" in await text_of(admin, "#dash-audit table")
