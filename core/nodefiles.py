@@ -34,8 +34,11 @@ class NodeFileError(ValueError):
 
 
 def read_nodes(text: str, name: str = "") -> list:
-    """The nodes of a file's text; `name` (its file name) tells CSV apart, the content tells the rest."""
-    if name.lower().endswith(".csv"):
+    """The nodes of a file's text: CSV by its name (`.csv`) or a first line of comma-separated names,
+    the rest by their content."""
+    first = text.lstrip().split("\n", 1)[0]
+    if name.lower().endswith(".csv") or (first[:1] not in ("", "[", "{", "-", "#") and "," in first
+                                         and ":" not in first):
         return _csv(text)
     if text.lstrip().startswith("{"):  # NDJSON: one node per line
         try:

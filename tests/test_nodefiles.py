@@ -31,6 +31,11 @@ def test_csv_columns_become_location_interfaces_and_boot_parameters():
     assert second == {"id": "n2", "role": "Compute", "enabled": False}
 
 
+def test_csv_is_known_by_its_header_without_a_name():
+    assert read_nodes("id,nid\nn1,1\n", "-") == [{"id": "n1", "nid": 1}]
+    assert read_nodes("- id: a,b\n", "-") == [{"id": "a,b"}]
+
+
 @pytest.mark.parametrize(("text", "name", "message"), [
     ("id,nid\nn1,one\n", "a.csv", "line 2: nid must be a whole number"),
     ("id\nn1,extra\n", "a.csv", "line 2: 2 cells, but the header names 1"),
