@@ -133,6 +133,13 @@ async def test_a_viewer_sees_no_audit_and_cannot_fetch_it(app_without_boot_path)
         assert refused.status_code == 403 and "read:audit" in refused.text
         fragment = await browser.get("/ui/dashboard/inventory", headers={"X-Console-Fragment": "1"})
         assert fragment.status_code == 200 and 'id="stat-nodes"' in fragment.text and "<html" not in fragment.text
+        alone = await browser.get("/ui/dashboard/power")  # without JavaScript: a page of that section alone
+        assert "<html" in alone.text and 'id="dash-power"' in alone.text and 'id="dash-inventory"' not in alone.text
+        one_minute = await browser.get("/ui/", params={"minutes": "1"})
+        assert "nodes seen in the last 1 min" in one_minute.text
+        assert 'data-live-src="/ui/dashboard/boot?minutes=1"' in one_minute.text
+        odd = await browser.get("/ui/", params={"minutes": "7; drop"})
+        assert odd.status_code == 200 and "nodes seen in the last 5 min" in odd.text
 
 
 async def test_it_renders_in_under_200_ms_at_100k_nodes(app_without_boot_path, conn):
