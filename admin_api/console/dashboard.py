@@ -199,9 +199,7 @@ async def loaded(section: Section, request: Request) -> dict[str, Any]:
     """What the section shows, or why it cannot: one failing source does not take the page down."""
     try:
         return {"data": await section.load(request), "error": None}
-    except NativeError as exc:
-        return {"data": None, "error": exc.problem.detail or exc.problem.title}
-    except ProblemError as exc:
+    except (NativeError, ProblemError) as exc:
         return {"data": None, "error": exc.problem.detail or exc.problem.title}
 
 
