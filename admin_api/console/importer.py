@@ -22,7 +22,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.console.web import Pages, api, redirect, render, session_of
+from admin_api.console.web import Pages, api, form_list, redirect, render, session_of
 from admin_api.inprocess import NativeError, segment
 from core.nodefiles import NodeFileError, read_nodes
 
@@ -30,6 +30,7 @@ pages = Pages()
 MAX_FILE = 16 << 20  # 16 MiB: a 10,000-node import with boot parameters fits with room to spare
 MAX_COMPARED = 500  # existing nodes fetched to compare field by field; past this they are listed as conflicts
 MAX_SHOWN = 1000  # rows of the diff table (problems first); the counts cover every node
+PART = 100_000  # characters of the checked content in one form field
 SPEC_FIELDS = ("type", "state", "role", "subRole", "nid", "arch", "enabled", "parentId")
 _INDEX = re.compile(r"^\$\[(\d+)\]")
 
@@ -54,7 +55,10 @@ async def check(request: Request) -> Response:
     upload = (await request.form()).get("file")
     if not isinstance(upload, UploadFile) or not upload.filename:
         return _refused(request, "Choose a file of nodes to import.")
-    data = await upload.read(MAX_FILE + 1)
+    try:
+        data = await upload.read(MAX_FILE + 1)
+    finally:
+        await upload.close()
     if len(data) > MAX_FILE:
         return _refused(request, f"The file is larger than {MAX_FILE >> 20} MiB: split it.", 413)
     try:
@@ -90,9 +94,10 @@ async def _dry_run(request: Request, name: str, nodes: list[dict]) -> Response:
     canonical = json.dumps(kept, sort_keys=True, separators=(",", ":"))
     committable = counts["changed"] == counts["error"] == 0 and bool(kept)
     rows.sort(key=lambda row: ({"error": 0, "changed": 1, "created": 2, "unchanged": 3}[row["status"]], row["index"]))
+    # Starlette refuses a form field over 1 MiB (as sent, url-encoded: up to 9 bytes a character): parts under it.
+    parts = [canonical[i:i + PART] for i in range(0, len(canonical), PART)] if committable else []
     return render(request, "import_diff.html", 200, name=name, rows=rows[:MAX_SHOWN], total=len(rows),
-                  counts=counts, committable=committable,
-                  canonical=canonical if committable else "", signature=_signature(request, canonical),
+                  counts=counts, committable=committable, parts=parts, signature=_signature(request, canonical),
                   shown=min(len(rows), MAX_SHOWN))
 
 
@@ -177,7 +182,7 @@ def _summary(node: dict) -> str:
 @pages.post("/ui/import/commit", scope="write:smd")
 async def commit(request: Request) -> Response:
     data = await request.form()
-    canonical = str(data.get("nodes") or "")
+    canonical = "".join(await form_list(request, "nodes"))
     if not hmac.compare_digest(str(data.get("signature") or ""), _signature(request, canonical)):
         return _refused(request, "This import is not the one the dry run checked (or it is from an older session): "
                                  "upload the file again.", 400)
