@@ -167,6 +167,11 @@ async def test_an_admin_manages_access_in_the_browser(login, new_context, rest, 
             "DELETE /auth/v1/policies/{id}", "POST /auth/v1/credentials", "POST /auth/v1/token/revoke"} <= actions
     # The refused user creation is there too, as a failure.
     assert any(e["action"] == "POST /auth/v1/users" and e["status"] == 422 for e in audit)
+    # And the audit page shows what ci-runner's secrets were used for, with the entries' details.
+    await page.goto("/ui/audit?actor=ci-runner")
+    issued = page.locator("tr", has_text="token.issued")
+    assert await issued.count() == 2 and "scope" in await issued.first.locator("small").inner_text()
+    await shot(page, "audit-of-ci-runner")
 
 
 async def test_a_viewer_has_no_access_pages_and_a_forged_post_is_refused(login, rest, shot):
