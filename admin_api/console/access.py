@@ -14,7 +14,16 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.console.web import Pages, api, field_errors, form, form_list, redirect, render
+from admin_api.console.web import (
+    Pages,
+    api,
+    field_errors,
+    form,
+    form_list,
+    redirect,
+    render,
+    session_of,
+)
 from admin_api.inprocess import NativeError, segment
 
 pages = Pages()
@@ -24,7 +33,7 @@ TABS = (("Overview", "/ui/access", "read:auth"), ("Users", "/ui/access/users", "
 
 
 def _render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
-    session = request.state.session
+    session = session_of(request)
     return render(request, template, status, tabs=[(t, h) for t, h, s in TABS if session.can(s)], **context)
 
 
@@ -47,7 +56,7 @@ async def overview(request: Request, status: int = 200, **failed: Any) -> Respon
     counts = {"Users": len(users), "Service accounts": len(await native.json("GET", "/auth/v1/service-accounts")),
               "Roles": len(await native.json("GET", "/auth/v1/roles")),
               "Policies": len(await native.json("GET", "/auth/v1/policies"))}
-    if request.state.session.can("read:smd"):
+    if session_of(request).can("read:smd"):
         counts["Device credentials"] = len(await native.json("GET", "/auth/v1/credentials"))
     return _render(request, "access.html", status, counts=counts, sessions=sum(u["sessions"] for u in users),
                    disabled=sum(not u["enabled"] for u in users), values=failed.pop("values", {}),
@@ -221,10 +230,10 @@ async def put_role(request: Request) -> Response:
     values = await form(request)
     chosen = await form_list(request, "scopes")
     name = values.get("name", "").strip()
+    if not name:
+        return await roles(request, 422, values=values, chosen=chosen, problem="A role needs a name.",
+                           errors={"name": "required"})
     try:
-        if not name:
-            return await roles(request, 422, values=values, chosen=chosen, problem="A role needs a name.",
-                               errors={"name": "required"})
         await api(request).json("PUT", f"/auth/v1/roles/{segment(name)}",
                                 body={"scopes": chosen, "description": values.get("description", "")})
     except NativeError as exc:
