@@ -32,6 +32,10 @@ async def login_page(request: Request) -> Response:
             return secured(RedirectResponse(_next(request.query_params.get("next")), 303))
         return secured(render(request, "login.html", next=_next(request.query_params.get("next")), error=None,
                               username=""))
+    declared = request.headers.get("content-length", "")
+    if not declared.isdigit() or int(declared) > 16 * MAX_FIELD:  # a username and a password, not a file
+        return secured(render(request, "login.html", 413, next="/ui/", error="This login form is too large.",
+                              username=""))
     data = await request.form()
     username = str(data.get("username") or "")[:MAX_FIELD].strip().lower()
     password = str(data.get("password") or "")[:MAX_FIELD]

@@ -51,6 +51,8 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 FLASH_COOKIE = "chamicore_flash"
+# The largest form post: an import's file (16 MiB) and, on commit, its checked content sent back url-encoded.
+MAX_POST = 64 << 20
 
 # What the navigation offers, and the scope each entry needs to be shown.
 NAV = (
@@ -116,6 +118,8 @@ def _dispatcher(methods: dict[str, Page]) -> Endpoint:
             return secured(error_page(request, None, 401, "Your session has ended; log in again."))
         request.state.session = session
         if request.method == "POST":
+            if too_large := _refuse_size(request):
+                return secured(error_page(request, session, *too_large))
             if refused := await _refuse_forgery(request, session):
                 return secured(error_page(request, session, 403, refused))
         if page.scope is not None and not session.can(page.scope):
@@ -130,6 +134,16 @@ def _dispatcher(methods: dict[str, Page]) -> Endpoint:
         return secured(response)
 
     return dispatch
+
+
+def _refuse_size(request: Request) -> tuple[int, str] | None:
+    """A post's body is parsed (and a file spooled to disk) only when it says its size and the size is sane."""
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        return 411, "A change must say its size (Content-Length); browsers always do."
+    if int(declared) > MAX_POST:
+        return 413, f"This is larger than the {MAX_POST >> 20} MiB a console form may send."
+    return None
 
 
 async def _refuse_forgery(request: Request, session: Session) -> str | None:

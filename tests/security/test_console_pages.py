@@ -56,3 +56,16 @@ async def test_every_change_needs_the_csrf_token(browser, conn):
     # Nothing was done: no REST operation ran, so nothing was audited.
     assert await conn.fetchval("SELECT count(*) FROM auth.audit") == before
     assert await conn.fetchval("SELECT count(*) FROM auth.sessions") == 1  # not even the logout
+
+
+async def test_a_post_must_say_its_size_and_stay_under_the_cap(browser, conn):
+    from admin_api.console.web import MAX_POST
+
+    assert (await browser.post("/ui/login", data={"username": "alice", "password": PASSWORD})).status_code == 303
+    huge = await browser.post("/ui/import", headers={"Content-Length": str(MAX_POST + 1),
+                                                     "Content-Type": "multipart/form-data; boundary=x"},
+                              content=b"--x--\r\n")
+    assert huge.status_code == 413
+    login_flood = await browser.post("/ui/login", content=b"username=alice&password=" + b"x" * 20_000,
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert login_flood.status_code == 413
