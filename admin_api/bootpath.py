@@ -9,12 +9,17 @@ that the ask is not counted in boot telemetry as the node booting.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping, Sequence
 
 import aiohttp
 
 from core.config import Config
 from core.problems import ProblemError
+
+# A node's seed URL in its script: <boot URL>/cloud-init/<id>/<token>/ (core/migrations/0011_cloud_init_token.sql).
+_SEED_TOKEN = re.compile(rb"(/cloud-init/[^/\s]+/)[0-9a-f]{32}/")
+SEED_SCOPE = "read:cloudinit"
 
 # hotpath/app.py PREVIEW_HEADER: answered as for the node, not recorded as the node asking.
 PREVIEW_HEADER = "X-Chamicore-Preview"
@@ -48,3 +53,9 @@ async def fetch(config: Config, path: str, query: Sequence[tuple[str, str]] | Ma
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
         raise ProblemError(503, f"the boot path at {base} did not answer ({type(exc).__name__}: {exc}); start it "
                                 "(chamicore serve boot), or set CHAMICORE_BOOT_URL to the URL it serves at") from None
+
+
+def hide_seed_tokens(script: bytes) -> bytes:
+    """A previewed script without the node's cloud-init seed token, for a caller who may not read cloud-init
+    data: the token is the key to the node's documents, so seeing it would be reading them."""
+    return _SEED_TOKEN.sub(rb"\1<seed-token-hidden:needs-read:cloudinit>/", script)

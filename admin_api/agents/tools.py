@@ -146,7 +146,9 @@ async def boot_script_preview(call: Call) -> dict[str, Any]:
     if len(query) != 1:
         raise ProblemError(400, "give exactly one of mac, componentId or nid")
     answer = await bootpath.fetch(call.config, "/boot/v1/bootscript", query, preview=True)
-    text = answer.body.decode(errors="replace")
+    shown = {bootpath.SEED_SCOPE, "*"} & call.native.caller.scopes  # "*": dev mode
+    body = answer.body if shown else bootpath.hide_seed_tokens(answer.body)
+    text = body.decode(errors="replace")
     if answer.status >= 400:
         raise ProblemError(answer.status, f"the boot path answered {answer.status}: {text[:500]}")
     return {"status": answer.status, "contentType": answer.content_type, "script": text}

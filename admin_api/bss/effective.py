@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin_api import bootpath
+from admin_api.auth.guard import missing_scopes
 from admin_api.http import json_response, problem
 from admin_api.resources import path_key
 from admin_api.routing import Param, Router
@@ -109,4 +110,7 @@ async def script_preview(request: Request) -> Response:
     answer = await bootpath.fetch(request.app.state.config, "/boot/v1/bootscript", query, preview=True)
     if answer.status != 200:
         raise problem(502, f"the boot path answered {answer.status} for {component_id!r}")
-    return Response(answer.body, media_type="text/plain", headers={"Cache-Control": "no-store"})
+    # The seed token opens the node's cloud-init documents: shown only to who may read those.
+    hidden = missing_scopes(request, [bootpath.SEED_SCOPE])
+    script = bootpath.hide_seed_tokens(answer.body) if hidden else answer.body
+    return Response(script, media_type="text/plain", headers={"Cache-Control": "no-store"})

@@ -72,6 +72,16 @@ async def test_precedence_matches_what_the_boot_path_serves(admin_server, boot_s
         assert [c["scopeKind"] for c in found["candidates"]] == \
             ["mac", "component", "nid", "group", "group", "role", "site"]
 
+        # The seed token opens the node's cloud-init documents: only who may read those sees it.
+        seed = await conn_fetch(dsn, "SELECT cloud_init_token FROM smd.components WHERE id = 'node-1'")
+        assert f"/cloud-init/node-1/{seed}/" in await script(mac=MAC_1)  # asked by MAC, as a node boots
+        await api.put("/auth/v1/roles/boot-reader", json={"scopes": ["read:bss"]})
+        reader = await token_for(server.url, dsn, "boot-reader", ["boot-reader"])
+        hidden = await api.get("/boot/v1/effective/node-1/script", params={"mac": MAC_1},
+                               headers={"Authorization": f"Bearer {reader}"})
+        assert hidden.status_code == 200 and kernel("own") in hidden.text
+        assert seed not in hidden.text and "/cloud-init/node-1/<seed-token-hidden:needs-read:cloudinit>/" in hidden.text
+
         await api.patch(f"{NODES}/node-1", json={"spec": {"enabled": False}},
                         headers={"Content-Type": "application/merge-patch+json"})
         found = await effective()
@@ -89,6 +99,14 @@ async def test_precedence_matches_what_the_boot_path_serves(admin_server, boot_s
             assert await conn.fetchval("SELECT count(*) FROM bss.boot_telemetry WHERE component_id = 'node-1'") == 0
         finally:
             await conn.close()
+
+
+async def conn_fetch(dsn: str, query: str):
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval(query)
+    finally:
+        await conn.close()
 
 
 async def script_with(script, wanted: str, **query) -> str | None:

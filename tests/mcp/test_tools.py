@@ -201,6 +201,11 @@ async def test_boot_script_preview_is_the_boot_paths_answer(admin_server, boot_s
         await create(rest, "/hsm/v2/State/Components", {**NODE, "spec": {
             **NODE["spec"], "networkInterfaces": [{"macAddr": "aa:bb:cc:00:00:01"}]}})
         await create(rest, "/boot/v1/bootparams", {"spec": BOOT})
+        assert (await rest.put("/auth/v1/roles/boot-reader", json={"scopes": ["read:bss"]})).status_code == 200
+    reader = await token_for(server.url, dsn, "boot-reader", ["boot-reader"])
+    async with connect(server, reader) as session:  # no read:cloudinit: the node's seed token is not shown
+        hidden = (await session.call_tool("boot.script.preview", {"mac": "aa:bb:cc:00:00:01"})).structured_content
+    assert "/cloud-init/node-1/<seed-token-hidden:needs-read:cloudinit>/" in hidden["script"]
     async with connect(server, token) as session:
         by_mac = await session.call_tool("boot.script.preview", {"mac": "AA-BB-CC-00-00-01"})
         by_id = await session.call_tool("boot.script.preview", {"componentId": "node-1"})
