@@ -130,3 +130,36 @@ def test_given_keys_are_used_and_generated_ones_differ_per_install():
     assert given["CHAMICORE_SECRET_KEY"] == "s" * 40 and given["CHAMICORE_CREDENTIALS_KEY"] == "c" * 40
     first, second = environment(render(EXTERNAL)), environment(render(EXTERNAL))
     assert first["CHAMICORE_SECRET_KEY"] != second["CHAMICORE_SECRET_KEY"]
+
+
+def test_metrics_annotations_and_service_monitor():
+    """The Services carry prometheus.io/* by default; the ServiceMonitors come only when asked for, select
+    exactly their own Service and name the jobs the shipped alert rules use."""
+    docs = render(EXTERNAL)
+    assert not [d for d in docs if d["kind"] == "ServiceMonitor"]
+    for component, port in (("boot", "27778"), ("admin", "27779")):
+        annotations = one(docs, "Service", f"-{component}")["metadata"]["annotations"]
+        assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": port,
+                               "prometheus.io/path": "/metrics"}
+    quiet = render({**EXTERNAL, "metrics": {"annotations": False}})
+    assert "annotations" not in one(quiet, "Service", "-boot")["metadata"]
+
+    docs = render({**EXTERNAL, "metrics": {"serviceMonitor": {"enabled": True, "interval": "10s",
+                                                              "labels": {"release": "kube-prometheus-stack"}}}})
+    rules = (ROOT / "deploy" / "prometheus" / "rules" / "chamicore.rules.yml").read_text()
+    services = [d for d in docs if d["kind"] == "Service"]
+    for component in ("boot", "admin"):
+        monitor = one(docs, "ServiceMonitor", f"-{component}")
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        selected = [s["metadata"]["name"] for s in services
+                    if selector.items() <= s["metadata"]["labels"].items()]
+        assert selected == [f"hpc-chamicore-{component}"]
+        assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["cluster"]}
+        [endpoint] = monitor["spec"]["endpoints"]
+        service_ports = [p["name"] for p in one(docs, "Service", f"-{component}")["spec"]["ports"]]
+        assert endpoint["port"] in service_ports and endpoint["path"] == "/metrics" and endpoint["interval"] == "10s"
+        [relabel] = endpoint["relabelings"]
+        assert relabel == {"targetLabel": "job", "replacement": f"chamicore-{component}"}
+        assert f'job="chamicore-{component}"' in rules
