@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import bisect
 import importlib.metadata
+import logging
 import time
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from admin_api import statemetrics
 from admin_api.http import json_response
 from admin_api.routing import Router
 from core import migrate
 
 router = Router("service")
+log = logging.getLogger("chamicore.admin.metrics")
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # Methods counted under their own name; any other (a client may send any token, 8 KB long) is OTHER, so
 # the label set stays bounded.
@@ -118,7 +121,18 @@ async def version_info(request: Request) -> Response:
 
 @router.get("/metrics", scope=None, summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
-    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+    """Requests counted in this process, then the state read from the database now (statemetrics);
+    `chamicore_admin_database_up` says whether that read worked."""
+    try:
+        async with request.app.state.pool.acquire(timeout=2) as conn:
+            lines, up = await statemetrics.render(conn), 1
+    except Exception:  # noqa: BLE001 - the request counts are still worth serving
+        log.warning("metrics: could not read the database", exc_info=True)
+        lines, up = [], 0
+    lines += ["# HELP chamicore_admin_database_up Whether this scrape could read the database.",
+              "# TYPE chamicore_admin_database_up gauge", f"chamicore_admin_database_up {up}"]
+    return Response(request.app.state.metrics.render() + ("\n".join(lines) + "\n").encode(),
+                    media_type="text/plain; version=0.0.4")
 
 
 @router.get("/api/openapi.json", scope=None, summary="This API, as OpenAPI 3.1")

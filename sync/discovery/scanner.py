@@ -46,9 +46,11 @@ class DiscoveryScanner(Job):
         self.timeout_s = timeout_s
         self.scans_done = 0
         self.hosts_done = 0
+        self.hosts_failed = 0
 
     def counts(self) -> dict:
-        return {"passes": self.passes, "scans": self.scans_done, "hosts": self.hosts_done}
+        return {"passes": self.passes, "scans": self.scans_done, "hosts": self.hosts_done,
+                "hostsFailed": self.hosts_failed}
 
     async def work_once(self, conn: asyncpg.Connection) -> bool:
         await self._schedule(conn)
@@ -145,6 +147,7 @@ class DiscoveryScanner(Job):
             except (asyncpg.PostgresError, ValueError) as exc:
                 state, detail = "failed", f"could not register what was found: {exc}"[:4000]
             self.hosts_done += 1
+            self.hosts_failed += state == "failed"  # the admin API's /metrics reads it from sync.status
             # A cancel in the meantime wins: the row is no longer 'running'.
             await pool.execute("UPDATE discovery.scan_hosts SET state = $4, detail = $5, components = $6, "
                                "finished_at = now() WHERE scan_id = $1 AND target_id = $2 AND host = $3 "

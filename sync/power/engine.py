@@ -81,9 +81,11 @@ class PowerEngine(Job):
         self.last_refresh = -math.inf  # the first pass refreshes (monotonic() is small on a freshly booted host)
         self.sent = 0
         self.tasks_done = 0
+        self.tasks_failed = 0
 
     def counts(self) -> dict:
-        return {"passes": self.passes, "inFlight": len(self.running), "sent": self.sent, "tasksDone": self.tasks_done}
+        return {"passes": self.passes, "inFlight": len(self.running), "sent": self.sent, "tasksDone": self.tasks_done,
+                "tasksFailed": self.tasks_failed}
 
     @property
     def active_pool(self) -> asyncpg.Pool:
@@ -319,6 +321,7 @@ class PowerEngine(Job):
 
     async def _fail(self, key: TaskKey, expected: str, detail: str, **fields) -> None:
         log.warning("power: %s on %s failed: %s", key[0][:8], key[1], detail)
+        self.tasks_failed += 1  # the admin API's /metrics reads it from sync.status
         await self._set(key, expected, "failed", detail=detail[:2000], **fields)
 
     async def _target(self, node_id: str) -> tuple[RedfishClient, str]:

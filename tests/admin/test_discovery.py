@@ -109,10 +109,11 @@ async def test_wrong_credentials_fail_the_host_with_what_to_do(api, dsn, emulato
     cred = await credential(api, secret="not-the-password", credential_id="wrong")
     await create(api, "/discovery/v1/targets", {"metadata": {"id": "tgt"}, "spec": {
         "driver": "redfish", "address": emulator.url, "credentialId": cred}})
-    async with running(DiscoveryScanner(dsn, box())):
+    async with running(DiscoveryScanner(dsn, box())) as scanner:
         result = await scan(api, ["tgt"])
     assert result["status"]["state"] == "failed"
     assert result["status"]["error"] == "1 of 1 hosts failed"
+    assert (scanner.counts()["hosts"], scanner.counts()["hostsFailed"]) == (1, 1)  # read by the admin API's /metrics
     [host] = result["status"]["results"]
     assert host["state"] == "failed"
     assert "rejected credential 'wrong'" in host["detail"] and "/auth/v1/credentials/wrong" in host["detail"]

@@ -125,11 +125,12 @@ async def test_wrong_credentials_and_unsupported_actions_fail_the_task_clearly(a
 async def test_a_dead_bmc_is_retried_with_backoff_then_given_up(api, dsn, emulator):
     await inventory(api, emulator)
     emulator.stop()
-    async with running(engine(dsn, max_attempts=3)):
+    async with running(engine(dsn, max_attempts=3)) as job:
         started = await create(api, "/power/v1/transitions", {"operation": "On", "nodes": ["node-1"]})
         done = await wait_transition(api, started["id"], 30)
     [task] = done["tasks"]
     assert task["state"] == "failed" and task["attempts"] == 3
+    assert job.counts()["tasksFailed"] == 1  # once for the task, not per try (the admin API's /metrics reads it)
     assert "cannot connect" in task["detail"] and "gave up after 3 tries" in task["detail"]
 
 
