@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 
 from admin_api import agents, console, openapi, service, syncstatus
 from admin_api.auth import accounts, audit, credentials, tokens, users
@@ -34,12 +35,14 @@ from admin_api.http import problem_response
 from admin_api.nodes import bulk, provision
 from admin_api.openchami import ROUTERS as OPENCHAMI_ROUTERS
 from admin_api.power import tasks, transitions
+from admin_api.requestid import RequestIdLayer
 from admin_api.routing import Router, starlette_routes
 from admin_api.smd import components, groups, interfaces, redfish, summary
 from core import db, sdnotify
 from core.bounded import bound_log_records, clip
 from core.config import Config, load_config
 from core.crypto import device_credentials_box
+from core.logs import configure as configure_logs
 from core.problems import Problem, ProblemError, title_for
 
 log = logging.getLogger("chamicore.admin")
@@ -127,9 +130,24 @@ async def on_crash(request: Request, exc: Exception) -> Response:
     return _problem(500, "an unexpected error; it is logged on the admin API")
 
 
+class AdminApp(Starlette):
+    """Starlette with the request id outside even its last-resort error handler: a 500 carries X-Request-ID too."""
+
+    def __init__(self, *, trusted_proxies: tuple, **options) -> None:
+        super().__init__(**options)
+        self.trusted_proxies = trusted_proxies
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestIdLayer(super().build_middleware_stack(), self.trusted_proxies)
+
+
 def create_app(config: Config | None = None) -> Starlette:
-    """Factory for granian (`--factory`) and tests: reads CHAMICORE_* settings unless given a Config."""
-    config = config or load_config()
+    """Factory for granian (`--factory`) and tests: reads CHAMICORE_* settings unless given a Config.
+
+    Only the server's factory call (no Config) sets up the process's logging; a test keeps its own."""
+    if config is None:
+        config = load_config()
+        configure_logs(config, "admin")
     bound_log_records()
     dsn = config.database_url
     if not dsn:
@@ -158,7 +176,8 @@ def create_app(config: Config | None = None) -> Starlette:
     except ImportError:  # the docs page degrades; the API itself does not need it
         log.warning("swagger-ui-bundle is not installed: /api/docs will not render")
 
-    app = Starlette(
+    app = AdminApp(
+        trusted_proxies=config.trusted_proxies,
         routes=routes,
         lifespan=lifespan,
         # The audit sits inside the metrics and outside the exception handlers: it sees the status they send.

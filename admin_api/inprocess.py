@@ -25,6 +25,8 @@ from urllib.parse import quote, urlencode
 from starlette.types import ASGIApp, Message
 
 from admin_api.auth.audit import RECORDED_BY_FACE
+from admin_api.requestid import REQUEST_ID_SCOPE
+from core.logs import REQUEST_ID
 from core.problems import Problem, ProblemError, title_for
 
 MAX_ANSWER = 16 << 20  # what one sub-request may hand back to a tool; a REST list page is far below this
@@ -118,6 +120,8 @@ class Native:
             "query_string": urlencode(pairs).encode(), "headers": sent, "client": self.caller.client,
             "server": ("admin", 80), "extensions": {}, **self.caller.scope_keys,
         }
+        if parent := REQUEST_ID.get():  # the call's one id: its log lines and audit entries name the outer request
+            scope[REQUEST_ID_SCOPE] = parent
         answer = await self._run(scope, data)
         self.operations.append(answer.operation)
         if method != "GET" and answer.status < 400:

@@ -8,6 +8,8 @@ import resource
 from cli.command import Commands, Invocation, handles, verbs
 from cli.errors import EXIT_CONFIG, CLIError
 from core.config import Address, Config
+from core.logs import configure as configure_logs
+from core.logs import granian_logging
 
 
 def register(commands: Commands) -> None:
@@ -53,13 +55,19 @@ def _database_url(config: Config, service: str) -> str:
     return config.database_url
 
 
-def _granian(module: str, listen: Address, interface: str, workers: int, **options) -> int:
+def _granian(config: Config, service: str, module: str, listen: Address, interface: str, workers: int,
+             **options) -> int:
     from granian import Granian
     from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
 
+    # granian's own lines (start, workers, stop) go through the same format; each worker's factory configures
+    # the rest of its logging (core.logs.configure).
+    configure_logs(config, service)
     Granian(app_target(module, "create_app"), factory=True, address=listen.host, port=listen.port,
             interface=Interfaces.RSGI if interface == "rsgi" else Interfaces.ASGI, workers=workers,
-            loop=Loops.uvloop, log_access=False, websockets=False, **options).serve()
+            loop=Loops.uvloop, log_access=False, log_level=LogLevels(config.log_level),
+            log_dictconfig=granian_logging(config, service), websockets=False, **options).serve()
     return 0
 
 
@@ -70,7 +78,7 @@ def serve_boot(run: Invocation) -> int:
     raise_fd_limit(config.boot_max_connections + 1024)
     # granian's default backpressure (backlog / workers) silently parks
     # clients beyond ~1024; a boot storm needs room for every node.
-    return _granian("hotpath.app", config.boot_listen, run.args.interface or config.boot_interface,
+    return _granian(config, "boot", "hotpath.app", config.boot_listen, run.args.interface or config.boot_interface,
                     config.boot_workers, backlog=config.boot_max_connections,
                     backpressure=config.boot_max_connections)
 
@@ -78,18 +86,17 @@ def serve_boot(run: Invocation) -> int:
 def serve_admin(run: Invocation) -> int:
     config = run.config
     _database_url(config, "admin")
-    return _granian("admin_api.app", config.admin_listen, "asgi", config.admin_workers)
+    return _granian(config, "admin", "admin_api.app", config.admin_listen, "asgi", config.admin_workers)
 
 
 def serve_sync(run: Invocation) -> int:
     import asyncio
-    import logging
 
     from sync.runner import enabled_jobs, run_jobs
 
     config = run.config
     _database_url(config, "sync")
     jobs = enabled_jobs(config)
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logs(config, "sync")
     asyncio.run(run_jobs(jobs))
     return 0

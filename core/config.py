@@ -92,6 +92,16 @@ def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network
     return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in value.split(",") if item.strip())
 
 
+def in_networks(address: str, networks: tuple) -> bool:
+    """Whether `address` (an IP, as a peer or a forwarded hop gives it) is in one of `networks`
+    (CHAMICORE_TRUSTED_PROXIES); False for anything that is not an IP address."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
 def _issuers(value: str) -> tuple:
     if not value.strip():
         return ()
@@ -138,7 +148,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BOOT_MAX_CONNECTIONS", "16384", _positive_int,
             "connections one boot worker serves at once (granian backpressure and backlog)"),
     Setting("TRUSTED_PROXIES", "", _networks,
-            "comma-separated CIDRs whose X-Forwarded-For is believed on the cloud-init path"),
+            "comma-separated CIDRs whose X-Forwarded-For is believed on the cloud-init path, and whose X-Request-ID "
+            "the admin API keeps"),
     Setting("UNKNOWN_RETRY_S", "10", _positive_float, "seconds an unknown or unready node waits before asking again"),
     Setting("RETRY_BASE_S", "2", _positive_float, "first wait after a failed kernel/initrd download"),
     Setting("RETRY_MAX_S", "60", _positive_float, "longest wait between boot retries"),
@@ -189,11 +200,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("CONSOLE_SESSION_S", "43200", _positive_int,
             "a web console session ends this many seconds after its login, used or not"),
     Setting("LOG_LEVEL", "info", str, "debug, info, warning or error"),
+    Setting("LOG_FORMAT", "text", str,
+            "text (plain lines, for a terminal) or json (one JSON object a line, with the request id, for a log "
+            "collector)"),
 )
 
 _CHOICES = {
     "BOOT_INTERFACE": ("rsgi", "asgi"),
     "LOG_LEVEL": ("debug", "info", "warning", "error"),
+    "LOG_FORMAT": ("text", "json"),
     "MCP_MODE": ("read-only", "read-write"),
 }
 
@@ -246,6 +261,7 @@ class Config:
     console_idle_s: int
     console_session_s: int
     log_level: str
+    log_format: str
 
     @property
     def token_issuer(self) -> str:

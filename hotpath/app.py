@@ -11,7 +11,6 @@ in-memory index, and answered with prebuilt bytes.  Run it with granian
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 from collections.abc import Callable
@@ -19,7 +18,8 @@ from time import perf_counter
 
 import msgspec
 
-from core.config import Config, load_config
+from core.config import Config, in_networks, load_config
+from core.logs import configure as configure_logs
 from core.problems import problem_bytes
 from hotpath._dispatch import (
     CT_JSON,
@@ -199,11 +199,7 @@ class BootApp:
         return client_host(hops[0] + ":0") or peer if hops else peer
 
     def _trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in self.trusted_proxies)
+        return in_networks(address, self.trusted_proxies)
 
     def service(self, path: str) -> tuple[int, int, bytes]:
         index = self.dispatcher.index
@@ -243,6 +239,6 @@ class BootApp:
 def create_app() -> BootApp:
     """Factory for granian (`--factory`) and other servers: reads CHAMICORE_* settings."""
     config = load_config()
-    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logs(config, "boot")
     return BootApp(config)
 

@@ -72,6 +72,7 @@ class AuditEntry(msgspec.Struct, rename="camel"):
     outcome: str
     source_ip: str | None
     detail: dict | None
+    request_id: str | None  # the X-Request-ID of the request that made the change (its log lines carry it too)
 
 
 @router.get("/auth/v1/audit", scope="read:audit", summary="The audit log, newest first", response=list[AuditEntry],
@@ -106,5 +107,6 @@ async def audit_log(request: Request) -> Response:
                                 *args)
     return json_response([AuditEntry(seq=r["seq"], at=r["at"], actor=r["actor"], action=r["action"],
                                      resource=r["resource"], status=r["status"], outcome=r["outcome"],
-                                     source_ip=str(r["source_ip"]) if r["source_ip"] else None, detail=r["detail"])
+                                     source_ip=str(r["source_ip"]) if r["source_ip"] else None, detail=r["detail"],
+                                     request_id=r["request_id"])
                           for r in rows])

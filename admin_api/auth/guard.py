@@ -20,11 +20,13 @@ import asyncpg
 from starlette.requests import Request
 
 from admin_api.auth import keys
+from admin_api.requestid import REQUEST_ID_SCOPE
 from core import db
 from core.backoff import Backoff
 from core.bounded import clip
 from core.config import Config, ConfigError
 from core.crypto import SecretBox, SecretKeyMissing, read_key
+from core.logs import REQUEST_ID
 from core.problems import ProblemError
 from core.tokens import TokenError, TokenVerifier
 
@@ -173,10 +175,10 @@ class Authenticator:
         try:
             async with self.pool.acquire() as conn:
                 await conn.execute(
-                    "INSERT INTO auth.audit (actor, action, resource, status, outcome, source_ip, detail) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO auth.audit (actor, action, resource, status, outcome, source_ip, detail, request_id) "
+                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     clip(actor), clip(action), clip(resource, 1000), status, outcome, client_ip(request),
-                    _clipped(detail))
+                    _clipped(detail), request.scope.get(REQUEST_ID_SCOPE) or REQUEST_ID.get())
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.error("audit: could not record %s %s by %s (%s): %s", clip(action), clip(resource), clip(actor),
                       status, clip(exc))

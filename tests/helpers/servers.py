@@ -30,8 +30,8 @@ class ServiceServer:
             CHAMICORE_TELEMETRY_FLUSH_S="0.2",
             CHAMICORE_LOG_LEVEL="warning",
             **SECRETS,
-            **env,
         )
+        self.env.update(env)  # a test's own settings win, CHAMICORE_LOG_LEVEL included
         self.interface = interface
         self.process: subprocess.Popen | None = None
 
