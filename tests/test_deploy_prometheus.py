@@ -1,9 +1,11 @@
 """deploy/prometheus checked by Prometheus's own tools, and a real Prometheus scraping the real services."""
 
 import json
+import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -17,6 +19,8 @@ from tests.helpers.ports import free_port
 from tests.helpers.seed import add_node
 
 DEPLOY = ROOT / "deploy" / "prometheus"
+DASHBOARDS = sorted((ROOT / "deploy" / "grafana").glob("*.json"))
+SERIES = re.compile(r"\bchamicore_[a-z_]+")
 RULES = DEPLOY / "rules" / "chamicore.rules.yml"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"  # Debian package `prometheus` (Makefile)
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -65,6 +69,27 @@ def test_the_rules_unit_tests_pass_and_cover_boot_path_down_and_feed_lag():
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
+def dashboard_queries(dashboard: dict) -> list[str]:
+    return [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+
+
+def test_dashboards_are_grafana_dashboards_on_a_datasource_variable():
+    assert [d.name for d in DASHBOARDS] == ["admin-api.json", "boot-storm.json"]
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text())
+        assert dashboard["uid"] and dashboard["title"].startswith("Chamicore") and dashboard["schemaVersion"] >= 36
+        variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+        assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+        panels = dashboard["panels"]
+        assert len({p["id"] for p in panels}) == len(panels) >= 8
+        cells = [(p["gridPos"]["x"] + dx, p["gridPos"]["y"] + dy) for p in panels
+                 for dx in range(p["gridPos"]["w"]) for dy in range(p["gridPos"]["h"])]
+        assert len(cells) == len(set(cells)) and all(x < 24 for x, _ in cells)  # no panel hides another
+        for panel in panels:
+            assert panel["targets"], panel["title"]
+            assert {t["datasource"]["uid"] for t in panel["targets"]} == {"${datasource}"} == {panel["datasource"]["uid"]}
+
+
 class Prometheus:
     """A real Prometheus on a free port, with its data in a scratch directory."""
 
@@ -81,6 +106,9 @@ class Prometheus:
         try:
             with urllib.request.urlopen(url, timeout=5) as response:
                 answer = json.loads(response.read())
+        except urllib.error.HTTPError as error:  # a query Prometheus refuses (400, 422): say why
+            with error:
+                raise AssertionError(f"{params}: {error.read().decode()}") from None
         except OSError:
             assert self.process.poll() is None, self.log.read_text()[-3000:]
             return {}
@@ -107,6 +135,10 @@ async def test_prometheus_scrapes_the_services_and_the_feed_lag_alert_fires(dsn,
     """Both targets up, a boot-path and an admin series read back through the query API; then a lock held on
     smd.components makes the boot path's next change take over 1 s, and ChamicoreBootFeedLag fires."""
     await add_node(conn, "x1000c0s0b0n0", ["52:54:00:00:00:01"])
+    # What running sync daemons would have reported, so that their series exist too.
+    await conn.execute("""INSERT INTO sync.status (job, instance, state, counts) VALUES
+        ('power', 'sync-1:1', 'active', '{"tasksDone": 4, "tasksFailed": 1}'),
+        ('discovery', 'sync-1:1', 'active', '{"hosts": 3, "hostsFailed": 0}')""")
     boot, admin = boot_server(), admin_server()
     # `for:` is 1 s instead of minutes in this copy of the rules, so the test waits seconds.
     config = write_config(tmp_root(), {"chamicore-boot": boot.port, "chamicore-admin": admin.port}, for_="1s")
@@ -120,6 +152,16 @@ async def test_prometheus_scrapes_the_services_and_the_feed_lag_alert_fires(dsn,
         assert boot.get("/boot/v1/bootscript?mac=52:54:00:00:00:01")[0] == 200
         served = 'sum by (job) (chamicore_boot_requests_total{endpoint="bootscript"})'
         assert wait_until(lambda: prometheus.query(served) == {"chamicore-boot": 1}, timeout=10, interval=0.2)
+        # Every series the rules and the dashboards name is one the services expose, and every dashboard
+        # query is one Prometheus accepts.
+        exposed = set(prometheus.api("label/__name__/values"))
+        named = set(SERIES.findall(RULES.read_text()))
+        for dashboard in DASHBOARDS:
+            for expression in dashboard_queries(json.loads(dashboard.read_text())):
+                named |= set(SERIES.findall(expression))
+                prometheus.api("query", query=expression.replace("$__rate_interval", "1m").replace("$instance", ".*"))
+        assert named and named <= exposed, named - exposed
+        assert prometheus.query('chamicore_sync_replicas{sync_job="power", state="active"}') == {"chamicore-admin": 1}
         # Every shipped rule evaluates without error against the real series, and none fires yet.
         assert wait_until(lambda: prometheus.rules_health() == {"ok"}, timeout=10, interval=0.2)
         assert prometheus.alerts("firing") == []
