@@ -77,6 +77,7 @@ class AuditEntry(msgspec.Struct, rename="camel"):
 
 @router.get("/auth/v1/audit", scope="read:audit", summary="The audit log, newest first", response=list[AuditEntry],
             params=(Param("actor", "these actors"), Param("outcome", "success, failure or denied"),
+                    Param("requestId", "the entries of these requests (the X-Request-ID of their responses)"),
                     Param("action", "actions, e.g. `token.issued` or `POST /hsm/v2/State/Components`"),
                     Param("since", "RFC 3339 time", schema={"type": "string", "format": "date-time"}),
                     Param("resource", "entries whose resource path has this id as a segment (a node's history)"),
@@ -85,7 +86,8 @@ async def audit_log(request: Request) -> Response:
     limit, offset = paging(request)
     where: list[str] = []
     args: list[object] = []
-    for name, column in (("actor", "actor"), ("outcome", "outcome"), ("action", "action")):
+    for name, column in (("actor", "actor"), ("outcome", "outcome"), ("action", "action"),
+                         ("requestId", "request_id")):
         if values := query_list(request, name):
             args.append(values)
             where.append(f"{column} = ANY(${len(args)}::text[])")

@@ -123,6 +123,9 @@ async def test_the_audit_entry_of_a_patch_has_the_responses_id(api):
     assert [e["requestId"] for e in entries] == [response.headers["x-request-id"]]
     created = await audit_entries(api, "POST /hsm/v2/State/Components")
     assert created[0]["requestId"] != response.headers["x-request-id"]
+    # The audit of one request, by its id.
+    found = (await api.get("/auth/v1/audit", params={"requestId": response.headers["x-request-id"]})).json()
+    assert [e["action"] for e in found] == ["PATCH /hsm/v2/State/Components/{id}"]
 
 
 async def test_the_audit_of_a_refused_console_login_has_the_responses_id(anonymous, api):
