@@ -37,15 +37,15 @@ def _label(value: str) -> str:
 
 async def render(conn: db.Connection) -> list[str]:
     """The lines of these series, read now."""
-    outbox = await conn.fetchrow(OUTBOX_QUERY)
+    unsent, oldest = await conn.fetchrow(OUTBOX_QUERY) or (0, None)  # a scalar subquery row: always one
     lines = [
         "# HELP chamicore_events_outbox_unsent Events written but not yet relayed to NATS (counted up to "
         f"{OUTBOX_COUNT_CAP}).",
         "# TYPE chamicore_events_outbox_unsent gauge",
-        f"chamicore_events_outbox_unsent {outbox['unsent']}",
+        f"chamicore_events_outbox_unsent {unsent}",
         "# HELP chamicore_events_outbox_oldest_unsent_seconds Age of the oldest event not yet relayed (0: none).",
         "# TYPE chamicore_events_outbox_oldest_unsent_seconds gauge",
-        f"chamicore_events_outbox_oldest_unsent_seconds {round(outbox['oldest'] or 0.0, 3)}",
+        f"chamicore_events_outbox_oldest_unsent_seconds {round(oldest or 0.0, 3)}",
     ]
     rows = await conn.fetch(SYNC_QUERY)
     replicas: dict[str, dict[str, int]] = {}
