@@ -10,14 +10,17 @@ boot path.
    baseline measured in the same run, the REST call a page of the inventory
    makes for its rows (GET /hsm/v2/State/Components?limit=100 with a token).
 2. Live updates.  wrk drives the boot path's usual mix for `duration` seconds
-   with no console open, then again with `listeners` dashboards open: each holds
-   the SSE stream /ui/live and, as console.js does, re-fetches the dashboard
-   whenever the stream names a topic.  Boot telemetry flushes wake them: the
-   boot path runs with CHAMICORE_TELEMETRY_NODE_INTERVAL_S=0 (every flush
-   writes every node seen, the most events the live layer can get).  Printed: requests per
-   second of both runs and their ratio (1.0: the console costs the boot path
-   nothing).  The boot path is pinned to CPU 0 and wrk to CPU 1; the admin API
-   and PostgreSQL float, as they would on a shared head node.
+   with no console open, then with each number of `listeners` dashboards open,
+   then with none again (the two quiet runs bracket the machine's drift).  A
+   dashboard holds the SSE stream /ui/live and, as console.js does, re-fetches
+   each section showing a topic whenever the stream names it.  Boot telemetry
+   flushes wake them: the boot path runs with
+   CHAMICORE_TELEMETRY_NODE_INTERVAL_S=0 (every flush writes every node seen,
+   the most events the live layer can get).  Printed: requests per second of
+   each run and its ratio to the mean of the quiet runs (1.0: the console costs
+   the boot path nothing).  The boot path is pinned to CPU 0; wrk and the
+   admin API to CPU 1 (on a head node the console does not run on the boot
+   path's cores); PostgreSQL, which both use, floats.
 
 Writes bench/results/console.json.  No figure is asserted.
 """
@@ -37,6 +40,8 @@ from pathlib import Path
 
 import aiohttp
 
+from admin_api.console.dashboard import SECTIONS
+from admin_api.console.live import TOPICS
 from bench import fleet
 from bench.adminload import admin_token
 from bench.bootstorm import RESULTS, ROOT, Server, cpus, free_port, run_wrk
@@ -44,6 +49,7 @@ from core import db, migrate
 from core.embedded import EmbeddedPostgres, pgserver_bin_dir, system_bin_dir
 
 BUDGET_MS = 200.0
+SECTIONS_BY_TOPIC = {topic: [s.name for s in SECTIONS if topic in s.topics.split()] for topic in TOPICS}
 PASSWORD = "bench password 1234"
 
 
@@ -128,10 +134,13 @@ async def dashboards(base: str, listeners: int, stop: asyncio.Event) -> int:
                     line = await stream.content.readline()
                     if not line:
                         return
-                    if line.startswith(b"data: "):
-                        async with browser.get("/ui/", headers={"X-Console-Fragment": "1"}) as page:
-                            await page.read()
-                        refreshes += 1
+                    if line.startswith(b"data: "):  # as console.js: each section showing that topic
+                        topic = line[6:].strip().decode()
+                        for name in SECTIONS_BY_TOPIC.get(topic, ()):
+                            async with browser.get(f"/ui/dashboard/{name}",
+                                                   headers={"X-Console-Fragment": "1"}) as page:
+                                await page.read()
+                            refreshes += 1
 
     tasks = [asyncio.create_task(one()) for _ in range(listeners)]
     await stop.wait()
@@ -143,21 +152,30 @@ async def dashboards(base: str, listeners: int, stop: asyncio.Event) -> int:
     return refreshes
 
 
-async def measure_live(base: str, boot_port: int, nodes: int, duration: int, listeners: int, client_cpu: list[str],
-                       work: Path) -> dict:
-    quiet = await asyncio.to_thread(run_wrk, boot_port, nodes, 256, duration, client_cpu, work)
-    print(f"boot path, no console open:        {quiet}", flush=True)
-    stop = asyncio.Event()
-    watching = asyncio.create_task(dashboards(base, listeners, stop))
-    await asyncio.sleep(2)  # every dashboard logged in and listening
-    watched = await asyncio.to_thread(run_wrk, boot_port, nodes, 256, duration, client_cpu, work)
-    stop.set()
-    refreshes = await watching
-    print(f"boot path, {listeners} live dashboards open: {watched}  ({refreshes} dashboard refreshes)", flush=True)
-    ratio = round(watched["req_per_s"] / quiet["req_per_s"], 3)
-    print(f"ratio with console / without: {ratio}", flush=True)
-    return {"without_console": quiet, "with_console": watched, "listeners": listeners,
-            "dashboard_refreshes": refreshes, "ratio": ratio}
+async def measure_live(base: str, boot_port: int, nodes: int, duration: int, listeners: list[int],
+                       client_cpu: list[str], work: Path) -> dict:
+    """Without, with each number of dashboards, and again without: the quiet runs show the machine's drift."""
+    def wrk() -> dict:
+        return run_wrk(boot_port, nodes, 256, duration, client_cpu, work)
+
+    before = await asyncio.to_thread(wrk)
+    print(f"boot path, no console open:            {before}", flush=True)
+    watched: dict[int, dict] = {}
+    for count in listeners:
+        stop = asyncio.Event()
+        watching = asyncio.create_task(dashboards(base, count, stop))
+        await asyncio.sleep(2)  # every dashboard logged in and listening
+        watched[count] = await asyncio.to_thread(wrk)
+        stop.set()
+        watched[count]["section_refreshes"] = await watching
+        print(f"boot path, {count:>3} live dashboards open: {watched[count]}", flush=True)
+    after = await asyncio.to_thread(wrk)
+    print(f"boot path, no console open again:      {after}", flush=True)
+    quiet = (before["req_per_s"] + after["req_per_s"]) / 2
+    ratios = {count: round(entry["req_per_s"] / quiet, 3) for count, entry in watched.items()}
+    for count, ratio in ratios.items():
+        print(f"ratio with {count} dashboards / without (mean of both quiet runs): {ratio}", flush=True)
+    return {"without_console": [before, after], "with_console": watched, "ratios": ratios}
 
 
 def main() -> None:
@@ -165,7 +183,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per live-update run")
-    parser.add_argument("--listeners", type=int, default=20, help="dashboards open during the second run")
+    parser.add_argument("--listeners", default="3,20", help="dashboards open, one run per number (comma-separated)")
     args = parser.parse_args()
     server_cpu, client_cpu = cpus()
     work = Path(tempfile.mkdtemp(prefix="chamicore-consolebench-", dir="/tmp"))
@@ -197,13 +215,15 @@ def main() -> None:
         boot = Server("boot path", [*server_cpu, sys.executable, "-m", "cli.main", "serve", "boot"], boot_port,
                       "/readiness", {**common, "CHAMICORE_BOOT_LISTEN": f"127.0.0.1:{boot_port}",
                                      "CHAMICORE_TELEMETRY_NODE_INTERVAL_S": "0"})
-        admin = Server("admin API", [sys.executable, "-m", "cli.main", "serve", "admin"], admin_port, "/readiness",
+        admin = Server("admin API", [*client_cpu, sys.executable, "-m", "cli.main", "serve", "admin"], admin_port,
+                       "/readiness",
                        {**common, "CHAMICORE_ADMIN_LISTEN": f"127.0.0.1:{admin_port}",
                         "CHAMICORE_SECRET_KEY": secrets.token_urlsafe(32)})
         with boot, admin:
             base = f"http://127.0.0.1:{admin_port}"
             results["pages"] = asyncio.run(measure_pages(cluster.dsn, base, args.nodes, args.rounds))
-            results["live"] = asyncio.run(measure_live(base, boot_port, args.nodes, args.duration, args.listeners,
+            counts = [int(n) for n in args.listeners.split(",") if n]
+            results["live"] = asyncio.run(measure_live(base, boot_port, args.nodes, args.duration, counts,
                                                        client_cpu, work))
     finally:
         cluster.destroy()

@@ -4,6 +4,10 @@ Each section is its own fragment page (/ui/dashboard/<name>) with the scope
 its REST operations need; the full page shows the sections the user may see,
 loaded side by side, and console.js re-fetches one when a topic it shows
 changes.  A section whose source fails says so; the others still render.
+
+Twenty dashboards open in a boot storm all hear the same event at once: they
+share one load of each section per change (SharedLoads), so what the console
+asks of the database and the boot path does not grow with the pages open.
 """
 
 from __future__ import annotations
@@ -195,12 +199,58 @@ SECTIONS = (
 )
 
 
-async def loaded(section: Section, request: Request) -> dict[str, Any]:
+class SharedLoads:
+    """One load of a section per version of its topics, shared by every page asking meanwhile.
+
+    A section's data depends only on its own scope, which every page asking
+    it holds (the page checks it first), so one user's load serves another's.
+    A load is reused at most MAX_AGE_S, as some figures move with time alone
+    (the window of recently seen nodes, the request rate).  Kept per admin
+    app, on its live hub.
+    """
+
+    MAX_AGE_S = 2.0
+
+    @classmethod
+    async def get(cls, section: Section, request: Request) -> dict[str, Any]:
+        hub = request.app.state.console_live
+        slot = (section.name, window(request) if section.name == "boot" else 0)
+        version = tuple(hub.versions[topic] for topic in section.topics.split())
+        now = time.monotonic()
+        held = hub.shared_loads.get(slot)
+        if held is not None and held[0] == version and now - held[1] <= cls.MAX_AGE_S:
+            try:
+                return await asyncio.shield(held[2])
+            except asyncio.CancelledError:
+                if not held[2].cancelled():
+                    raise  # this request was cancelled, not the load
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        hub.shared_loads[slot] = (version, now, future)
+        try:
+            result = await _load(section, request)
+        except asyncio.CancelledError:
+            future.cancel()
+            hub.shared_loads.pop(slot, None)
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # the pages waiting on it get it; none waiting is no "never retrieved" warning
+            hub.shared_loads.pop(slot, None)
+            raise
+        future.set_result(result)
+        return result
+
+
+async def _load(section: Section, request: Request) -> dict[str, Any]:
     """What the section shows, or why it cannot: one failing source does not take the page down."""
     try:
         return {"data": await section.load(request), "error": None}
     except (NativeError, ProblemError) as exc:
         return {"data": None, "error": exc.problem.detail or exc.problem.title}
+
+
+async def loaded(section: Section, request: Request) -> dict[str, Any]:
+    return await SharedLoads.get(section, request)
 
 
 def src(section: Section, request: Request) -> str:

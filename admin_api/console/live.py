@@ -3,8 +3,10 @@
 One LISTEN connection per admin process, whatever the number of open pages.
 Each browser gets the names of the topics that changed (never their data: a
 page asks for what it shows through the REST operations, with its own
-scopes), at most one event per topic every COALESCE_S, so a boot storm of
-10,000 nodes costs a page a few refreshes a second, not 10,000.  The boot path
+scopes).  A topic is announced to every page at once, at most once every
+INTERVAL_S (boot telemetry: every 2 s, as the boot path flushes it), so a
+boot storm of 10,000 nodes costs the console one refresh of what shows it
+every 2 s, shared by all the pages open (console/dashboard.py SharedLoads).  The boot path
 itself does nothing for this: its telemetry flush already writes to the
 database, and a trigger there notifies (migration 0016).
 """
@@ -34,7 +36,8 @@ CHANNELS = {
     "chamicore_auth": "auth",             # keys, revocations
 }
 TOPICS = frozenset(CHANNELS.values())
-COALESCE_S = 0.5
+COALESCE_S = 0.5  # a page's stream gathers the topics announced within this into one batch
+INTERVAL_S = {"boot": 2.0}  # least time between two announcements of a topic; others: COALESCE_S
 KEEPALIVE_S = 15.0  # a comment line, so proxies do not close an idle stream
 MAX_LISTENERS = 1000  # browsers per admin process; the next one is told to retry
 
@@ -44,6 +47,11 @@ class LiveHub:
         self.dsn = dsn
         self._listeners: set[asyncio.Queue[str]] = set()
         self._task: asyncio.Task | None = None
+        # How many times each topic changed: what pages computed for one version can be shared by all of them.
+        self.versions: dict[str, int] = dict.fromkeys(TOPICS, 0)
+        self.shared_loads: dict[tuple, tuple] = {}  # what pages computed, by version (console/dashboard.py)
+        self._announced: dict[str, float] = {}
+        self._due: set[str] = set()
         self.connected = asyncio.Event()
 
     @contextlib.asynccontextmanager
@@ -69,7 +77,25 @@ class LiveHub:
         finally:
             self._listeners.discard(queue)
 
+    def notify(self, topic: str) -> None:
+        """A NOTIFY for `topic`: announced now, or once its interval since the last announcement has passed."""
+        if topic in self._due:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._announced.get(topic, -1e9) + INTERVAL_S.get(topic, COALESCE_S) - loop.time()
+        if wait <= 0:
+            self.publish(topic)
+        else:
+            self._due.add(topic)
+            loop.call_later(wait, self._announce_due, topic)
+
+    def _announce_due(self, topic: str) -> None:
+        self._due.discard(topic)
+        self.publish(topic)
+
     def publish(self, topic: str) -> None:
+        self._announced[topic] = asyncio.get_running_loop().time()
+        self.versions[topic] += 1
         for queue in self._listeners:
             if topic not in queue._queue:  # type: ignore[attr-defined]  # already pending: one is enough
                 with contextlib.suppress(asyncio.QueueFull):
@@ -94,7 +120,7 @@ class LiveHub:
         try:
             conn.add_termination_listener(lambda _conn: lost.set())
             for channel, topic in CHANNELS.items():
-                await conn.add_listener(channel, lambda *_args, topic=topic: self.publish(topic))
+                await conn.add_listener(channel, lambda *_args, topic=topic: self.notify(topic))
             self.connected.set()
             backoff.reset()
             for topic in TOPICS:  # whatever changed while no one listened

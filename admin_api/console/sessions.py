@@ -35,16 +35,14 @@ def _decoy_hash() -> str:
 
 
 LOAD = """
-WITH s AS (
-    UPDATE auth.sessions SET last_seen = CASE WHEN last_seen < now() - make_interval(secs => $3)
-                                              THEN now() ELSE last_seen END
-    WHERE id_hash = $1 AND expires_at > now() AND last_seen > now() - make_interval(secs => $2)
-    RETURNING username, csrf_token, expires_at)
-SELECT s.csrf_token, s.expires_at, u.username, u.display_name, u.roles,
+SELECT s.csrf_token, s.last_seen < now() - make_interval(secs => $3) AS stale, u.username, u.display_name, u.roles,
        coalesce((SELECT array_agg(DISTINCT scope ORDER BY scope) FROM auth.roles r, unnest(r.scopes) scope
                  WHERE r.name = ANY(u.roles)), '{}') AS scopes
-FROM s JOIN auth.users u USING (username) WHERE u.enabled
+FROM auth.sessions s JOIN auth.users u USING (username)
+WHERE s.id_hash = $1 AND s.expires_at > now() AND s.last_seen > now() - make_interval(secs => $2) AND u.enabled
 """
+# Written only when last_seen is older than TOUCH_EVERY_S: a page (or a live refresh) is a read, not a write.
+TOUCH = "UPDATE auth.sessions SET last_seen = now() WHERE id_hash = $1"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -78,8 +76,11 @@ async def load(request: Request) -> Session | None:
     if not cookie or len(cookie) > 128:
         return None
     config = request.app.state.config
+    digest = _digest(cookie)
     async with request.app.state.pool.acquire() as conn:
-        row = await conn.fetchrow(LOAD, _digest(cookie), float(config.console_idle_s), float(TOUCH_EVERY_S))
+        row = await conn.fetchrow(LOAD, digest, float(config.console_idle_s), float(TOUCH_EVERY_S))
+        if row is not None and row["stale"]:
+            await conn.execute(TOUCH, digest)
     if row is None:
         return None
     return Session(username=row["username"], display_name=row["display_name"], roles=tuple(row["roles"]),

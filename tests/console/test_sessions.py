@@ -176,3 +176,15 @@ async def test_logins_are_held_after_too_many_failures(admin_app, people):
                 == 401
         held = await browser.post("/ui/login", data={"username": "alice", "password": PASSWORD})
         assert held.status_code == 429 and "retry in" in held.text
+
+
+async def test_using_a_session_keeps_it_alive_without_a_write_per_page(admin_app, people, conn):
+    async with logged_in(admin_app) as (browser, _token):
+        await conn.execute("UPDATE auth.sessions SET last_seen = now() - interval '20 minutes'")
+        assert (await browser.get("/ui/account")).status_code == 200  # within the 30 idle minutes: touched
+        touched = await conn.fetchval("SELECT now() - last_seen FROM auth.sessions")
+        assert touched.total_seconds() < 5
+        await conn.execute("UPDATE auth.sessions SET last_seen = now() - interval '5 seconds'")
+        before = await conn.fetchval("SELECT xmin::text FROM auth.sessions")
+        assert (await browser.get("/ui/account")).status_code == 200
+        assert await conn.fetchval("SELECT xmin::text FROM auth.sessions") == before  # a fresh one is not rewritten
