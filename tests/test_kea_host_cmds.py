@@ -81,7 +81,8 @@ async def test_reservations_go_through_host_cmds_when_offered(conn, dsn):
         task = asyncio.create_task(sync.run())
         try:
             await add_node(conn, "node-a", ["52:54:00:00:0a:01"], ips=["10.1.0.10"])
-            await until(lambda: "52:54:00:00:0a:01" in kea.hosts[1])
+            # A pass adds the reservations, then pushes the classes: wait for both.
+            await until(lambda: "52:54:00:00:0a:01" in kea.hosts[1] and kea.config["client-classes"])
             assert kea.hosts[1]["52:54:00:00:0a:01"]["ip-address"] == "10.1.0.10"
             assert "00:00:00:00:00:99" in kea.hosts[1]  # not ours: untouched
             assert not any(s.get("reservations") for s in kea.config["subnet4"])  # not in the config file
