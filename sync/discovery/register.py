@@ -27,6 +27,7 @@ from core import inventory
 from core.discovery import base_url
 from core.identity import generate_id
 from core.nodelist import ListedNode
+from sync.discovery import hardware
 from sync.discovery.walk import FoundBmc, FoundSystem
 
 # A component discovery found, made with what a scan knows (the rest takes the write layer's defaults).
@@ -194,6 +195,8 @@ async def register_bmc(conn: asyncpg.Connection, found: FoundBmc, credential_id:
                                          rack=system.rack, unit=system.unit)
             done.problems += await _upsert_interfaces(conn, node_id, system.nics, _origin(scan_id))
             await _map_system(conn, node_id, bmc_id, system.path, system)
+            if system.hardware is not None:
+                await hardware.store(conn, node_id, system.hardware, scan_id)
             await _power_status(conn, node_id, system.power_state)
             done.ids.append(node_id)
     return done

@@ -13,7 +13,9 @@ import dataclasses
 from collections.abc import Callable
 
 from core import fields
+from core.hardware import Firmware
 from core.mac import InvalidMac, normalize_mac
+from sync.discovery.hardware import Read, read_firmware, read_system
 from sync.redfish import RedfishClient, RedfishError
 
 MAX_SYSTEMS = 4096    # per BMC; a chassis manager of a big enclosure has a few hundred
@@ -33,6 +35,7 @@ class FoundSystem:
     nics: list[tuple[str, list[str]]]    # (normalised MAC, IP addresses)
     rack: str | None = None
     unit: int | None = None
+    hardware: Read | None = None  # processors, memory, drives, NICs, firmware
 
 
 @dataclasses.dataclass(slots=True)
@@ -73,13 +76,16 @@ def _label(what: str) -> Callable[[object], str]:
     return lambda value: fields.plain_text(value, fields.LABEL_MAX, what)
 
 
-async def _nics(client: RedfishClient, system: dict, where: str, notes: list[str]) -> list[tuple[str, list[str]]]:
+async def _nics(client: RedfishClient, system: dict, where: str, notes: list[str],
+                read: list[tuple[str, dict]]) -> list[tuple[str, list[str]]]:
+    """The system's MACs and addresses; each interface's document goes to `read` too (the inventory's NICs)."""
     link = _link(system, "EthernetInterfaces", notes, where)
     if not link:
         return []
     found = []
     for path in await _members(client, link, notes, MAX_NICS):
         nic = await client.get(path)
+        read.append((path, nic))
         mac = (_checked(normalize_mac, nic.get("MACAddress"), notes, f"{path} MACAddress")
                or _checked(normalize_mac, nic.get("PermanentMACAddress"), notes, f"{path} PermanentMACAddress"))
         if mac and mac != "00:00:00:00:00:00":
@@ -119,7 +125,7 @@ async def _location(client: RedfishClient, system: dict, where: str, chassis_cac
 
 
 async def _system(client: RedfishClient, path: str, chassis_cache: dict[str, dict],
-                  notes: list[str]) -> FoundSystem | None:
+                  firmware: list[Firmware] | None, notes: list[str]) -> FoundSystem | None:
     system = await client.get(path)
     reported = system.get("@odata.id", path)
     where = _checked(fields.redfish_path, reported.rstrip("/") if isinstance(reported, str) else reported, notes,
@@ -129,6 +135,8 @@ async def _system(client: RedfishClient, path: str, chassis_cache: dict[str, dic
         return None
     rack, unit = await _location(client, system, where, chassis_cache, notes)
     power = system.get("PowerState")
+    nic_documents: list[tuple[str, dict]] = []
+    nics = await _nics(client, system, where, notes, nic_documents)
     return FoundSystem(
         path=where, name=_checked(_label("Name"), system.get("Name"), notes, where) or "",
         uuid=_checked(fields.system_uuid, system.get("UUID"), notes, f"{where} UUID"),
@@ -136,7 +144,8 @@ async def _system(client: RedfishClient, path: str, chassis_cache: dict[str, dic
         manufacturer=_checked(_label("manufacturer"), system.get("Manufacturer"), notes, f"{where} Manufacturer"),
         model=_checked(_label("model"), system.get("Model"), notes, f"{where} Model"),
         power_state=power if power in ("On", "Off") else None,
-        nics=await _nics(client, system, where, notes), rack=rack, unit=unit)
+        nics=nics, rack=rack, unit=unit,
+        hardware=await read_system(client, system, where, nic_documents, firmware, notes))
 
 
 async def walk(client: RedfishClient) -> FoundBmc:
@@ -145,12 +154,13 @@ async def walk(client: RedfishClient) -> FoundBmc:
     chassis_cache: dict[str, dict] = {}
     systems_link = _link(root, "Systems", notes, "service root")
     paths = await _members(client, systems_link, notes, MAX_SYSTEMS) if systems_link else []
+    firmware = await read_firmware(client, root, notes)  # the BMC's, shared by its systems
     # A few systems at a time: a BMC is a small computer.
     limit = asyncio.Semaphore(4)
 
     async def one(path: str) -> FoundSystem | None:
         async with limit:
-            return await _system(client, path, chassis_cache, notes)
+            return await _system(client, path, chassis_cache, firmware, notes)
 
     systems = [s for s in await asyncio.gather(*(one(p) for p in paths)) if s is not None]
     macs: list[str] = []

@@ -63,6 +63,16 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+def _storage(systems: list[dict], drives: dict[str, list[dict]]) -> dict:
+    return {s["uuid"]: [{"Id": "1", "Name": "Local Storage Controller",
+                         "StorageControllers": [{"MemberId": "0", "Name": "Contoso Integrated RAID", "SpeedGbps": 12}],
+                         "Drives": [d["Id"] for d in drives.get(s["uuid"], [])]}] for s in systems}
+
+
+def _drives(drives: dict[str, list[dict]]) -> dict:
+    return {(uuid, "1"): listed for uuid, listed in drives.items()}
+
+
 class RecordingProxy:
     """Forwards every request to the emulator and records what it answered, as data.
 
@@ -73,6 +83,10 @@ class RecordingProxy:
 
     def __init__(self, upstream_port: int) -> None:
         self.requests: list[dict] = []
+        # MOCK: resources sushy-tools' fake driver does not model (Processors with GPUs, Memory, a
+        # FirmwareInventory), served here in its place; a dict for a path the emulator serves is merged into
+        # the emulator's answer (a link it lacks).  Everything else is the emulator's own answer.
+        self.overlay: dict[str, dict] = {}
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -80,15 +94,20 @@ class RecordingProxy:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                extra = proxy.overlay.get(self.path.rstrip("/")) if self.command == "GET" else None
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "keep-alive")}
                 upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
                 try:
                     upstream.request(self.command, self.path, body=body or None, headers=headers)
                     answer = upstream.getresponse()
                     content = answer.read()
-                    proxy.requests.append({"method": self.command, "path": self.path, "status": answer.status,
+                    status = answer.status
+                    if extra is not None:
+                        merged = json.loads(content) if status == 200 else {}
+                        content, status = json.dumps({**merged, **extra}).encode(), 200
+                    proxy.requests.append({"method": self.command, "path": self.path, "status": status,
                                            "body": json.loads(body) if body else None})
-                    self.send_response(answer.status)
+                    self.send_response(status)
                     for name, value in answer.getheaders():
                         if name.lower() not in ("connection", "keep-alive", "transfer-encoding", "content-length",
                                                 "server", "date"):
@@ -117,7 +136,8 @@ class RecordingProxy:
 
 
 class RedfishEmulator:
-    def __init__(self, systems: list[dict], *, tls: bool = False) -> None:
+    def __init__(self, systems: list[dict], *, tls: bool = False, drives: dict[str, list[dict]] | None = None) -> None:
+        """`drives`: per system uuid, the drives of its one storage controller (sushy-tools' static storage)."""
         self.systems = systems
         self.dir = Path(tempfile.mkdtemp(prefix="chamicore-sushy-"))
         self.port = free_port()
@@ -136,6 +156,9 @@ class RedfishEmulator:
             f"SUSHY_EMULATOR_STATE_DIR = {str(self.dir / 'state')!r}",
             f"SUSHY_EMULATOR_AUTH_FILE = {str(self.dir / 'htpasswd')!r}",
             f"SUSHY_EMULATOR_FAKE_SYSTEMS = {systems!r}",
+            # Every system has storage, empty unless given (the static driver answers 500 for one it lacks).
+            f"SUSHY_EMULATOR_STORAGE = {_storage(systems, drives or {})!r}",
+            f"SUSHY_EMULATOR_DRIVES = {_drives(drives or {})!r}",
         ]
         if tls:
             cert, key = _self_signed(self.dir)
