@@ -212,6 +212,7 @@ class BootApp:
                 "status": "ready" if ready else "loading",
                 "nodes": len(index),
                 "macs": index.mac_count,
+                "requests": self.metrics.totals(),  # this worker's, since it started
                 "feed": {
                     "state": feed.state.value,
                     "lastError": feed.last_error,

@@ -25,6 +25,12 @@ class BootMetrics:
         self.latency_sum += seconds
         self.latency_count += 1
 
+    def totals(self) -> dict[str, int]:
+        """All requests, and those told to wait (an unknown MAC, or a node not ready): /readiness shows them, so
+        a reader (the console's dashboard) needs no exposition parsing."""
+        wait = OUTCOMES.index("wait")
+        return {"total": sum(map(sum, self.requests)), "waits": sum(row[wait] for row in self.requests)}
+
     def render(self, gauges: dict[str, float]) -> bytes:
         lines = [
             "# HELP chamicore_boot_requests_total Boot-path requests by endpoint and outcome.",

@@ -93,5 +93,7 @@ async def test_telemetry_and_metrics(conn, boot_server):
     assert 'chamicore_boot_requests_total{endpoint="bootscript",outcome="ok"} 3' in metrics
     assert "chamicore_boot_index_nodes 2" in metrics
     assert "chamicore_boot_request_seconds_count 4" in metrics
+    server.get("/boot/v1/bootscript?mac=52:54:00:99:99:99")  # an unknown MAC is told to wait
     readiness = msgspec.json.decode(server.get("/readiness")[2])
     assert readiness["status"] == "ready" and readiness["nodes"] == 2 and readiness["feed"]["state"] == "live"
+    assert readiness["requests"] == {"total": 5, "waits": 1}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -35,7 +34,6 @@ BOOT_PATH_TIMEOUT_S = 2.0  # the dashboard says the boot path is slow rather tha
 RATE_WINDOW_S = 60.0
 SPARK_BARS = 30
 MIN_LOOK_S = 0.25
-REQUESTS = re.compile(rb'^chamicore_boot_requests_total\{endpoint="([^"]+)",outcome="([^"]+)"\} (\d+)$', re.M)
 Load = Callable[[Request], Awaitable[dict[str, Any]]]
 
 
@@ -104,14 +102,23 @@ class RequestRate:
 RATES: dict[str, RequestRate] = {}  # by boot-path URL
 
 
-def counters(metrics: bytes) -> tuple[int, int]:
-    """All boot requests, and those told to wait (an unknown MAC, or a node not ready to boot)."""
-    total = waits = 0
-    for _endpoint, outcome, count in REQUESTS.findall(metrics):
-        total += int(count)
-        if outcome == b"wait":
-            waits += int(count)
-    return total, waits
+def counters(readiness: bytes) -> tuple[int, int]:
+    """All boot requests, and those told to wait (an unknown MAC, or a node not ready to boot), from the boot
+    path's /readiness JSON."""
+    try:
+        counts = msgspec.json.decode(readiness, type=RequestCounts)
+    except msgspec.DecodeError:
+        raise ProblemError(503, "the boot path's /readiness answer has no request counts") from None
+    return counts.requests.total, counts.requests.waits
+
+
+class Totals(msgspec.Struct):
+    total: int
+    waits: int
+
+
+class RequestCounts(msgspec.Struct):
+    requests: Totals
 
 
 def sparkline(history: list[float], width: int = 240, height: int = 40) -> list[dict[str, float]]:
@@ -143,8 +150,7 @@ async def boot(request: Request) -> dict[str, Any]:
     requests = waits = 0
     path_error = None
     try:
-        metrics = await boot_path(request, "/metrics")
-        requests, waits = counters(metrics.body)
+        requests, waits = counters((await boot_path(request, "/readiness")).body)
         key = bootpath.base_url(request.app.state.config)
         rate = RATES.setdefault(key, RequestRate()).look(time.monotonic(), requests, waits)
     except ProblemError as exc:

@@ -58,7 +58,7 @@ async def test_telemetry_endpoints(api, conn):
         ('n1', 'bootscript', '10.0.0.1', now(), 3), ('n2', 'cloud-init', NULL, now() - interval '2 hours', 4)""")
     summary = (await api.get("/boot/v1/telemetry/summary?minutes=30")).json()
     assert (summary["nodes"], summary["seenInWindow"], summary["seenEarlier"], summary["neverSeen"]) == (3, 1, 1, 1)
-    assert summary["requestsInWindowByEndpoint"] == {"bootscript": 3}
+    assert summary["nodesInWindowByEndpoint"] == {"bootscript": 1}
     listed = (await api.get("/boot/v1/telemetry?seenWithin=30")).json()
     assert [i["componentId"] for i in listed["items"]] == ["n1"] and listed["items"][0]["sourceIp"] == "10.0.0.1"
     assert (await api.get("/boot/v1/telemetry/n2")).json()["requests"] == 4

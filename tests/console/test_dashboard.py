@@ -11,6 +11,7 @@ from playwright.async_api import expect
 
 from admin_api.console.dashboard import RequestRate, counters, sparkline
 from core.config import load_config
+from core.problems import ProblemError
 from tests.console.conftest import create_users
 from tests.console.test_sessions import _log_in
 from tests.helpers.keys import SECRETS
@@ -20,16 +21,13 @@ from tests.helpers.tokens import token_for
 COMPONENTS = "/hsm/v2/State/Components"
 
 
-METRICS = b"""# TYPE chamicore_boot_requests_total counter
-chamicore_boot_requests_total{endpoint="bootscript",outcome="ok"} 90
-chamicore_boot_requests_total{endpoint="bootscript",outcome="wait"} 7
-chamicore_boot_requests_total{endpoint="cloud-init",outcome="ok"} 3
-chamicore_boot_index_nodes 12
-"""
+READINESS = b'{"status": "ready", "nodes": 12, "requests": {"total": 100, "waits": 7}, "feed": {"state": "live"}}'
 
 
 def test_requests_per_second_from_the_boot_paths_counters():
-    assert counters(METRICS) == (100, 7)
+    assert counters(READINESS) == (100, 7)
+    with pytest.raises(ProblemError):  # a boot path that does not say: the section says so, not a zero rate
+        counters(b'{"status": "ready", "nodes": 12}')
     rate = RequestRate()
     assert rate.look(10.0, 100, 7).per_s is None  # one look: no rate yet
     assert rate.look(10.1, 150, 7).per_s is None  # too close to say
