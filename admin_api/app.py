@@ -38,7 +38,7 @@ from admin_api.power import tasks, transitions
 from admin_api.requestid import RequestIdLayer
 from admin_api.routing import Router, starlette_routes
 from admin_api.smd import components, groups, interfaces, redfish, summary
-from core import db, sdnotify
+from core import db, sdnotify, tracing
 from core.bounded import bound_log_records, clip
 from core.config import Config, load_config
 from core.crypto import device_credentials_box
@@ -138,7 +138,12 @@ class AdminApp(Starlette):
         self.trusted_proxies = trusted_proxies
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestIdLayer(super().build_middleware_stack(), self.trusted_proxies)
+        app = super().build_middleware_stack()
+        if tracing.enabled():  # a span per request; off, the stack has no tracing layer (nor OpenTelemetry) at all
+            from admin_api.tracing import TracingLayer
+
+            app = TracingLayer(app)
+        return RequestIdLayer(app, self.trusted_proxies)
 
 
 def create_app(config: Config | None = None) -> Starlette:
@@ -148,6 +153,7 @@ def create_app(config: Config | None = None) -> Starlette:
     if config is None:
         config = load_config()
         configure_logs(config, "admin")
+        tracing.configure(config, "admin")
     bound_log_records()
     dsn = config.database_url
     if not dsn:
@@ -167,6 +173,7 @@ def create_app(config: Config | None = None) -> Starlette:
         finally:
             await auth.stop()
             await app.state.pool.close()
+            tracing.shutdown()
 
     routes = [*starlette_routes(ROUTERS), agents.route(), *console.routes()]
     try:

@@ -7,6 +7,7 @@ import resource
 
 from cli.command import Commands, Invocation, handles, verbs
 from cli.errors import EXIT_CONFIG, CLIError
+from core import tracing
 from core.config import Address, Config
 from core.logs import configure as configure_logs
 from core.logs import granian_logging
@@ -98,5 +99,9 @@ def serve_sync(run: Invocation) -> int:
     _database_url(config, "sync")
     jobs = enabled_jobs(config)
     configure_logs(config, "sync")
-    asyncio.run(run_jobs(jobs))
+    tracing.configure(config, "sync")  # each job's spans as chamicore-sync-<job>
+    try:
+        asyncio.run(run_jobs(jobs))
+    finally:
+        tracing.shutdown()
     return 0

@@ -203,6 +203,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_FORMAT", "text", str,
             "text (plain lines, for a terminal) or json (one JSON object a line, with the request id, for a log "
             "collector)"),
+    Setting("OTEL_ENDPOINT", None, _url("http", "https"),
+            "OTLP/HTTP base URL of a trace collector (spans go to <URL>/v1/traces); unset: no tracing, at no cost"),
 )
 
 _CHOICES = {
@@ -262,6 +264,7 @@ class Config:
     console_session_s: int
     log_level: str
     log_format: str
+    otel_endpoint: str | None
 
     @property
     def token_issuer(self) -> str:

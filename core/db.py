@@ -9,6 +9,8 @@ from typing import TypeAlias
 
 import asyncpg
 
+from core import tracing
+
 # What a query helper takes: a connection of its own or one borrowed from a pool (`async with pool.acquire()`).
 Connection: TypeAlias = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
@@ -26,6 +28,8 @@ async def connect(dsn: str, **kwargs) -> asyncpg.Connection:
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs) -> asyncpg.Pool:
+    if tracing.enabled():  # what a connection writes carries the trace it is written for (the change feed's)
+        kwargs.setdefault("setup", tracing.carry_to_database)
     return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection, **kwargs)
 
 

@@ -2,7 +2,8 @@
 
 A mutation writes its event in the same transaction as the change, so an
 event exists exactly when the change committed; the relay in sync/ ships
-them to NATS later.  Types read `chamicore.<domain>.<resource>.<action>`.
+them to NATS later (with the W3C traceparent of the change's trace, when it
+is traced).  Types read `chamicore.<domain>.<resource>.<action>`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from core import db
+from core import db, tracing
 
 SOURCE = "/chamicore/admin-api"
 
@@ -23,8 +24,8 @@ def event_type(domain: str, resource: str, action: str) -> str:
 async def emit(conn: db.Connection, domain: str, resource: str, action: str, subject: str,
                data: Any = None) -> None:
     await conn.execute(
-        "INSERT INTO events.outbox (source, type, subject, data) VALUES ($1, $2, $3, $4)",
-        SOURCE, event_type(domain, resource, action), subject, data)
+        "INSERT INTO events.outbox (source, type, subject, data, traceparent) VALUES ($1, $2, $3, $4, $5)",
+        SOURCE, event_type(domain, resource, action), subject, data, tracing.traceparent())
 
 
 async def emit_many(conn: db.Connection, domain: str, resource: str, action: str, subjects: Sequence[str],
@@ -33,8 +34,8 @@ async def emit_many(conn: db.Connection, domain: str, resource: str, action: str
     if not subjects:
         return
     await conn.execute(
-        "INSERT INTO events.outbox (source, type, subject, data) "
-        "SELECT $1, $2, s, d::jsonb FROM unnest($3::text[], $4::text[]) AS u(s, d)",
+        "INSERT INTO events.outbox (source, type, subject, data, traceparent) "
+        "SELECT $1, $2, s, d::jsonb, $5 FROM unnest($3::text[], $4::text[]) AS u(s, d)",
         SOURCE, event_type(domain, resource, action), list(subjects),
         # As text: a list of JSON arrays would otherwise read as one 2-D array.
-        [json.dumps(d) for d in data] if data is not None else [None] * len(subjects))
+        [json.dumps(d) for d in data] if data is not None else [None] * len(subjects), tracing.traceparent())

@@ -3,11 +3,13 @@
     configure(config, "admin")   # once, at a service's start
 
 CHAMICORE_LOG_FORMAT=json gives one JSON object a line (`ts`, `level`,
-`service`, `logger`, `msg`, `request_id`, `trace_id`, and `exc` with a
-traceback), never a line break inside one: a collector reads each line as one
-record.  The request and trace ids come from context variables that the admin
-API sets for the request being handled; the boot path sets none (its requests
-are not logged one by one, and its speed is the product).
+`service`, `logger`, `msg`, `request_id`, `trace_id`, `span_id` while a span
+is current, and `exc` with a traceback), never a line break inside one: a
+collector reads each line as one record.  The request and trace ids come from
+context variables that the admin API sets for the request being handled, and
+the trace and span ids from the current span when tracing is on
+(core/tracing.py); the boot path sets none per request (its requests are not
+logged one by one, and its speed is the product).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from contextvars import ContextVar
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from core import tracing
 from core.bounded import bound_log_records
 
 if TYPE_CHECKING:
@@ -68,6 +71,9 @@ class JsonFormatter(logging.Formatter):
             "request_id": REQUEST_ID.get(),
             "trace_id": TRACE_ID.get(),
         }
+        span = tracing.ids()  # the current span's, when tracing is on
+        if span is not None:
+            entry["trace_id"], entry["span_id"] = span
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         elif record.exc_text:

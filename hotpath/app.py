@@ -18,6 +18,7 @@ from time import perf_counter
 
 import msgspec
 
+from core import tracing
 from core.config import Config, in_networks, load_config
 from core.logs import configure as configure_logs
 from core.problems import problem_bytes
@@ -94,6 +95,7 @@ class BootApp:
     async def shutdown(self) -> None:
         await self.feed.stop()
         await self.telemetry.stop()
+        tracing.shutdown()
 
     # -- RSGI -------------------------------------------------------------
 
@@ -241,5 +243,6 @@ def create_app() -> BootApp:
     """Factory for granian (`--factory`) and other servers: reads CHAMICORE_* settings."""
     config = load_config()
     configure_logs(config, "boot")
+    tracing.configure(config, "boot")  # the feed's batches only: boot requests are never traced
     return BootApp(config)
 

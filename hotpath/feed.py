@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from core import db, sdnotify
+from core import db, sdnotify, tracing
 from core.backoff import Backoff
 from hotpath import loader
 from hotpath.answers import AnswerBuilder
@@ -34,6 +34,8 @@ CHANNEL = "chamicore_boot"
 APPLICATION_NAME = "chamicore-boot-feed"
 # Past this many touched nodes a full reload is cheaper than a targeted one.
 FULL_RELOAD_THRESHOLD = 20_000
+# Traces linked to one batch's span at most (a bulk import can carry thousands).
+MAX_TRACES = 32
 
 
 class FeedState(enum.StrEnum):
@@ -44,7 +46,7 @@ class FeedState(enum.StrEnum):
 
 
 class _Pending:
-    __slots__ = ("ids", "macs", "nids", "groups", "roles", "full", "first_heard")
+    __slots__ = ("ids", "macs", "nids", "groups", "roles", "full", "first_heard", "traces")
 
     def __init__(self) -> None:
         self.ids: set[str] = set()
@@ -54,6 +56,7 @@ class _Pending:
         self.roles: set[str] = set()
         self.full = False
         self.first_heard: float | None = None
+        self.traces: list[str] = []  # the writers' traceparents, when they are traced
 
     def __bool__(self) -> bool:
         return self.full or bool(self.ids or self.macs or self.nids or self.groups or self.roles)
@@ -164,6 +167,9 @@ class ChangeFeed:
                 pending.roles.update(keys.get("roles", ()))
                 if keys.get("site"):
                     pending.full = True
+            trace = message.get("traceparent")
+            if isinstance(trace, str) and len(pending.traces) < MAX_TRACES and trace not in pending.traces:
+                pending.traces.append(trace)
         except (ValueError, AttributeError, TypeError):
             log.warning("change feed: unreadable notification %.200r; reloading everything", payload)
             pending.full = True
@@ -191,6 +197,13 @@ class ChangeFeed:
         pending, self._pending = self._pending, _Pending()
         if not pending:
             return
+        # One span per batch applied (never per boot request), in the trace of the first change it carries.
+        with tracing.span("feed apply", parent=pending.traces[0] if pending.traces else None,
+                          links=pending.traces[1:], attributes={"chamicore.feed.full": pending.full,
+                                                                "chamicore.feed.traced_changes": len(pending.traces)}):
+            await self._apply(conn, pending)
+
+    async def _apply(self, conn: asyncpg.Connection, pending: _Pending) -> None:
         if pending.full:
             await self._full_reload(conn)
         else:

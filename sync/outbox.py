@@ -19,6 +19,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
+from core import tracing
 from sync.service import Job
 
 log = logging.getLogger("chamicore.sync.outbox")
@@ -81,15 +82,16 @@ class OutboxRelay(Job):
 
     async def work_once(self, conn: asyncpg.Connection) -> bool:
         rows = await conn.fetch(
-            "SELECT seq, id, source, type, subject, time, datacontenttype, data FROM events.outbox "
+            "SELECT seq, id, source, type, subject, time, datacontenttype, data, traceparent FROM events.outbox "
             "WHERE sent_at IS NULL ORDER BY seq LIMIT $1", BATCH)
         sent: list[int] = []
         try:
             if rows:
                 js = await self._jetstream()
                 for row in rows:
-                    await js.publish(row["type"], cloud_event(row), stream=STREAM,
-                                     headers={"Nats-Msg-Id": str(row["id"])})
+                    headers = {"Nats-Msg-Id": str(row["id"])}
+                    with tracing.publishing(row["type"], row["traceparent"], headers):  # W3C traceparent header
+                        await js.publish(row["type"], cloud_event(row), stream=STREAM, headers=headers)
                     sent.append(row["seq"])
         except Exception:
             # Keep what did get through, then let the service back off and retry the rest.

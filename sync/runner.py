@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 
-from core import sdnotify
+from core import sdnotify, tracing
 from core.bounded import bound_log_records
 from core.config import Config, ConfigError
 from core.crypto import device_credentials_box
@@ -49,7 +49,8 @@ async def run_jobs(jobs: list[Job]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    tasks = [asyncio.create_task(job.run(), name=f"chamicore-sync-{job.name}") for job in jobs]
+    tasks = [asyncio.create_task(job.run(), name=f"chamicore-sync-{job.name}",
+                                 context=tracing.service_context(f"sync-{job.name}")) for job in jobs]
     log.info("sync: running %s", ", ".join(job.name for job in jobs))
     sdnotify.notify("READY=1\nSTATUS=" + ", ".join(job.name for job in jobs))
     await stop.wait()

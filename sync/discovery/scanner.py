@@ -15,11 +15,13 @@ import logging
 import aiohttp
 import asyncpg
 
-from core import db, events
+from core import db, events, tracing
 from core.crypto import SecretBox
 from core.discovery import create_scan
 from core.nodelist import NodeListError, parse
+from sync.discovery.attach import scan_switch
 from sync.discovery.register import Registered, register_bmc, register_listed
+from sync.discovery.snmp import SwitchError
 from sync.discovery.walk import walk
 from sync.redfish import RedfishClient, RedfishError
 from sync.service import Job
@@ -126,7 +128,8 @@ class DiscoveryScanner(Job):
                                               r["host"]) for r in rows))
 
     async def _host(self, pool, session, limit, scan_id: str, target, target_id: str, host: str) -> None:
-        async with limit:
+        async with limit, tracing.async_span("discovery host", attributes={"chamicore.scan.id": scan_id,
+                                                                             "server.address": host}):
             await pool.execute("UPDATE discovery.scan_hosts SET state = 'running', started_at = now() "
                                "WHERE scan_id = $1 AND target_id = $2 AND host = $3 AND state = 'pending'",
                                scan_id, target_id, host)
@@ -142,7 +145,7 @@ class DiscoveryScanner(Job):
                 detail = "; ".join(registered.conflicts + registered.problems)[:4000]
             except TimeoutError:
                 state, detail = "failed", f"{host}: no complete answer within {self.timeout_s:g} s"
-            except (HostFailed, RedfishError, NodeListError) as exc:
+            except (HostFailed, RedfishError, NodeListError, SwitchError) as exc:
                 state, detail = "failed", str(exc)[:4000]
             except (asyncpg.PostgresError, ValueError) as exc:
                 state, detail = "failed", f"could not register what was found: {exc}"[:4000]
@@ -173,6 +176,9 @@ class DiscoveryScanner(Job):
             nodes = parse(target["driver"], target["document"])
             async with pool.acquire() as conn:
                 return await register_listed(conn, nodes, scan_id)
+        if target["driver"] == "snmp":
+            username, secret = await self._credentials(pool, target["credential_id"])
+            return await scan_switch(pool, scan_id, target, host, username, secret, self.timeout_s)
         username, password = await self._credentials(pool, target["credential_id"])
         client = RedfishClient(session, host, username, password, insecure=target["insecure"],
                                timeout_s=self.timeout_s, credential_id=target["credential_id"])

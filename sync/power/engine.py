@@ -34,7 +34,7 @@ import time
 import aiohttp
 import asyncpg
 
-from core import backoff, db, events, inventory, power_targets
+from core import backoff, db, events, inventory, power_targets, tracing
 from core.crypto import SecretBox
 from core.power import ACTIVE_TASK_STATES_SQL, STEPS, Operation, Step
 from core.power_targets import target_problem
@@ -192,7 +192,8 @@ class PowerEngine(Job):
 
     async def _drive(self, key: TaskKey) -> None:
         try:
-            await self._steps(key)
+            with tracing.span("power task", attributes={"chamicore.transition.id": key[0], "chamicore.node.id": key[1]}):
+                await self._steps(key)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the database went away, say: the next pass picks the task up again
