@@ -37,7 +37,7 @@ from admin_api.openchami import ROUTERS as OPENCHAMI_ROUTERS
 from admin_api.power import tasks, transitions
 from admin_api.requestid import RequestIdLayer
 from admin_api.routing import Router, starlette_routes
-from admin_api.smd import components, groups, interfaces, redfish, summary
+from admin_api.smd import components, groups, hardware, interfaces, redfish, summary
 from core import db, sdnotify, tracing
 from core.bounded import bound_log_records, clip
 from core.config import Config, load_config
@@ -70,6 +70,7 @@ ROUTERS: list[Router] = [
     audit.router,
     syncstatus.router,
     redfish.router,
+    hardware.router,
     targets.router,
     scans.router,
     hosts.router,

@@ -17,7 +17,7 @@ Value = str | int | float | bool | None
 # What a ProcessorType of this kind makes of a processor: an accelerator, listed and filtered as a GPU.
 ACCELERATOR_TYPES = ("GPU", "Accelerator")
 VERSION_MAX = 128
-_DIGITS = re.compile(r"\d{1,18}")  # a digit run that fits a bigint; longer ones split, never overflow
+_DIGITS = re.compile(r"[0-9]{1,18}")  # a digit run that fits a bigint; longer ones split, never overflow
 
 
 class Processor(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):

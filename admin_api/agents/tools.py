@@ -317,6 +317,14 @@ TOOLS: tuple[Tool, ...] = (
     Tool("smd.groups.get", "Get one group and its members. " + GET_DESC,
          getting("/hsm/v2/groups", "name"), (("GET", "/hsm/v2/groups/{name}"),),
          properties={"name": ID}, required=("name",), targets=key_target("name")),
+    Tool("smd.hardware.list", "Nodes' hardware inventories as discovery read them from their BMCs (processors, GPUs, "
+         "memory, drives, NICs, firmware), filtered by processorModel or gpuModel (substring), minMemoryGiB, "
+         "componentId, or firmware=NAME with firmwareBelow=VERSION (older than). " + LIST_DESC,
+         listing("/hsm/v2/Inventory/Hardware"), (("GET", "/hsm/v2/Inventory/Hardware"),),
+         query_of=("GET", "/hsm/v2/Inventory/Hardware")),
+    Tool("smd.hardware.changes", "What each re-scan found different in one node's hardware, newest first.",
+         getting("/hsm/v2/Inventory/Hardware", suffix="/changes"), (("GET", "/hsm/v2/Inventory/Hardware/{id}/changes"),),
+         properties={"id": ID}, required=("id",), targets=key_target()),
     Tool("bss.bootparams.list", "List boot parameters (kernel, initrd, cmdline) by scope: mac, componentId, group, "
          "role, or none (the site default). " + LIST_DESC,
          listing("/boot/v1/bootparams"), (("GET", "/boot/v1/bootparams"),), query_of=("GET", "/boot/v1/bootparams")),

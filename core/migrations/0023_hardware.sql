@@ -26,4 +26,4 @@ CREATE INDEX hardware_changes_component_idx ON smd.hardware_changes (component_i
 -- int8[] compares element by element, so 1.10 is above 1.9.
 CREATE FUNCTION smd.version_key(version text) RETURNS int8[]
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    RETURN ARRAY(SELECT r.m[1]::int8 FROM regexp_matches(version, '\d{1,18}', 'g') WITH ORDINALITY AS r(m, n) ORDER BY r.n);
+    RETURN ARRAY(SELECT r.m[1]::int8 FROM regexp_matches(version, '[0-9]{1,18}', 'g') WITH ORDINALITY AS r(m, n) ORDER BY r.n);

@@ -17,6 +17,7 @@ from tests.helpers.tokens import token_for
 
 READ_TOOLS = {
     "cluster.health_summary", "smd.components.list", "smd.components.get", "smd.groups.list", "smd.groups.get",
+    "smd.hardware.list", "smd.hardware.changes",
     "bss.bootparams.list", "bss.bootparams.get", "cloudinit.payloads.list", "cloudinit.payloads.get",
     "power.status.get", "power.transitions.list", "power.transitions.get", "discovery.targets.list",
     "discovery.targets.get", "discovery.scans.list", "discovery.scans.get", "discovery.drivers.list",
