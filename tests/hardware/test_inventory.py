@@ -6,6 +6,8 @@ driver), and an UpdateService; it has no Processors, Memory or FirmwareInventory
 recording proxy's overlay (tests/helpers/redfish.py, a MOCK of just those resources), as a BMC would serve them.
 """
 
+import json
+
 import pytest
 
 from sync.discovery.scanner import DiscoveryScanner
@@ -218,3 +220,38 @@ async def test_viewers_read_it_and_anonymous_callers_do_not(api, anonymous, dsn,
     for path in (BASE, f"{BASE}/{node}", f"{BASE}/{node}/changes"):
         assert (await anonymous.get(path, headers=viewer)).status_code == 200
         problem_of(await anonymous.get(path), 401)
+
+
+async def test_the_cli_lists_and_filters_it(api, dsn, emulator, conn, target, admin_server, monkeypatch, tmp_path,
+                                            capsys):
+    _, nodes = await scanned(api, dsn, emulator, conn)
+    gpu_node = nodes[GPU_NODE["uuid"]]
+    server = admin_server()
+    monkeypatch.setenv("CHAMICORE_ENDPOINT", server.url)
+    monkeypatch.setenv("CHAMICORE_TOKEN", await token_for(server.url, dsn, "cli-viewer", ["viewer"]))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("CHAMICORE_DATA_DIR", str(tmp_path / "data"))
+    from cli.main import run
+
+    def chamicore(*argv: str) -> tuple[int, str, str]:
+        try:
+            code = run(list(argv))
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    code, out, _ = chamicore("inventory", "hardware", "--gpu-model", "h100", "-o", "json")
+    assert code == 0 and [i["metadata"]["id"] for i in json.loads(out)["items"]] == [gpu_node]
+    code, out, _ = chamicore("inventory", "hardware", "--firmware", "BIOS", "--below", "1.10", "-o", "json")
+    assert code == 0 and [i["metadata"]["id"] for i in json.loads(out)["items"]] == [gpu_node]
+    code, out, _ = chamicore("inventory", "hardware")
+    assert code == 0 and "NVIDIA H100 80GB HBM3" in out and "MEMORY GiB" in out and len(out.splitlines()) == 3
+    code, out, _ = chamicore("inventory", "hardware", gpu_node, "-o", "json")
+    assert code == 0 and json.loads(out)["spec"]["summary"]["memoryGib"] == 64.0
+    code, _, err = chamicore("inventory", "hardware", "--below", "1.10")
+    assert code == 2 and "--firmware" in err
+    code, _, err = chamicore("inventory", "hardware", "--min-memory", "lots")
+    assert code != 0 and "minMemoryGiB" in err
+    code, out, _ = chamicore("inventory", "changes", gpu_node, "-o", "json")
+    assert code == 0 and json.loads(out)["metadata"]["total"] == 0
