@@ -28,15 +28,27 @@ class NodeCloudInit(msgspec.Struct, rename="camel", forbid_unknown_fields=True, 
     vendor_data: Document | None = None
 
 
+class NodeBmc(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+    """The BMC an imported node is controlled through: a BMC component with this endpoint, made or reused."""
+
+    address: Annotated[str, msgspec.Meta(min_length=1, max_length=300, description=(
+        "https://host[:port] for Redfish (a bare host means https), ipmi://host:port for IPMI"))]
+    credential_id: Id | None = None
+    insecure: bool = False
+
+
 class NodeImport(ComponentSpec, kw_only=True):
     """One node of a bulk import: the component, its interfaces, and optionally its own
-    boot parameters and cloud-init payload (scoped to this component)."""
+    boot parameters and cloud-init payload (scoped to this component), its BMC and the groups it joins."""
 
     id: Id | None = None
     type: ComponentType = ComponentType.Node
     network_interfaces: list[InlineInterface] = msgspec.field(default_factory=list)
     boot_params: NodeBootParams | None = None
     cloud_init: NodeCloudInit | None = None
+    bmc: NodeBmc | None = None
+    groups: Annotated[list[Id], msgspec.Meta(max_length=64, description="existing groups the node joins")] = \
+        msgspec.field(default_factory=list)
 
 
 class NodeProvision(ComponentSpec, kw_only=True):

@@ -172,9 +172,15 @@ class Groups(Collection):
         if await conn.fetchval("SELECT true FROM smd.group_members WHERE group_name = $1 AND component_id = $2",
                                name, member):
             raise problem(409, f"{member!r} is already a member of {self.noun} {name!r}")
-        await self.add_members(conn, name, [member])
+        await self.admit_members(conn, name, [member])
+
+    async def admit_members(self, conn, name: str, members: list[str]) -> None:
+        """New members, known to exist and not to be members yet (bulk import brings thousands), and one
+        `member-added` event each, as `join` writes them; the caller holds a transaction and the group's lock."""
+        await self.add_members(conn, name, members)
         await conn.execute("UPDATE smd.groups SET updated_at = now() WHERE name = $1", name)
-        await events.emit(conn, "smd", self.events_as, "member-added", name, {"id": member})
+        await events.emit_many(conn, "smd", self.events_as, "member-added", [name] * len(members),
+                               [{"id": member} for member in members])
 
     async def leave(self, conn, name: str, member: str) -> None:
         """One member fewer (404 if it is not one), and its event; inside the caller's transaction."""

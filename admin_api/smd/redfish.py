@@ -1,12 +1,16 @@
 """/hsm/v2/Inventory/RedfishEndpoints: where each BMC's Redfish service answers, and the nodes it manages.
 
 Discovery fills these in; an admin may also write them by hand (a BMC that
-discovery cannot reach, or a node it cannot tell apart).  Power control
-finds a node's BMC through `systems` here.
+discovery cannot reach, or a node it cannot tell apart), and bulk import
+declares them for the nodes it brings (`address_of`, `insert_endpoints`).
+Power control finds a node's BMC through `systems` here, or through the
+node's parentId.  An address is a Redfish base URL (`https://host[:port]`,
+a bare host meaning https) or an IPMI BMC's `ipmi://host:port`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import msgspec
@@ -22,6 +26,8 @@ from core import events, fields
 from core.discovery import BadAddress, base_url
 from core.envelope import Resource
 from core.identity import is_valid_id
+from core.ipmi import SCHEME as IPMI_SCHEME
+from core.ipmi import endpoint_address, parse_address
 
 KIND, API_VERSION = "RedfishEndpoint", "hsm/v2"
 BASE = "/hsm/v2/Inventory/RedfishEndpoints"
@@ -43,7 +49,8 @@ class RedfishSystem(msgspec.Struct, rename="camel", forbid_unknown_fields=True, 
 
 class RedfishEndpointSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
     address: Annotated[str, msgspec.Meta(min_length=1, max_length=300,
-                                         description="the Redfish service: https://host[:port] (or a bare host)")]
+                                         description="the Redfish service: https://host[:port] (or a bare host); "
+                                                     "an IPMI BMC: ipmi://host:port")]
     credential_id: Id | None = None
     insecure: bool = False
     systems: list[RedfishSystem] = msgspec.field(default_factory=list)
@@ -74,10 +81,36 @@ async def _systems(conn, endpoint_ids: list[str]) -> dict[str, list]:
     return by_endpoint
 
 
+def address_of(text: str) -> str:
+    """An endpoint's address as stored: `ipmi://host:port` for IPMI, else the Redfish base URL (BadAddress if neither).
+    The same normalisation as discovery's registration of an IPMI BMC (core.ipmi)."""
+    if text.startswith(IPMI_SCHEME):
+        try:
+            return endpoint_address(*parse_address(text))
+        except ValueError as exc:
+            raise BadAddress(str(exc)) from None
+    return base_url(text)
+
+
+async def insert_endpoints(conn, endpoints: Sequence[tuple[str, str, str | None, bool]]) -> None:
+    """New endpoints (BMC id, address as `address_of` gives it, credential id, insecure) and their events.
+
+    The caller has checked them (the BMC component exists, the address is free, the credential exists and the
+    caller may bind it there)."""
+    if not endpoints:
+        return
+    await conn.execute(
+        "INSERT INTO smd.redfish_endpoints (id, address, credential_id, insecure) "
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[])",
+        *([e[i] for e in endpoints] for i in range(4)))
+    await events.emit_many(conn, "smd", "redfish-endpoints", "created", [e[0] for e in endpoints],
+                           [{"address": e[1]} for e in endpoints])
+
+
 async def _checked(request: Request, conn, endpoint_id: str, spec: RedfishEndpointSpec) -> str:
     """The normalised address, once the references are known good and the caller may bind the credential there."""
     try:
-        address = base_url(spec.address)
+        address = address_of(spec.address)
     except BadAddress as exc:
         raise field_problem("$.spec.address", str(exc)) from None
     kind = await conn.fetchval("SELECT type FROM smd.components WHERE id = $1", endpoint_id)
@@ -143,12 +176,9 @@ class RedfishEndpoints(Collection):
 
     async def insert(self, request: Request, conn, key: str, prepared: RedfishEndpointSpec):
         address = await _checked(request, conn, key, prepared)
-        row = await conn.fetchrow(
-            f"INSERT INTO smd.redfish_endpoints (id, address, credential_id, insecure) VALUES ($1, $2, $3, $4) "
-            f"RETURNING {ENDPOINT_COLUMNS}", key, address, prepared.credential_id, prepared.insecure)
+        await insert_endpoints(conn, [(key, address, prepared.credential_id, prepared.insecure)])
         await _write_systems(conn, key, prepared.systems)
-        await events.emit(conn, "smd", "redfish-endpoints", "created", key, {"address": address})
-        return row
+        return await conn.fetchrow(f"SELECT {ENDPOINT_COLUMNS} FROM smd.redfish_endpoints WHERE id = $1", key)
 
     async def update(self, request: Request, conn, key: str, spec: RedfishEndpointSpec, patch: dict | None):
         address = await _checked(request, conn, key, spec)
