@@ -22,7 +22,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp
 
-from admin_api import agents, console, openapi, service, syncstatus
+from admin_api import agents, console, openapi, serialconsole, service, syncstatus
 from admin_api.auth import accounts, audit, credentials, tokens, users
 from admin_api.auth.guard import Authenticator
 from admin_api.auth.throttle import TokenThrottle
@@ -176,7 +176,7 @@ def create_app(config: Config | None = None) -> Starlette:
             await app.state.pool.close()
             tracing.shutdown()
 
-    routes = [*starlette_routes(ROUTERS), agents.route(), *console.routes()]
+    routes = [*starlette_routes(ROUTERS), agents.route(), *console.routes(), serialconsole.route()]
     try:
         import swagger_ui_bundle
 
@@ -206,7 +206,7 @@ def create_app(config: Config | None = None) -> Starlette:
     app.state.credentials_box = device_credentials_box(config)
     app.state.outside_issuers = tokens.OutsideIssuers(config.trusted_issuers)
     app.state.token_throttle = TokenThrottle(config)
-    app.state.known_scopes = {op.scope for r in ROUTERS for op in r.operations if op.scope}
+    app.state.known_scopes = {op.scope for r in ROUTERS for op in r.operations if op.scope} | {serialconsole.SCOPE}
     app.state.openapi = msgspec.json.encode(openapi.build(ROUTERS, service.version()))
     app.state.console_live = console.LiveHub(dsn)
     app.state.agents = agents.face(app, config, ROUTERS, auth.dev_mode)  # /mcp; refuses a mode not allowed

@@ -10,6 +10,7 @@ from cli import (
     bootscript,
     completion,
     configcmd,
+    console,
     dbcmd,
     discovery,
     importcmd,
@@ -29,8 +30,8 @@ from cli.output import FORMATS
 from core.config import ConfigError
 
 # Each module registers its command group; `chamicore --help` lists them in this order.
-COMMAND_GROUPS = (up, configcmd, dbcmd, serve, synccmd, authcmd, users, resources, nodes, power, discovery, inventory,
-                  importcmd, bootscript, mcpcmd, completion)
+COMMAND_GROUPS = (up, configcmd, dbcmd, serve, synccmd, authcmd, users, resources, nodes, power, console, discovery,
+                  inventory, importcmd, bootscript, mcpcmd, completion)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -68,7 +68,7 @@ def _granian(config: Config, service: str, module: str, listen: Address, interfa
     Granian(app_target(module, "create_app"), factory=True, address=listen.host, port=listen.port,
             interface=Interfaces.RSGI if interface == "rsgi" else Interfaces.ASGI, workers=workers,
             loop=Loops.uvloop, log_access=False, log_level=LogLevels(config.log_level),
-            log_dictconfig=granian_logging(config, service), websockets=False, **options).serve()
+            log_dictconfig=granian_logging(config, service), websockets=service == "admin", **options).serve()
     return 0
 
 

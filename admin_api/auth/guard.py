@@ -17,7 +17,7 @@ import logging
 from collections.abc import Iterable
 
 import asyncpg
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
 from admin_api.auth import keys
 from admin_api.requestid import REQUEST_ID_SCOPE
@@ -42,7 +42,7 @@ class NotStarted(RuntimeError):
     """The Authenticator was used before start() gave it the pool (a bug in the app's lifespan)."""
 
 
-def client_ip(request: Request) -> str | None:
+def client_ip(request: HTTPConnection) -> str | None:
     return request.client.host if request.client else None
 
 
@@ -143,13 +143,13 @@ class Authenticator:
 
     # -- per request --------------------------------------------------------
 
-    def authorize(self, request: Request, scope: str) -> dict:
+    def authorize(self, request: HTTPConnection, scope: str) -> dict:
         claims = self.authenticate(request)
         if claims is not DEV_PRINCIPAL and scope not in claims.get("scope", "").split():
             raise insufficient_scope([scope])
         return claims
 
-    def authenticate(self, request: Request) -> dict:
+    def authenticate(self, request: HTTPConnection) -> dict:
         """The claims of the request's valid bearer token (401 otherwise), whatever its scopes: for a face
         whose calls each check their own (the MCP endpoint)."""
         if (principal := request.scope.get(FACE_PRINCIPAL)) is not None:
@@ -169,7 +169,7 @@ class Authenticator:
             raise unauthorized(exc.reason, "invalid_token") from None
         return claims
 
-    async def audit(self, request: Request, action: str, resource: str, actor: str, status: int,
+    async def audit(self, request: HTTPConnection, action: str, resource: str, actor: str, status: int,
                     detail: dict | None = None) -> None:
         outcome = "success" if status < 400 else ("denied" if status in (401, 403) else "failure")
         try:
