@@ -125,9 +125,12 @@ async def redfish_sol_port(address: str, username: str, password: str, *, insecu
                 manager = await get(path)
                 if not _offers_ipmi_sol(manager.get("SerialConsole")):
                     continue
-                return host, await _ipmi_port(get, manager)
+                if (port := await _ipmi_port(get, manager)) is None:
+                    raise ConsoleUnavailable(409, f"BMC {bmc_id!r} offers its serial console over IPMI, but IPMI is "
+                                                  "disabled in its NetworkProtocol")
+                return host, port
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        raise ConsoleUnavailable(504, f"BMC {bmc_id!r} at {address} did not answer its Redfish managers "
+        raise ConsoleUnavailable(504, f"BMC {bmc_id!r} at {address} did not answer about its Redfish managers "
                                       f"({type(exc).__name__})") from None
     raise ConsoleUnavailable(409, f"BMC {bmc_id!r} is a Redfish BMC whose managers offer no serial console over "
                                   "IPMI; only IPMI Serial-over-LAN is supported (not Redfish SSH or Telnet consoles)")
@@ -142,13 +145,18 @@ def _offers_ipmi_sol(serial: Any) -> bool:
             or (isinstance(ipmi, dict) and ipmi.get("ServiceEnabled") is True))
 
 
-async def _ipmi_port(get: Callable, manager: dict) -> int:
+async def _ipmi_port(get: Callable, manager: dict) -> int | None:
+    """The manager's IPMI port from its NetworkProtocol (623 when it does not say); None if IPMI is disabled."""
     link = manager.get("NetworkProtocol")
     path = link.get("@odata.id") if isinstance(link, dict) else None
     if not isinstance(path, str) or not path.startswith("/redfish/v1/"):
         return DEFAULT_PORT
     ipmi = (await get(path)).get("IPMI")
-    port = ipmi.get("Port") if isinstance(ipmi, dict) else None
+    if not isinstance(ipmi, dict):
+        return DEFAULT_PORT
+    if ipmi.get("ProtocolEnabled") is False:
+        return None
+    port = ipmi.get("Port")
     return port if isinstance(port, int) and 0 < port < 65536 else DEFAULT_PORT
 
 

@@ -29,6 +29,10 @@ from core.serialconsole import ConsoleUnavailable, SolConsole, find_target
 from tests.helpers.ipmisim import PASSWORD, USERNAME, IpmiSim
 from tests.helpers.keys import box
 from tests.helpers.paths import ROOT
+from tests.helpers.redfish import PASSWORD as REDFISH_PASSWORD
+from tests.helpers.redfish import USERNAME as REDFISH_USERNAME
+from tests.helpers.redfish import RedfishEmulator, fake_system
+from tests.helpers.redfish_proxy import RedfishProxy
 from tests.helpers.tokens import token_for
 
 WAIT_S = 15.0
@@ -73,10 +77,10 @@ class SerialLine:
 
 
 @contextlib.asynccontextmanager
-async def node_with_bmc():
+async def node_with_bmc(**bmc_options):
     """A serial line and an ipmi_sim BMC whose SOL talks to it."""
     line = await SerialLine().start()
-    bmc = await asyncio.to_thread(IpmiSim(sol_port=line.port).start)
+    bmc = await asyncio.to_thread(IpmiSim(sol_port=line.port, **bmc_options).start)
     try:
         async with asyncio.timeout(WAIT_S):
             await line.connected.wait()
@@ -267,3 +271,71 @@ async def test_cli_console_pipes_the_node_both_ways(server, dsn, tmp_path):
     assert [(e["actor"], e["action"], e["status"]) for e in entries] == [
         ("console-cli", "console.attach", 101), ("console-cli", "console.detach", 200),
         ("console-viewer", "console.attach", 403)]
+
+
+def offering_ipmi_sol(port: int):
+    """What a BMC that offers its serial console over IPMI says of its manager.  The emulator has neither
+    SerialConsole nor a NetworkProtocol resource: the proxy adds the first, and answers the IPMI port in the
+    manager document itself, which it links as the NetworkProtocol."""
+    def rewrite(path: str, body: dict) -> dict:
+        if path.startswith("/redfish/v1/Managers/"):
+            return {**body, "SerialConsole": {"ServiceEnabled": True, "MaxConcurrentSessions": 1,
+                                              "ConnectTypesSupported": ["IPMI"]},
+                    "NetworkProtocol": {"@odata.id": path}, "IPMI": {"ProtocolEnabled": True, "Port": port}}
+        return body
+    return rewrite
+
+
+async def register_redfish(dsn: str, node: str, address: str) -> None:
+    conn = await db.connect(dsn)
+    try:
+        await conn.execute("INSERT INTO auth.credentials (id, username, secret_enc) VALUES ('rf-cred', $1, $2) "
+                           "ON CONFLICT DO NOTHING", REDFISH_USERNAME,
+                           box().seal(REDFISH_PASSWORD.encode(), "rf-cred"))
+        await conn.execute("INSERT INTO smd.components (id, type, state) VALUES ($1, 'BMC', 'Ready')", f"bmc-{node}")
+        await conn.execute("INSERT INTO smd.redfish_endpoints (id, address, credential_id) VALUES ($1, $2, 'rf-cred')",
+                           f"bmc-{node}", address)
+        await conn.execute("INSERT INTO smd.components (id, type, state, parent_id) VALUES ($1, 'Node', 'Ready', $2)",
+                           node, f"bmc-{node}")
+    finally:
+        await conn.close()
+
+
+async def test_a_redfish_bmc_lends_its_ipmi_sol_and_one_without_is_refused(server, dsn):
+    token = await token_for(server.url, dsn, "console-admin", ["admin"])
+    emulator = await asyncio.to_thread(RedfishEmulator([fake_system(1)]).start)
+    try:
+        async with node_with_bmc(username=REDFISH_USERNAME, password=REDFISH_PASSWORD) as (line, bmc), \
+                aiohttp.ClientSession() as http:
+            proxy = await RedfishProxy(emulator.url, rewrite=offering_ipmi_sol(bmc.port)).start()
+            try:
+                await register_redfish(dsn, "node-rf", f"http://127.0.0.1:{proxy.port}")
+                await register_redfish(dsn, "node-plain", emulator.url)
+                problem, code = await refusal(http, ws_url(server, "node-plain"), token)
+                assert code == 4409 and "only IPMI Serial-over-LAN is supported" in problem["detail"], problem
+                async with http.ws_connect(ws_url(server, "node-rf"),
+                                           headers={"Authorization": f"Bearer {token}"}) as ws:
+                    hello = await ws.receive(timeout=WAIT_S)
+                    assert json.loads(hello.data) == {"attached": "node-rf", "bmc": "bmc-node-rf"}, hello
+                    await line.write(b"UEFI shell> ")
+                    message = await ws.receive(timeout=WAIT_S)
+                    assert message.type == aiohttp.WSMsgType.BINARY and b"UEFI" in message.data, message
+            finally:
+                await proxy.close()
+    finally:
+        await asyncio.to_thread(emulator.close)
+    entries = await audit(dsn, "node-rf")
+    assert json.loads(entries[0]["detail"]) == {"bmc": "bmc-node-rf", "via": "redfish"}
+
+
+def test_tilde_dot_detaches_only_at_the_start_of_a_line():
+    from cli.console import EscapeReader, websocket_url
+
+    assert EscapeReader().feed(b"~.") == (b"", True)
+    assert EscapeReader().feed(b"ls ~.\r") == (b"ls ~.\r", False)  # mid-line: typed as is
+    assert EscapeReader().feed(b"echo\r~.rest") == (b"echo\r", True)
+    assert EscapeReader().feed(b"~~x\n~y") == (b"~x\n~y", False)  # ~~ is one ~; ~ then anything passes both
+    split = EscapeReader()  # the two keys arrive in separate reads
+    assert split.feed(b"\n~") == (b"\n", False) and split.feed(b".") == (b"", True)
+    assert websocket_url("https://admin.example:8443/", "node 1") == \
+        "wss://admin.example:8443/console/v1/nodes/node%201"
