@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
-import bisect
 import importlib.metadata
 import logging
+import os
 import time
+from collections.abc import Iterable
 
+from prometheus_client import (
+    CONTENT_TYPE_PLAIN_0_0_4,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -21,6 +33,11 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 # Methods counted under their own name; any other (a client may send any token, 8 KB long) is OTHER, so
 # the label set stays bounded.
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+# The reasons a token request is refused (the OAuth error codes it answers), so the label set stays bounded.
+REFUSALS = frozenset(("invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+                      "unsupported_grant_type", "invalid_scope", "invalid_target", "throttled"))
+# A `_created` series per label set would double the exposition for a timestamp no rule or dashboard reads.
+disable_created_metrics()
 
 
 def version() -> str:
@@ -31,35 +48,51 @@ def version() -> str:
 
 
 class Metrics:
-    """Requests by route template, method and status, and a latency histogram."""
+    """Requests by route template, method and status, their latency, and refused token requests
+    (prometheus_client).
+
+    With several workers, `chamicore serve admin` sets PROMETHEUS_MULTIPROC_DIR before they start:
+    prometheus_client then keeps each worker's values in files there, and a scrape of any worker reads all
+    of them (its multiprocess mode).  The counts a worker kept stay after it exits; the admin API has no
+    gauge of its own that a dead worker would leave behind (the state series are read at scrape time).
+    """
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, int], int] = {}
-        self.buckets = [0] * (len(BUCKETS) + 1)
-        self.total_seconds = 0.0
-        self.count = 0
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter("chamicore_admin_requests", "Admin API requests by route template, method and "
+                                "status.", ("route", "method", "status"), registry=self.registry)
+        self.latency = Histogram("chamicore_admin_request_seconds", "Time to answer one admin API request.",
+                                 ("route", "method"), buckets=BUCKETS, registry=self.registry)
+        self.token_refusals = Counter("chamicore_auth_token_refusals", "Token requests refused, by reason.",
+                                      ("reason",), registry=self.registry)
+        self.directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method, status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        self.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self.total_seconds += seconds
-        self.count += 1
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
 
-    def render(self) -> bytes:
-        lines = ["# TYPE chamicore_admin_requests_total counter"]
-        for (route, method, status), count in sorted(self.requests.items()):
-            lines.append(f'chamicore_admin_requests_total{{route="{route}",method="{method}",status="{status}"}} '
-                         f"{count}")
-        lines.append("# TYPE chamicore_admin_request_seconds histogram")
-        cumulative = 0
-        for bound, count in zip(BUCKETS, self.buckets, strict=False):
-            cumulative += count
-            lines.append(f'chamicore_admin_request_seconds_bucket{{le="{bound}"}} {cumulative}')
-        lines.append(f'chamicore_admin_request_seconds_bucket{{le="+Inf"}} {self.count}')
-        lines.append(f"chamicore_admin_request_seconds_sum {self.total_seconds:.6f}")
-        lines.append(f"chamicore_admin_request_seconds_count {self.count}")
-        return ("\n".join(lines) + "\n").encode()
+    def refused_token(self, reason: str) -> None:
+        self.token_refusals.labels(reason if reason in REFUSALS else "other").inc()
+
+    def source(self) -> Collector:
+        """This process's metrics, or every worker's."""
+        if self.directory is None:
+            return self.registry
+        workers = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(workers, self.directory)
+        return workers
+
+
+class Scrape(Collector):
+    """What one /metrics answer shows: the request metrics, then the families read from the database."""
+
+    def __init__(self, source: Collector, families: list[Metric]) -> None:
+        self.source = source
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        yield from self.source.collect()
+        yield from self.families
 
 
 class MetricsMiddleware:
@@ -121,18 +154,18 @@ async def version_info(request: Request) -> Response:
 
 @router.get("/metrics", scope=None, summary="Prometheus metrics")
 async def metrics(request: Request) -> Response:
-    """Requests counted in this process, then the state read from the database now (statemetrics);
+    """Requests counted by this service's workers, then the state read from the database now (statemetrics);
     `chamicore_admin_database_up` says whether that read worked."""
     try:
         async with request.app.state.pool.acquire(timeout=2) as conn:
-            lines, up = await statemetrics.render(conn), 1
+            families, up = await statemetrics.read(conn), 1
     except Exception:  # noqa: BLE001 - the request counts are still worth serving
         log.warning("metrics: could not read the database", exc_info=True)
-        lines, up = [], 0
-    lines += ["# HELP chamicore_admin_database_up Whether this scrape could read the database.",
-              "# TYPE chamicore_admin_database_up gauge", f"chamicore_admin_database_up {up}"]
-    return Response(request.app.state.metrics.render() + ("\n".join(lines) + "\n").encode(),
-                    media_type="text/plain; version=0.0.4")
+        families, up = [], 0
+    families.append(GaugeMetricFamily("chamicore_admin_database_up", "Whether this scrape could read the database.",
+                                      value=up))
+    scrape = Scrape(request.app.state.metrics.source(), families)
+    return Response(generate_latest(scrape), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 @router.get("/api/openapi.json", scope=None, summary="This API, as OpenAPI 3.1")

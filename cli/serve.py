@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
 import resource
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 from cli.command import Commands, Invocation, handles, verbs
 from cli.errors import EXIT_CONFIG, CLIError
@@ -56,6 +62,35 @@ def _database_url(config: Config, service: str) -> str:
     return config.database_url
 
 
+# prometheus_client's own setting: where the workers of one service meet for /metrics.
+METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def metrics_directory(service: str, workers: int) -> Iterator[None]:
+    """The directory through which each worker's figures reach a scrape of any other, in METRICS_DIR for the
+    workers: the operator's when set (emptied of a previous run's files, which would add to this run's), else
+    with several workers a private one, removed at exit.  One worker needs none."""
+    given = os.environ.get(METRICS_DIR)
+    if given:
+        for stale in (*Path(given).glob("*.db"), *Path(given).glob("*.bootmetrics")):
+            stale.unlink(missing_ok=True)
+        yield
+        return
+    if workers < 2:
+        yield
+        return
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    directory = tempfile.mkdtemp(prefix=f"chamicore-{service}-metrics-",
+                                 dir=runtime if runtime and os.path.isdir(runtime) else None)
+    os.environ[METRICS_DIR] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(METRICS_DIR, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def _granian(config: Config, service: str, module: str, listen: Address, interface: str, workers: int,
              **options) -> int:
     from granian import Granian
@@ -65,10 +100,11 @@ def _granian(config: Config, service: str, module: str, listen: Address, interfa
     # granian's own lines (start, workers, stop) go through the same format; each worker's factory configures
     # the rest of its logging (core.logs.configure).
     configure_logs(config, service)
-    Granian(app_target(module, "create_app"), factory=True, address=listen.host, port=listen.port,
-            interface=Interfaces.RSGI if interface == "rsgi" else Interfaces.ASGI, workers=workers,
-            loop=Loops.uvloop, log_access=False, log_level=LogLevels(config.log_level),
-            log_dictconfig=granian_logging(config, service), websockets=service == "admin", **options).serve()
+    with metrics_directory(service, workers):
+        Granian(app_target(module, "create_app"), factory=True, address=listen.host, port=listen.port,
+                interface=Interfaces.RSGI if interface == "rsgi" else Interfaces.ASGI, workers=workers,
+                loop=Loops.uvloop, log_access=False, log_level=LogLevels(config.log_level),
+                log_dictconfig=granian_logging(config, service), websockets=service == "admin", **options).serve()
     return 0
 
 

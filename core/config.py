@@ -147,6 +147,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BOOT_INTERFACE", "rsgi", str, "granian interface of the boot path: rsgi (faster) or asgi"),
     Setting("BOOT_MAX_CONNECTIONS", "16384", _positive_int,
             "connections one boot worker serves at once (granian backpressure and backlog)"),
+    Setting("METRICS", "true", _bool,
+            "the boot path counts its requests for /metrics (false: not counted, and its /metrics answers 404)"),
     Setting("TRUSTED_PROXIES", "", _networks,
             "comma-separated CIDRs whose X-Forwarded-For is believed on the cloud-init path, and whose X-Request-ID "
             "the admin API keeps"),
@@ -226,6 +228,7 @@ class Config:
     admin_workers: int
     boot_interface: str
     boot_max_connections: int
+    metrics: bool
     trusted_proxies: tuple
     unknown_retry_s: float
     retry_base_s: float

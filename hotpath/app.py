@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from time import perf_counter
 
 import msgspec
+from prometheus_client import CollectorRegistry, generate_latest
 
 from core import tracing
 from core.config import Config, in_networks, load_config
@@ -34,7 +36,7 @@ from hotpath._dispatch import (
 from hotpath.answers import AnswerBuilder
 from hotpath.feed import ChangeFeed, FeedState
 from hotpath.index import Index
-from hotpath.metrics import BootMetrics
+from hotpath.metrics import PUBLISH_S, BootCollector, BootMetrics
 from hotpath.telemetry import BootTelemetry, client_host
 
 log = logging.getLogger("chamicore.hotpath")
@@ -55,6 +57,7 @@ _SERVICE_PATHS = frozenset(("/health", "/readiness", "/metrics"))
 PREVIEW_HEADER = "x-chamicore-preview"
 PREVIEW_HEADER_BYTES = PREVIEW_HEADER.encode()
 _ONLY_GET = problem_bytes(405, "the boot path only answers GET")
+_METRICS_OFF = problem_bytes(404, "this boot path does not count its requests (CHAMICORE_METRICS=false)")
 
 
 class BootApp:
@@ -75,6 +78,10 @@ class BootApp:
         self.telemetry = BootTelemetry(config.database_url, config.telemetry_flush_s,
                                        config.telemetry_node_interval_s)
         self.metrics = BootMetrics()
+        self.count_requests = config.metrics
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(BootCollector(self.metrics, self._refresh_metrics))
+        self._publisher: asyncio.Task | None = None
         self.trusted_proxies = config.trusted_proxies
         self.started_at = time.time()
 
@@ -91,11 +98,31 @@ class BootApp:
     async def startup(self) -> None:
         self.feed.start()
         self.telemetry.start()
+        # Several workers (`chamicore serve boot` made the directory): each publishes for the others' scrapes.
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if directory and self.count_requests:
+            self.metrics.share(directory)
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_metrics(),
+                                                                     name="chamicore-boot-metrics")
 
     async def shutdown(self) -> None:
+        if self._publisher is not None:
+            self._publisher.cancel()
+            try:
+                await self._publisher
+            except asyncio.CancelledError:
+                pass
         await self.feed.stop()
         await self.telemetry.stop()
         tracing.shutdown()
+        self._refresh_metrics()
+        self.metrics.publish(live=False)
+
+    async def _publish_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(PUBLISH_S)
+            self._refresh_metrics()
+            self.metrics.publish()
 
     # -- RSGI -------------------------------------------------------------
 
@@ -185,7 +212,7 @@ class BootApp:
         """Telemetry for a node that asked (not for a preview), metrics for every boot request."""
         if node_id is not None and endpoint is not None and not preview:
             self.telemetry.record(node_id, endpoint, time.time(), client)
-        if endpoint is not None:
+        if endpoint is not None and self.count_requests:
             self.metrics.observe(endpoint, outcome, perf_counter() - started)
 
     def client_ip(self, client: str, forwarded_for: str | None) -> str:
@@ -226,17 +253,18 @@ class BootApp:
                 },
             }
             return (200 if ready else 503), CT_JSON, msgspec.json.encode(body)
-        gauges = {
-            "chamicore_boot_index_nodes": len(index),
-            "chamicore_boot_index_macs": index.mac_count,
-            "chamicore_boot_feed_live": 1 if feed.state == FeedState.LIVE else 0,
-            "chamicore_boot_feed_lag_seconds": feed.last_lag_s or 0.0,
-            "chamicore_boot_feed_full_reloads": feed.full_reloads,
-            "chamicore_boot_feed_notifications": feed.notifications,
-            "chamicore_boot_index_age_seconds": round(time.time() - index.updated_at, 3),
-            "chamicore_boot_telemetry_pending": self.telemetry.pending,
-        }
-        return 200, CT_TEXT, self.metrics.render(gauges)
+        if not self.count_requests:
+            return 404, CT_PROBLEM, _METRICS_OFF
+        return 200, CT_TEXT, generate_latest(self.registry)
+
+    def _refresh_metrics(self) -> None:
+        """This worker's gauges and totals, in the order of hotpath.metrics GAUGES and COUNTERS."""
+        index, feed, telemetry = self.dispatcher.index, self.feed, self.telemetry
+        self.metrics.update(
+            (len(index), index.mac_count, round(time.time() - index.updated_at, 3), feed.last_full_reload_s or 0.0,
+             1.0 if feed.state == FeedState.LIVE else 0.0, feed.last_lag_s or 0.0, telemetry.pending,
+             telemetry.last_flush_s),
+            (feed.full_reloads, feed.notifications, telemetry.flushed_rows))
 
 
 def create_app() -> BootApp:

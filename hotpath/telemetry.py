@@ -61,6 +61,7 @@ class BootTelemetry:
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task | None = None
         self.flushed_rows = 0
+        self.last_flush_s = 0.0  # how long the last flush that wrote rows took (/metrics)
         self.last_error: str | None = None
 
     def record(self, node_id: str, endpoint: int, now: float, client: str) -> None:
@@ -121,6 +122,7 @@ class BootTelemetry:
             return 0
         ids = list(last)
         written = 0
+        started = time.perf_counter()
         try:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await db.connect(self.dsn, timeout=5)
@@ -150,5 +152,6 @@ class BootTelemetry:
             self.flushed_rows += written
             return written
         self.flushed_rows += written
+        self.last_flush_s = time.perf_counter() - started
         self.last_error = None
         return written

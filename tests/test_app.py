@@ -7,6 +7,7 @@ import urllib.request
 import msgspec
 import pytest
 
+from tests.helpers.exposition import key, samples
 from tests.helpers.polling import wait_until
 from tests.helpers.seed import seed_cluster
 
@@ -42,8 +43,8 @@ async def test_serves_scripts_and_cloud_init(conn, boot_server, interface):
     assert info.value.headers["content-type"] == "application/problem+json"
     info.value.close()
     # Both interfaces answer through one path, so both count the refusal alike.
-    metrics = server.get("/metrics")[2].decode()
-    assert 'chamicore_boot_requests_total{endpoint="other",outcome="bad_request"} 1' in metrics
+    metrics = samples(server.get("/metrics")[2])
+    assert metrics[key("chamicore_boot_requests_total", endpoint="other", outcome="bad_request")] == 1
 
 
 async def test_admin_edit_reaches_the_wire_in_milliseconds(conn, boot_server):
@@ -89,10 +90,11 @@ async def test_telemetry_and_metrics(conn, boot_server):
         await asyncio.sleep(0.05)
     assert found["endpoint"] == "cloud-init" and str(found["source_ip"]) == "127.0.0.1"
 
-    metrics = server.get("/metrics")[2].decode()
-    assert 'chamicore_boot_requests_total{endpoint="bootscript",outcome="ok"} 3' in metrics
-    assert "chamicore_boot_index_nodes 2" in metrics
-    assert "chamicore_boot_request_seconds_count 4" in metrics
+    metrics = samples(server.get("/metrics")[2])
+    assert metrics[key("chamicore_boot_requests_total", endpoint="bootscript", outcome="ok")] == 3
+    assert metrics[key("chamicore_boot_index_nodes")] == 2
+    assert metrics[key("chamicore_boot_request_seconds_count", endpoint="bootscript", outcome="ok")] == 3
+    assert metrics[key("chamicore_boot_request_seconds_count", endpoint="cloud-init", outcome="ok")] == 1
     server.get("/boot/v1/bootscript?mac=52:54:00:99:99:99")  # an unknown MAC is told to wait
     readiness = msgspec.json.decode(server.get("/readiness")[2])
     assert readiness["status"] == "ready" and readiness["nodes"] == 2 and readiness["feed"]["state"] == "live"

@@ -187,10 +187,10 @@ async def token(request: Request) -> Response:
     auth = request.app.state.auth
     throttle: TokenThrottle = request.app.state.token_throttle
     address = client_ip(request) or "unknown"
-    throttle.check(address)
     client_id: str | None = None
     grant_type: str | None = None
     try:
+        throttle.check(address)
         body = await _read_token_request(request)
         client_id, grant_type = body.client_id, body.grant_type
         _checked(body)
@@ -198,6 +198,8 @@ async def token(request: Request) -> Response:
         subject, answer = await _grant(request, body, auth)
     except ProblemError as exc:
         status = exc.problem.status
+        if 400 <= status < 500:
+            request.app.state.metrics.refused_token("throttled" if status == 429 else exc.problem.title)
         if status == 429:
             raise  # not audited: a flood of these would fill the audit (the refusal that began the hold is there)
         held = throttle.failed(address, client_id) if 400 <= status < 500 else []

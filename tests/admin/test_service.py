@@ -1,6 +1,7 @@
 """Health, readiness, version, metrics, OpenAPI and the docs page."""
 
-from tests.helpers.api import NODE, create
+from tests.helpers.api import create
+from tests.helpers.exposition import families
 
 
 async def test_health_readiness_version(api):
@@ -42,13 +43,22 @@ async def test_docs_are_served_locally(api):
 
 
 async def test_metrics_count_by_route_template(api):
-    await create(api, "/hsm/v2/State/Components", NODE)
-    await api.get("/hsm/v2/State/Components/node-1")
+    node = "x1000c0s0b0n0"
+    await create(api, "/hsm/v2/State/Components", {"metadata": {"id": node}, "spec": {"type": "Node"}})
+    await api.get(f"/hsm/v2/State/Components/{node}")
     await api.get("/hsm/v2/State/Components/missing")
-    text = (await api.get("/metrics")).text
-    assert 'route="/hsm/v2/State/Components/{id}",method="GET",status="200"} 1' in text
-    assert 'route="/hsm/v2/State/Components/{id}",method="GET",status="404"} 1' in text
-    assert "chamicore_admin_request_seconds_count" in text
+    found = families((await api.get("/metrics")).text)
+    requests = found["chamicore_admin_requests"]
+    assert requests.type == "counter"
+    assert not [s for s in requests.samples if node in s.labels["route"] or "missing" in s.labels["route"]]
+    by = {(s.labels["route"], s.labels["method"], s.labels["status"]): s.value for s in requests.samples}
+    assert by[("/hsm/v2/State/Components/{id}", "GET", "200")] == 1
+    assert by[("/hsm/v2/State/Components/{id}", "GET", "404")] == 1
+    assert by[("/hsm/v2/State/Components", "POST", "201")] == 1
+    latency = found["chamicore_admin_request_seconds"]
+    assert latency.type == "histogram"
+    counts = {(s.labels["route"], s.labels["method"]): s.value for s in latency.samples if s.name.endswith("_count")}
+    assert counts[("/hsm/v2/State/Components/{id}", "GET")] == 2
 
 
 async def test_telemetry_endpoints(api, conn):

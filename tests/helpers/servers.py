@@ -35,16 +35,16 @@ class ServiceServer:
         self.interface = interface
         self.process: subprocess.Popen | None = None
 
-    def start(self, wait_ready: bool = True) -> ServiceServer:
+    def start(self, wait_ready: bool = True, timeout: float = 20) -> ServiceServer:
         extra = ["--interface", self.interface] if self.service == "boot" else []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cli.main", "serve", self.service, *extra],
             env=self.env, cwd=ROOT, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        self.wait_listening()
+        self.wait_listening(timeout)
         if wait_ready:
-            self.wait_ready()
+            self.wait_ready(timeout)
         return self
 
     def get(self, path: str, headers: dict | None = None) -> tuple[int, dict, bytes]:
