@@ -180,6 +180,14 @@ def query_list(request: Request, name: str) -> list[str]:
     return values
 
 
+def query_states(request: Request, allowed, what: str = "state") -> list[str]:
+    """`?state=a,b` checked against the states a list has: an unknown one is a 400 naming the known ones."""
+    states = query_list(request, "state")
+    if bad := [s for s in states if s not in allowed]:
+        raise field_problem("state", f"unknown {what} {bad[0][:40]!r}; one of {', '.join(allowed)}", 400)
+    return states
+
+
 def check_if_match(request: Request, current_etag: str, *, required: bool = True) -> None:
     """PUT needs the ETag it read: 428 without it, 412 when it changed since.
     PATCH (required=False) checks it only when sent."""

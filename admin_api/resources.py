@@ -64,6 +64,18 @@ def paging(request: Request) -> tuple[int, int]:
             query_int(request, "offset", 0, 0))
 
 
+async def child_page(conn, table: str, parent: str, parent_id: str, states: list[str], order: str, limit: int,
+                     offset: int) -> tuple[dict[str, int], list]:
+    """The per-state counts of a parent's rows (a scan's hosts, a transition's tasks) and one page of them in
+    the states asked for (all when none): a page that follows thousands live asks for these, not for all."""
+    by_state = dict(await conn.fetch(f"SELECT state, count(*) FROM {table} WHERE {parent} = $1 GROUP BY state",
+                                     parent_id))
+    rows = await conn.fetch(f"SELECT * FROM {table} WHERE {parent} = $1 AND (cardinality($2::text[]) = 0 "
+                            f"OR state = ANY($2::text[])) ORDER BY {order} LIMIT {limit} OFFSET {offset}",
+                            parent_id, states)
+    return by_state, rows
+
+
 def order_by(request: Request, columns: dict[str, str], default: str = "id") -> str:
     """`?sort=nid,-id` -> "nid ASC, id DESC", over an allowed set of fields only."""
     terms = []

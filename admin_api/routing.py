@@ -48,6 +48,11 @@ def one_of(values) -> str:
     return f"^(({choice})(,({choice}))*)?$"  # empty: the filter is not applied
 
 
+def state_param(states, what: str = "states") -> Param:
+    """The `state` filter of a list (query_states checks it)."""
+    return Param("state", f"{what}, comma = OR", schema={"type": "string", "pattern": one_of(states)})
+
+
 def sort_param(columns) -> Param:
     choice = "|".join(re.escape(v) for v in sorted(columns, key=len, reverse=True))
     return Param("sort", f"fields to sort by, `-` for descending ({', '.join(sorted(columns))})",

@@ -8,9 +8,9 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.http import field_problem, json_response, problem, query_list
+from admin_api.http import field_problem, json_response, problem, query_states
 from admin_api.resources import paging
-from admin_api.routing import PAGING, Param, Router, one_of, request_body
+from admin_api.routing import PAGING, Router, request_body, state_param
 from admin_api.smd.schemas import Id
 from core import events
 from core.discovery import BadAddress, create_scan
@@ -121,13 +121,10 @@ async def start_scan(request: Request) -> Response:
 
 
 @router.get(BASE, scope="read:discovery", summary="List scans, newest first", response=ScanList,
-            params=(*PAGING, Param("state", "states, comma = OR", schema={"type": "string",
-                                                                          "pattern": one_of(STATES)})))
+            params=(*PAGING, state_param(STATES)))
 async def list_scans(request: Request) -> Response:
     limit, offset = paging(request)
-    states = query_list(request, "state")
-    if bad := [s for s in states if s not in STATES]:
-        raise field_problem("state", f"unknown state {bad[0][:40]!r}; one of {', '.join(STATES)}", 400)
+    states = query_states(request, STATES)
     async with request.app.state.pool.acquire() as conn:
         where = "WHERE cardinality($1::text[]) = 0 OR state = ANY($1::text[])"
         total = await conn.fetchval(f"SELECT count(*) FROM discovery.scans {where}", states)

@@ -11,10 +11,10 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.http import field_problem, json_response, query_list
+from admin_api.http import json_response, query_states
 from admin_api.power.transitions import BASE, Task, Transition, _key, _transition, load
-from admin_api.resources import paging
-from admin_api.routing import PAGING, Param, Router, one_of
+from admin_api.resources import child_page, paging
+from admin_api.routing import PAGING, Router, state_param
 from core.envelope import ListMetadata
 from core.power import ACTIVE_TASK_STATES, FINAL_TASK_STATES
 
@@ -30,20 +30,14 @@ class TaskPage(msgspec.Struct, rename="camel"):
 
 @router.get(BASE + "/{id}/tasks", scope="read:power", response=TaskPage,
             summary="A transition with its task counts and a page of its tasks, by node id",
-            params=(*PAGING, Param("state", "task states, comma = OR",
-                                   schema={"type": "string", "pattern": one_of(TASK_STATES)})))
+            params=(*PAGING, state_param(TASK_STATES, "task states")))
 async def list_tasks(request: Request) -> Response:
     limit, offset = paging(request)
-    states = query_list(request, "state")
-    if bad := [s for s in states if s not in TASK_STATES]:
-        raise field_problem("state", f"unknown task state {bad[0][:40]!r}; one of {', '.join(TASK_STATES)}", 400)
+    states = query_states(request, TASK_STATES, "task state")
     async with request.app.state.pool.acquire() as conn:
         row = await load(conn, _key(request))
-        by_state = dict(await conn.fetch("SELECT state, count(*) FROM power.tasks WHERE transition_id = $1 "
-                                         "GROUP BY state", row["id"]))
-        tasks = await conn.fetch("SELECT * FROM power.tasks WHERE transition_id = $1 AND (cardinality($2::text[]) = 0 "
-                                 f"OR state = ANY($2::text[])) ORDER BY node_id LIMIT {limit} OFFSET {offset}",
-                                 row["id"], states)
+        by_state, tasks = await child_page(conn, "power.tasks", "transition_id", row["id"], states, "node_id", limit,
+                                           offset)
     counts = {"total": sum(by_state.values()), **by_state}
     total = sum(n for state, n in by_state.items() if not states or state in states)
     return json_response(TaskPage(metadata=ListMetadata(total=total, limit=limit, offset=offset),

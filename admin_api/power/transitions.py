@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin_api import dryrun
-from admin_api.http import field_problem, json_response, problem, query_list
+from admin_api.http import field_problem, json_response, problem, query_list, query_states
 from admin_api.resources import paging
-from admin_api.routing import PAGING, Param, Router, one_of, request_body
+from admin_api.routing import PAGING, Param, Router, request_body, state_param
 from admin_api.smd.schemas import Id
 from core import events, power_targets
 from core.envelope import ListMetadata
@@ -196,13 +196,10 @@ for _name, _operation in ACTIONS.items():
 
 
 @router.get(BASE, scope="read:power", summary="List transitions, newest first", response=TransitionList,
-            params=(*PAGING, Param("state", "states, comma = OR",
-                                   schema={"type": "string", "pattern": one_of(TRANSITION_STATES)})))
+            params=(*PAGING, state_param(TRANSITION_STATES)))
 async def list_transitions(request: Request) -> Response:
     limit, offset = paging(request)
-    states = query_list(request, "state")
-    if bad := [s for s in states if s not in TRANSITION_STATES]:
-        raise field_problem("state", f"unknown state {bad[0][:40]!r}; one of {', '.join(TRANSITION_STATES)}", 400)
+    states = query_states(request, TRANSITION_STATES)
     async with request.app.state.pool.acquire() as conn:
         total, rows, counts = await transitions_page(conn, states, limit, offset)
     return json_response(TransitionList(metadata=ListMetadata(total=total, limit=limit, offset=offset),
@@ -286,13 +283,11 @@ async def abort_transition(request: Request) -> Response:
 @router.get("/power/v1/power-status", scope="read:power", summary="Last known power state of nodes",
             response=PowerStatusList,
             params=(*PAGING, Param("node", "node ids, comma = OR"), Param("group", "members of these groups"),
-                    Param("state", "power states, comma = OR", schema={"type": "string",
-                                                                       "pattern": one_of(POWER_STATES)})))
+                    state_param(POWER_STATES, "power states")))
 async def power_status(request: Request) -> Response:
     limit, offset = paging(request)
-    nodes, groups, states = query_list(request, "node"), query_list(request, "group"), query_list(request, "state")
-    if bad := [s for s in states if s not in POWER_STATES]:
-        raise field_problem("state", f"unknown power state {bad[0][:40]!r}; one of {', '.join(POWER_STATES)}", 400)
+    nodes, groups = query_list(request, "node"), query_list(request, "group")
+    states = query_states(request, POWER_STATES, "power state")
     async with request.app.state.pool.acquire() as conn:
         total, items = await power_states(conn, nodes, groups, states, limit=limit, offset=offset)
     return json_response(PowerStatusList(metadata=ListMetadata(total=total, limit=limit, offset=offset), items=items))
