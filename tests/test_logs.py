@@ -169,3 +169,35 @@ def test_the_sync_daemons_log_json_lines_as_sync(dsn):
     rest = [json.loads(line) for line in process.stderr.read().decode().splitlines()]
     process.stderr.close()
     assert any(e["msg"] == "sync: stopped" for e in rest) and all(e["service"] == "sync" for e in rest)
+
+
+def test_with_tracing_on_a_json_line_names_the_current_span(admin_server):
+    """CHAMICORE_OTEL_ENDPOINT set: a line logged while a request is handled carries the trace id and the span id
+    of that request's span, as exported (an OTLP receiver in the test), in the trace the client's traceparent began."""
+    import os
+
+    import httpx
+
+    from tests.helpers.otlp import OtlpReceiver
+    from tests.helpers.polling import wait_until
+
+    receiver = OtlpReceiver().start()
+    try:
+        server = admin_server(CHAMICORE_LOG_FORMAT="json", CHAMICORE_LOG_LEVEL="info",
+                              CHAMICORE_TOKEN_FAILURES_PER_CLIENT="1", CHAMICORE_OTEL_ENDPOINT=receiver.url,
+                              OTEL_BSP_SCHEDULE_DELAY="50")
+        traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        response = httpx.post(server.url + "/auth/v1/token", headers={"traceparent": traceparent},
+                              data={"grant_type": "client_credentials", "client_id": "robot", "client_secret": "no"})
+        assert response.status_code == 401
+        span = wait_until(lambda: receiver.named("POST /auth/v1/token", "chamicore-admin"), 10)[0]
+        os.killpg(server.process.pid, 15)
+        server.process.wait(timeout=15)
+        entries = [json.loads(line) for line in server.process.stderr.read().decode().splitlines()]
+    finally:
+        receiver.stop()
+    held = [e for e in entries if "token requests held" in e["msg"]]
+    assert len(held) == 1, entries
+    assert span.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736" and span.parent_id == "00f067aa0ba902b7"
+    assert held[0]["trace_id"] == span.trace_id and held[0]["span_id"] == span.span_id
+    assert all("span_id" not in e for e in entries if e["logger"] == "_granian")

@@ -67,6 +67,7 @@ class OtlpReceiver:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        self._loop.close()
 
     async def _export(self, request: web.Request) -> web.Response:
         body = await request.read()
