@@ -202,6 +202,37 @@ async def test_node_provision_import_and_bootscript(chamicore, boot_server, tmp_
     assert code == 2 and "nodes 3-4" in err and "2 nodes before them were imported" in err
 
 
+async def test_import_csv_dry_run_lists_the_diff_and_names_bad_lines(chamicore, tmp_path, conn):
+    await conn.execute("INSERT INTO smd.groups (name) VALUES ('compute')")
+    csv_file = tmp_path / "rack12.csv"
+    csv_file.write_text("id,nid,mac,bmc,groups\n"
+                        "x3000c0s1b0n0,1,02:00:00:00:30:01,https://127.0.0.1:9443,compute\n"
+                        "x3000c0s1b0n1,2,02:00:00:00:30:02,https://127.0.0.1:9443,\n"
+                        "\n"
+                        "plain-node,3,,ipmi://127.0.0.1:6231,compute\n")
+    diff = json.loads(ok(chamicore("import", str(csv_file), "--dry-run", "-o", "json")))
+    assert diff == {"nodes": ["x3000c0s1b0n0", "x3000c0s1b0n1", "plain-node"],
+                    "bmcs": [{"id": "x3000c0s1b0", "address": "https://127.0.0.1:9443", "action": "created",
+                              "nodes": ["x3000c0s1b0n0", "x3000c0s1b0n1"]},
+                             {"id": "plain-node-bmc", "address": "ipmi://127.0.0.1:6231", "action": "created",
+                              "nodes": ["plain-node"]}],
+                    "groups": {"compute": ["x3000c0s1b0n0", "plain-node"]}}
+    assert not await conn.fetchval("SELECT count(*) FROM smd.components")
+    code, table, err = chamicore("import", str(csv_file), "--dry-run")
+    assert code == 0 and "the import would create 3 nodes, 2 new BMCs (2 in all), 2 group memberships" in err
+    assert [line.split()[:3] for line in table.splitlines()[-2:]] == [["join", "group", "x3000c0s1b0n0"],
+                                                                      ["join", "group", "plain-node"]]
+    code, _, err = chamicore("import", str(csv_file))
+    assert code == 0 and "imported 3 nodes" in err
+    assert await conn.fetchval("SELECT parent_id FROM smd.components WHERE id = 'plain-node'") == "plain-node-bmc"
+    # A refused item is named by its line in the file, and nothing of its batch is imported.
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,groups\nfine-node,compute\n\nlost-node,nope\n")
+    code, _, err = chamicore("import", str(bad))
+    assert code == 2 and "line 4: $[1].groups[0]: no group 'nope'" in err, err
+    assert not await conn.fetchval("SELECT true FROM smd.components WHERE id = 'fine-node'")
+
+
 def test_completion_and_help():
     script = subprocess.run([sys.executable, "-m", "cli.main", "completion", "bash"], cwd=ROOT, capture_output=True,
                             text=True, timeout=30)
