@@ -59,6 +59,7 @@ bench: install system-deps
 	$(PY) -m bench.adminload
 	$(PY) -m bench.openchami_poll
 	$(PY) -m bench.console
+	$(PY) -m bench.tracing
 
 lint: install
 	$(PY) -m ruff check .
