@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from urllib.parse import urlsplit
 
@@ -12,9 +13,12 @@ DRIVERS: dict[str, str] = {
     "csv": "register the nodes listed in a CSV document (header: id,mac,ip,nid,role,subRole,arch,rack,unit,slot,"
            "bmc,bmcAddress,systemPath; only mac is required)",
     "json": "register the nodes listed in a JSON array of objects with the CSV driver's fields",
+    "snmp": "read a switch's forwarding table (BRIDGE-MIB, Q-BRIDGE-MIB) and LLDP neighbours over SNMP v2c or v3 and "
+            "attach each learned MAC to the node its port names (the target's snmp.mapping rule)",
 }
 
 MAX_HOSTS = 65536  # one /16; a bigger range is most likely a typo
+_HOST_RE = re.compile(r"[A-Za-z0-9._:%-]{1,253}")  # a DNS name, an IPv4 or an IPv6 address
 
 
 class BadAddress(ValueError):
@@ -68,8 +72,30 @@ def expand(address: str) -> list[str]:
     return [base_url(address)]
 
 
+def snmp_address(address: str) -> str:
+    """`switch1`, `10.0.0.2:1161` or `[fe80::2]:161` -> `snmp://host:port` (RFC 4088), the switch a target reads."""
+    address = address.strip()
+    if "://" in address or "/" in address:
+        raise BadAddress(f"an snmp target's address is host or host:port, not {address[:100]!r}")
+    if address.count(":") > 1 and not address.startswith("["):
+        address = f"[{address}]"  # a bare IPv6 address
+    try:
+        parts = urlsplit("snmp://" + address)
+        port = 161 if parts.port is None else parts.port
+    except ValueError:
+        raise BadAddress(f"not a host or host:port: {address[:100]!r}") from None
+    if not address:
+        raise BadAddress("an address is required")
+    if not parts.hostname or not _HOST_RE.fullmatch(parts.hostname) or not 0 < port < 65536:
+        raise BadAddress(f"not a host or host:port: {address[:100]!r}")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"snmp://{host}:{port}"
+
+
 def scan_hosts(target) -> list[str]:
-    """The "hosts" a scan of this target visits: base URLs for redfish, one `-` for a node list."""
+    """The "hosts" a scan of this target visits: base URLs for redfish, the switch for snmp, `-` for a node list."""
+    if target["driver"] == "snmp":
+        return [snmp_address(target["address"])]
     return expand(target["address"]) if target["driver"] == "redfish" else ["-"]
 
 

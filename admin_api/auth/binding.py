@@ -17,7 +17,8 @@ registering the BMCs it found at a target's hosts.
 
 A binding is a base URL and its TLS choice: the same host over http (a
 different URL), or with certificate checks turned off (`insecure`) where
-they were on, is a new binding.
+they were on, is a new binding.  A switch's community or v3 keys are bound
+the same way, to its `snmp://host:port`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from admin_api.auth.guard import missing_scopes, require_scopes
-from core.discovery import BadAddress, base_url, expand
+from core.discovery import BadAddress, base_url, scan_hosts
 
 READ = "read:credentials"
 
@@ -33,10 +34,10 @@ READ = "read:credentials"
 async def bindings(conn, credential_id: str) -> set[tuple[str, bool]]:
     """(base URL, insecure) pairs the credential is sent to today, by targets and endpoints."""
     bound: set[tuple[str, bool]] = set()
-    for row in await conn.fetch("SELECT address, insecure FROM discovery.targets WHERE credential_id = $1 "
-                                "AND driver = 'redfish'", credential_id):
+    for row in await conn.fetch("SELECT driver, address, insecure FROM discovery.targets WHERE credential_id = $1 "
+                                "AND driver IN ('redfish', 'snmp')", credential_id):
         try:
-            bound.update((url, _insecure(url, row["insecure"])) for url in expand(row["address"]))
+            bound.update((url, _insecure(url, row["insecure"])) for url in scan_hosts(row))
         except BadAddress:  # written before a rule tightened: it names nothing a scan can reach
             continue
     for row in await conn.fetch("SELECT address, insecure FROM smd.redfish_endpoints WHERE credential_id = $1",

@@ -19,7 +19,9 @@ from core import db, events, tracing
 from core.crypto import SecretBox
 from core.discovery import create_scan
 from core.nodelist import NodeListError, parse
+from sync.discovery.attach import scan_switch
 from sync.discovery.register import Registered, register_bmc, register_listed
+from sync.discovery.snmp import SwitchError
 from sync.discovery.walk import walk
 from sync.redfish import RedfishClient, RedfishError
 from sync.service import Job
@@ -143,7 +145,7 @@ class DiscoveryScanner(Job):
                 detail = "; ".join(registered.conflicts + registered.problems)[:4000]
             except TimeoutError:
                 state, detail = "failed", f"{host}: no complete answer within {self.timeout_s:g} s"
-            except (HostFailed, RedfishError, NodeListError) as exc:
+            except (HostFailed, RedfishError, NodeListError, SwitchError) as exc:
                 state, detail = "failed", str(exc)[:4000]
             except (asyncpg.PostgresError, ValueError) as exc:
                 state, detail = "failed", f"could not register what was found: {exc}"[:4000]
@@ -174,6 +176,9 @@ class DiscoveryScanner(Job):
             nodes = parse(target["driver"], target["document"])
             async with pool.acquire() as conn:
                 return await register_listed(conn, nodes, scan_id)
+        if target["driver"] == "snmp":
+            username, secret = await self._credentials(pool, target["credential_id"])
+            return await scan_switch(pool, scan_id, target, host, username, secret, self.timeout_s)
         username, password = await self._credentials(pool, target["credential_id"])
         client = RedfishClient(session, host, username, password, insecure=target["insecure"],
                                timeout_s=self.timeout_s, credential_id=target["credential_id"])
