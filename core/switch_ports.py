@@ -12,8 +12,8 @@ ifName):
 - `rack` + `unit` (+ `slot`): templates of the node's location; the node is
   the one component of type Node at that place.
 
-Templates take `{group}` and `{group:spec}` (a str format spec, e.g. `{port:0>3}`),
-nothing else: no attribute or index access, no conversion.
+Templates take `{group}` and `{group:spec}` (fill, alignment and a width under 100, e.g.
+`{port:0>3}`), nothing else: no attribute or index access, no conversion.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from core.identity import is_valid_id
 
 Template = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 PORT_NAME_MAX = 255  # ifName and ifDescr are DisplayString (SIZE (0..255))
+# A str format spec: [[fill]align][width], the width bounded (`{port:>999999999}` would fill memory).
+_SPEC_RE = re.compile(r"(?:[^{}]?[<>^])?[1-9][0-9]?")  # not "03": a str pads that on the right
 
 
 class PortRule(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
@@ -107,8 +109,9 @@ class CompiledRule:
             if group not in self.pattern.groupindex:
                 raise BadRule(field, f"{{{group}}} is not a named group of portPattern "
                                      f"(it has {sorted(self.pattern.groupindex) or 'none'})")
-            if conversion or (spec and "{" in spec):
-                raise BadRule(field, f"{{{group}}}: only {{group}} or {{group:format}} is allowed")
+            if conversion or (spec and not _SPEC_RE.fullmatch(spec)):
+                raise BadRule(field, f"{{{group}}}: only {{group}} or {{group:format}} is allowed, the format a "
+                                     "fill, an alignment and a width below 100 (e.g. {port:0>3})")
         try:
             template.format(**{group: "1" for group in self.pattern.groupindex})
         except (ValueError, KeyError, IndexError) as exc:
