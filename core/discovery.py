@@ -1,11 +1,14 @@
-"""Discovery drivers and the host lists a Redfish target names (shared by the admin API and the scanner)."""
+"""Discovery drivers and the host lists a Redfish or IPMI target names (shared by the admin API and the scanner)."""
 
 from __future__ import annotations
 
 import ipaddress
 import re
 import secrets
+from collections.abc import Callable
 from urllib.parse import urlsplit
+
+from core.ipmi import endpoint_address, parse_address
 
 DRIVERS: dict[str, str] = {
     "redfish": "walk a BMC's Redfish service (ServiceRoot, Systems, Managers, Chassis, EthernetInterfaces) and "
@@ -13,6 +16,9 @@ DRIVERS: dict[str, str] = {
     "csv": "register the nodes listed in a CSV document (header: id,mac,ip,nid,role,subRole,arch,rack,unit,slot,"
            "bmc,bmcAddress,systemPath; only mac is required)",
     "json": "register the nodes listed in a JSON array of objects with the CSV driver's fields",
+    "ipmi": "read an IPMI BMC (RMCP+, UDP 623 unless host:port says otherwise): its system GUID, FRU 0 "
+            "(manufacturer, product, serial) and LAN MAC/IP, and register the BMC and its node; power control "
+            "then speaks IPMI to it",
     "snmp": "read a switch's forwarding table (BRIDGE-MIB, Q-BRIDGE-MIB) and LLDP neighbours over SNMP v2c or v3 and "
             "attach each learned MAC to the node its port names (the target's snmp.mapping rule)",
 }
@@ -44,8 +50,22 @@ def base_url(host: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def expand(address: str) -> list[str]:
-    """The base URLs a Redfish target's address names: one host or URL, a `first-last` range, or a CIDR."""
+def ipmi_url(host: str) -> str:
+    """`10.0.0.5`, `10.0.0.5:6230`, `[fe80::1]:623` -> `ipmi://host:port`, what an IPMI BMC's endpoint records."""
+    try:
+        return endpoint_address(*parse_address(host))
+    except ValueError as exc:
+        raise BadAddress(str(exc)) from None
+
+
+def endpoint_url(address: str) -> str:
+    """A BMC endpoint's recorded address, normalised: `ipmi://host:port` for IPMI, else a Redfish base URL."""
+    return ipmi_url(address.removeprefix("ipmi://")) if address.startswith("ipmi://") else base_url(address)
+
+
+def expand(address: str, url: Callable[[str], str] = base_url) -> list[str]:
+    """The addresses a target names, each made by `url` (Redfish base URLs unless told otherwise): one host or
+    URL, a `first-last` range, or a CIDR."""
     address = address.strip()
     if not address:
         raise BadAddress("an address is required")
@@ -57,19 +77,19 @@ def expand(address: str) -> list[str]:
         if network.num_addresses > MAX_HOSTS:
             raise BadAddress(f"{address} holds {network.num_addresses} addresses; at most {MAX_HOSTS} per target")
         hosts = list(network.hosts()) if network.num_addresses > 2 else list(network)
-        return [base_url(str(h)) for h in hosts]
+        return [url(str(h)) for h in hosts]
     if "-" in address and "://" not in address:
         first_text, _, last_text = address.partition("-")
         try:
             first, last = ipaddress.ip_address(first_text.strip()), ipaddress.ip_address(last_text.strip())
         except ValueError:
-            return [base_url(address)]  # a host name with a dash
+            return [url(address)]  # a host name with a dash
         if first.version != last.version or int(last) < int(first):
             raise BadAddress(f"not a range from low to high: {address[:100]!r}")
         if int(last) - int(first) + 1 > MAX_HOSTS:
             raise BadAddress(f"{address} holds more than {MAX_HOSTS} addresses")
-        return [base_url(str(ipaddress.ip_address(n))) for n in range(int(first), int(last) + 1)]
-    return [base_url(address)]
+        return [url(str(ipaddress.ip_address(n))) for n in range(int(first), int(last) + 1)]
+    return [url(address)]
 
 
 def snmp_address(address: str) -> str:
@@ -92,10 +112,16 @@ def snmp_address(address: str) -> str:
     return f"snmp://{host}:{port}"
 
 
+# How the drivers that scan address ranges spell each host they visit.
+HOST_URLS: dict[str, Callable[[str], str]] = {"redfish": base_url, "ipmi": ipmi_url}
+
+
 def scan_hosts(target) -> list[str]:
     """The "hosts" a scan of this target visits: base URLs for redfish, the switch for snmp, `-` for a node list."""
     if target["driver"] == "snmp":
         return [snmp_address(target["address"])]
+    if target["driver"] == "ipmi":
+        return expand(target["address"], ipmi_url)
     return expand(target["address"]) if target["driver"] == "redfish" else ["-"]
 
 

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import ipaddress
+import re
 import threading
 import weakref
 from collections.abc import Callable
@@ -42,6 +44,7 @@ CONCURRENCY = 64          # pyghmi calls in flight at once
 MAX_FRU_BYTES = 4096      # FRU 0 of a real board is a few hundred bytes
 FRU_CHUNK = 32            # bytes per Read FRU Data: many BMCs (and ipmi_sim) answer no more
 SCHEME = "ipmi://"
+_HOST_PORT_RE = re.compile(r"[A-Za-z0-9._%\[\]:-]{1,300}")  # a name, an IPv4 or a [IPv6], and a port
 
 # The engine's steps name Redfish ResetTypes; these are the chassis controls pyghmi sends for them.
 POWER_STATES = {"On": "on", "ForceOff": "off", "GracefulShutdown": "shutdown", "ForceRestart": "reset",
@@ -75,14 +78,18 @@ def parse_address(address: str) -> tuple[str, int]:
         if text.count(":") > 1 and not text.startswith("["):
             text = f"[{text}]"
         text = SCHEME + text
+    if not _HOST_PORT_RE.fullmatch(text.removeprefix(SCHEME)):
+        raise ValueError(f"not a host or host:port: {address[:100]!r}")
     try:
         parts = urlsplit(text)
-        port = parts.port or DEFAULT_PORT
+        port = DEFAULT_PORT if parts.port is None else parts.port
     except ValueError:
         raise ValueError(f"not a host or host:port: {address[:100]!r}") from None
-    if not parts.hostname or parts.path or parts.query or parts.fragment or parts.username or parts.password:
+    if not parts.hostname or parts.path or parts.query or parts.fragment or "@" in parts.netloc:
         raise ValueError(f"not a host or host:port: {address[:100]!r}")
     host = parts.hostname
+    if not 0 < port < 65536:
+        raise ValueError(f"not a UDP port: {port}")
     if not all(c.isalnum() or c in ".-:%_" for c in host) or len(host) > 253:
         raise ValueError(f"not a host name or IP address: {host[:100]!r}")
     return host, port
@@ -106,8 +113,18 @@ class BmcFacts:
 _slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 
 
+def _load_pyghmi() -> None:
+    """Import pyghmi (about 0.8 s, once) in the calling thread, so that no worker thread imports: CPython 3.11
+    can fail an import that compiles in one thread while another parses (SystemError, AST recursion depth)."""
+    import pyghmi.exceptions  # noqa: F401
+    import pyghmi.ipmi.command  # noqa: F401
+    import pyghmi.ipmi.fru  # noqa: F401
+    import pyghmi.ipmi.private.util  # noqa: F401
+
+
 async def _in_thread(call: Callable[[], T], deadline_s: float, what: str) -> T:
     """Run a blocking call in its own thread with a deadline; its slot is given back when the thread ends."""
+    _load_pyghmi()
     loop = asyncio.get_running_loop()
     slots = _slots.setdefault(loop, asyncio.Semaphore(CONCURRENCY))
     await slots.acquire()
@@ -167,14 +184,29 @@ def _ipv4(value: Any) -> str:
     return checked
 
 
-class IpmiClient:
-    """One BMC over IPMI 2.0.  A session is opened on first use.
+class _Session:
+    """One pyghmi session, shared by every client of the same BMC, user and password.
 
-    pyghmi keeps each session (one per BMC, user and password, shared by
-    every client that names the same three) and its keepalive itself; a
-    session that lost its BMC is dropped and the next call logs on afresh.
-    (Its logout leaves the cached session unusable for the next logon, so
-    sessions are not logged out here.)
+    pyghmi caches sessions itself, but a second Command() for a BMC whose
+    session another thread opened waits forever on that cache (seen with
+    pyghmi 1.6 against ipmi_sim); so each is made once here, and calls on it
+    take turns (one chassis, one conversation).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.command: Any = None
+
+
+_sessions: dict[tuple[str, int, str, str], _Session] = {}
+_sessions_lock = threading.Lock()
+
+
+class IpmiClient:
+    """One BMC over IPMI 2.0.  A session is opened on first use, and kept for the next client of the same BMC.
+
+    pyghmi keeps each session alive itself; a session that lost its BMC is
+    dropped and the next call logs on afresh.
     """
 
     def __init__(self, address: str, username: str, password: str, *, timeout_s: float = 10.0,
@@ -186,8 +218,9 @@ class IpmiClient:
         self.timeout_s = timeout_s
         self.credential_id = credential_id
         self.bmc_id = bmc_id
-        self._command: Any = None
-        self._lock = threading.Lock()  # one pyghmi call at a time on one session
+        digest = hashlib.sha256(password.encode()).hexdigest()  # the key of the shared session, not the secret
+        with _sessions_lock:
+            self._shared = _sessions.setdefault((self.host, self.port, username, digest), _Session())
 
     def __repr__(self) -> str:  # never the password
         return f"IpmiClient({self.address!r}, user={self.username!r})"
@@ -195,13 +228,13 @@ class IpmiClient:
     # -- the blocking side, run in threads -----------------------------------------------------------------
 
     def _session(self):
-        from pyghmi.exceptions import IpmiException  # type: ignore[import-untyped]
-        from pyghmi.ipmi import command  # type: ignore[import-untyped]
+        from pyghmi.exceptions import IpmiException
+        from pyghmi.ipmi import command
 
-        if self._command is None:
+        if self._shared.command is None:
             try:
-                self._command = command.Command(bmc=self.host, userid=self.username, password=self._password,
-                                                port=self.port)
+                self._shared.command = command.Command(bmc=self.host, userid=self.username,
+                                                       password=self._password, port=self.port)
             except IpmiException as exc:
                 raise self._logon_error(exc) from None
             except OSError as exc:  # a name that does not resolve, say
@@ -210,7 +243,7 @@ class IpmiClient:
             except Exception as exc:  # noqa: BLE001 - pyghmi's logon can trip over a BMC's odd answer
                 raise IpmiError(f"{self.address}: the IPMI logon failed ({exc.__class__.__name__}); check the BMC "
                                 "and its credential", retryable=True) from None
-        return self._command
+        return self._shared.command
 
     def _logon_error(self, exc: Exception) -> IpmiError:
         text = str(exc.args[0]) if exc.args and exc.args[0] else ""
@@ -224,26 +257,35 @@ class IpmiClient:
         return IpmiError(f"{self.address}: no IPMI session ({text[:120] or 'no answer'}); is it an IPMI BMC, "
                          "reachable over UDP from the sync daemon?", retryable=True)
 
-    def _call(self, what: str, act: Callable[[Any], T]) -> T:
+    def _call(self, what: str, act: Callable[[Any], T], *, reads: bool = True) -> T:
+        """`act` on the shared session.  A read on a kept session that turns out lost (the BMC rebooted, say)
+        is tried once more on a fresh logon; a chassis control is not (it may have been acted on)."""
         from pyghmi.exceptions import IpmiException
 
-        with self._lock:
-            command = self._session()
-            try:
-                return act(command)
-            except IpmiException as exc:
-                text = str(exc.args[0]) if exc.args and exc.args[0] else "no answer"
-                lost = text in ("timeout", "no answer", "Session no longer connected")
-                if lost:  # the session is no good any more: the next call logs on afresh
-                    self._command = None
-                raise IpmiError(f"{self.address}: {what}: {text[:200]}", retryable=lost, may_have_acted=lost) \
-                    from None
-            except IpmiError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a malformed answer broke pyghmi's parsing
-                self._command = None
-                raise IpmiError(f"{self.address}: {what}: malformed answer ({exc.__class__.__name__})",
-                                may_have_acted=True) from None
+        with self._shared.lock:
+            kept = self._shared.command is not None
+            while True:
+                command = self._session()
+                try:
+                    return act(command)
+                except IpmiException as exc:
+                    text = str(exc.args[0]) if exc.args and exc.args[0] else "no answer"
+                    lost = text in ("timeout", "no answer", "Session no longer connected")
+                    if lost:  # the session is no good any more: the next call logs on afresh
+                        self._shared.command = None
+                        if kept and reads:
+                            kept = False
+                            continue
+                        if not kept:
+                            text += " (right after logging on: check the BMC and the credential)"
+                    raise IpmiError(f"{self.address}: {what}: {text[:200]}", retryable=lost,
+                                    may_have_acted=lost) from None
+                except IpmiError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a malformed answer broke pyghmi's parsing
+                    self._shared.command = None
+                    raise IpmiError(f"{self.address}: {what}: malformed answer ({exc.__class__.__name__})",
+                                    may_have_acted=True) from None
 
     def _read_fru(self, command) -> bytes | None:
         """FRU 0 in small chunks; None when the BMC has none."""
@@ -269,7 +311,7 @@ class IpmiClient:
 
     def _facts(self, command) -> BmcFacts:
         from pyghmi.ipmi import fru
-        from pyghmi.ipmi.private import util  # type: ignore[import-untyped]
+        from pyghmi.ipmi.private import util
 
         notes: list[str] = []
         guid = None
@@ -322,5 +364,5 @@ class IpmiClient:
         wanted = POWER_STATES.get(reset_type)
         if wanted is None:
             raise IpmiError(f"{self.address}: {reset_type} has no IPMI chassis control")
-        await _in_thread(lambda: self._call(f"chassis control {wanted}", lambda c: c.set_power(wanted, wait=False)),
-                         self.timeout_s, f"{self.address} chassis control")
+        await _in_thread(lambda: self._call(f"chassis control {wanted}", lambda c: c.set_power(wanted, wait=False),
+                                            reads=False), self.timeout_s, f"{self.address} chassis control")

@@ -26,7 +26,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from admin_api.auth.guard import missing_scopes, require_scopes
-from core.discovery import BadAddress, base_url, scan_hosts
+from core.discovery import BadAddress, endpoint_url, scan_hosts
 
 READ = "read:credentials"
 
@@ -35,7 +35,7 @@ async def bindings(conn, credential_id: str) -> set[tuple[str, bool]]:
     """(base URL, insecure) pairs the credential is sent to today, by targets and endpoints."""
     bound: set[tuple[str, bool]] = set()
     for row in await conn.fetch("SELECT driver, address, insecure FROM discovery.targets WHERE credential_id = $1 "
-                                "AND driver IN ('redfish', 'snmp')", credential_id):
+                                "AND driver IN ('redfish', 'snmp', 'ipmi')", credential_id):
         try:
             bound.update((url, _insecure(url, row["insecure"])) for url in scan_hosts(row))
         except BadAddress:  # written before a rule tightened: it names nothing a scan can reach
@@ -43,7 +43,7 @@ async def bindings(conn, credential_id: str) -> set[tuple[str, bool]]:
     for row in await conn.fetch("SELECT address, insecure FROM smd.redfish_endpoints WHERE credential_id = $1",
                                 credential_id):
         try:
-            url = base_url(row["address"])
+            url = endpoint_url(row["address"])
         except BadAddress:
             continue
         bound.add((url, _insecure(url, row["insecure"])))

@@ -15,7 +15,7 @@ from admin_api.resources import metadata
 from admin_api.routing import PAGING, Param, Router
 from admin_api.smd.schemas import Id
 from core import events, switch_ports
-from core.discovery import DRIVERS, BadAddress, expand, scan_hosts, snmp_address
+from core.discovery import DRIVERS, HOST_URLS, BadAddress, expand, scan_hosts, snmp_address
 from core.envelope import Resource
 from core.nodelist import NodeListError, parse
 from core.switch_ports import SnmpSettings
@@ -26,7 +26,7 @@ router = Router("discovery")
 
 
 class TargetSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
-    driver: Literal["redfish", "csv", "json", "snmp"]
+    driver: Literal["redfish", "csv", "json", "ipmi", "snmp"]
     address: Annotated[str, msgspec.Meta(max_length=300, description="redfish: host, host:port, URL, "
                                                                      "first-last range or CIDR; snmp: the switch, "
                                                                      "host or host:port")] = ""
@@ -62,11 +62,11 @@ async def _check(request: Request, conn, spec: TargetSpec) -> None:
                                            "driver takes them")
     if spec.driver == "snmp":
         _check_switch(spec)
-    elif spec.driver == "redfish":
+    elif spec.driver in ("redfish", "ipmi"):
         if spec.document is not None:
             raise field_problem("$.spec.document", "only the csv and json drivers take a document")
         try:
-            expand(spec.address)
+            expand(spec.address, HOST_URLS[spec.driver])
         except BadAddress as exc:
             raise field_problem("$.spec.address", str(exc)) from None
     else:
@@ -78,10 +78,14 @@ async def _check(request: Request, conn, spec: TargetSpec) -> None:
             parse(spec.driver, spec.document)
         except NodeListError as exc:
             raise field_problem("$.spec.document", str(exc)) from None
+    if spec.driver == "ipmi" and not spec.credential_id:
+        raise field_problem("$.spec.credentialId", "the ipmi driver needs a credential: the BMC's IPMI user")
+    if spec.driver == "ipmi" and spec.insecure:
+        raise field_problem("$.spec.insecure", "the ipmi driver has no TLS to skip; leave insecure false")
     if spec.credential_id and not await conn.fetchval("SELECT true FROM auth.credentials WHERE id = $1",
                                                       spec.credential_id):
         raise field_problem("$.spec.credentialId", f"no credential {spec.credential_id!r}")
-    if spec.driver in ("redfish", "snmp"):  # the node-list drivers send no credential anywhere
+    if spec.driver in ("redfish", "snmp", "ipmi"):  # the node-list drivers send no credential anywhere
         await check_binding(request, conn, spec.credential_id, scan_hosts(_row(spec)), spec.insecure, "the target")
 
 

@@ -183,7 +183,8 @@ async def register_bmc(conn: asyncpg.Connection, found: FoundBmc, credential_id:
     done = Registered(problems=list(found.dropped))
     async with conn.transaction():
         bmc_id = await ensure_bmc(conn, found.address, credential_id, insecure, scan_id)
-        done.problems += await _upsert_interfaces(conn, bmc_id, [(mac, []) for mac in found.macs], _origin(scan_id))
+        done.problems += await _upsert_interfaces(conn, bmc_id, [(mac, found.ips) for mac in found.macs],
+                                                  _origin(scan_id))
         done.ids.append(bmc_id)
         for system in found.systems:
             if conflicts := await _conflicts(conn, bmc_id, found.address, system):

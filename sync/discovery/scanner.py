@@ -18,8 +18,10 @@ import asyncpg
 from core import db, events, tracing
 from core.crypto import SecretBox
 from core.discovery import create_scan
+from core.ipmi import IpmiClient, IpmiError
 from core.nodelist import NodeListError, parse
 from sync.discovery.attach import scan_switch
+from sync.discovery.ipmi import read_bmc
 from sync.discovery.register import Registered, register_bmc, register_listed
 from sync.discovery.snmp import SwitchError
 from sync.discovery.walk import walk
@@ -176,6 +178,8 @@ class DiscoveryScanner(Job):
             nodes = parse(target["driver"], target["document"])
             async with pool.acquire() as conn:
                 return await register_listed(conn, nodes, scan_id)
+        if target["driver"] == "ipmi":
+            return await self._discover_ipmi(pool, scan_id, target, host)
         if target["driver"] == "snmp":
             username, secret = await self._credentials(pool, target["credential_id"])
             return await scan_switch(pool, scan_id, target, host, username, secret, self.timeout_s)
@@ -185,6 +189,18 @@ class DiscoveryScanner(Job):
         found = await walk(client)
         async with pool.acquire() as conn:
             return await register_bmc(conn, found, target["credential_id"], target["insecure"], scan_id)
+
+    async def _discover_ipmi(self, pool, scan_id: str, target, host: str) -> Registered:
+        username, password = await self._credentials(pool, target["credential_id"])
+        if username is None or password is None:
+            raise HostFailed(f"{host}: the ipmi driver needs a credential: set the target's credentialId")
+        try:
+            found = await read_bmc(IpmiClient(host, username, password, timeout_s=self.timeout_s,
+                                              credential_id=target["credential_id"]))
+        except IpmiError as exc:
+            raise HostFailed(str(exc)) from None
+        async with pool.acquire() as conn:
+            return await register_bmc(conn, found, target["credential_id"], False, scan_id)
 
     async def _finish(self, conn: asyncpg.Connection, scan_id: str) -> None:
         counts = {state: n for state, n in await conn.fetch(

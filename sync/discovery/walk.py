@@ -45,6 +45,7 @@ class FoundBmc:
     macs: list[str]
     systems: list[FoundSystem]
     dropped: list[str] = dataclasses.field(default_factory=list)  # what the BMC said that was not taken, and why
+    ips: list[str] = dataclasses.field(default_factory=list)  # the BMC's own addresses, where it tells (IPMI)
 
 
 def _checked(check: Callable, value, notes: list[str], where: str):

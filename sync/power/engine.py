@@ -16,6 +16,12 @@ replica that takes over (after a SIGKILL, say) continues from the database:
 - `verifying`: poll the node until it reaches the wanted state or the
   deadline passes (BMCs apply changes seconds later, on their own time).
 
+The protocol is the BMC's: a Redfish endpoint's node is a ComputerSystem
+(`RedfishSystem`: POST a ResetType, read PowerState), an IPMI endpoint's
+(`ipmi://`) is its chassis (`IpmiChassis`: chassis control, read chassis
+status).  Both tell whether a failed request may have been acted on, so the
+steps above are the same for either.
+
 Limits: a global one on requests in flight and one per BMC, held only
 around a request, never while waiting.  Retryable failures (no answer,
 5xx, 429) back off with jitter; the others fail the task with what to do.
@@ -36,6 +42,8 @@ import asyncpg
 
 from core import backoff, db, events, inventory, power_targets, tracing
 from core.crypto import SecretBox
+from core.ipmi import SCHEME as IPMI_SCHEME
+from core.ipmi import IpmiClient, IpmiError
 from core.power import ACTIVE_TASK_STATES_SQL, STEPS, Operation, Step
 from core.power_targets import target_problem
 from sync.redfish import RedfishClient, RedfishError
@@ -50,6 +58,39 @@ TaskKey = tuple[str, str]  # (transition id, node id)
 
 class TaskFailed(Exception):
     pass
+
+
+BmcError = RedfishError | IpmiError  # both say `retryable` and `may_have_acted`
+BMC_ERRORS = (RedfishError, IpmiError)
+
+
+class RedfishSystem:
+    """A node as a Redfish BMC addresses it: one ComputerSystem."""
+
+    def __init__(self, client: RedfishClient, path: str) -> None:
+        self.client, self.path, self.bmc_id = client, path, client.bmc_id
+
+    async def power_state(self) -> str | None:
+        return (await self.client.get(self.path)).get("PowerState")
+
+    async def reset(self, reset_type: str) -> None:
+        await self.client.post(self.path + "/Actions/ComputerSystem.Reset", {"ResetType": reset_type})
+
+
+class IpmiChassis:
+    """A node as an IPMI BMC addresses it: its chassis (chassis control, verified by chassis status)."""
+
+    def __init__(self, client: IpmiClient) -> None:
+        self.client, self.bmc_id = client, client.bmc_id
+
+    async def power_state(self) -> str | None:
+        return await self.client.power_state()
+
+    async def reset(self, reset_type: str) -> None:
+        await self.client.set_power(reset_type)
+
+
+Node = RedfishSystem | IpmiChassis
 
 
 class NotActive(RuntimeError):
@@ -73,7 +114,7 @@ class PowerEngine(Job):
         self.unconfirmed_s = unconfirmed_s
         self.limit = asyncio.Semaphore(concurrency)
         self.bmc_concurrency = bmc_concurrency
-        self.bmc_limits: dict[str | None, asyncio.Semaphore] = {}  # by RedfishClient.bmc_id
+        self.bmc_limits: dict[str | None, asyncio.Semaphore] = {}  # by the node's BMC id
         self.running: dict[TaskKey, asyncio.Task] = {}
         self.pool: asyncpg.Pool | None = None
         self.session: aiohttp.ClientSession | None = None
@@ -200,8 +241,7 @@ class PowerEngine(Job):
             log.exception("power: task %s on %s stopped; it resumes on the next pass", key[0][:8], key[1])
 
     async def _steps(self, key: TaskKey) -> None:
-        client: RedfishClient | None = None
-        path = ""
+        node: Node | None = None
         while True:
             task = await self._load(key)
             if task is None or task["state"] not in ("pending", "sending", "verifying") \
@@ -209,22 +249,22 @@ class PowerEngine(Job):
                 return
             step = STEPS[Operation(task["operation"])][task["step"]]
             try:
-                if client is None:
-                    client, path = await self._target(key[1])
+                if node is None:
+                    node = await self._target(key[1])
                 wait = task["next_attempt_at"].timestamp() - time.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 elif task["state"] == "verifying":
-                    await self._verify(key, task, step, client, path)
+                    await self._verify(key, task, step, node)
                 else:
-                    await self._send(key, task, step, client, path)
+                    await self._send(key, task, step, node)
             except TaskFailed as exc:
                 await self._fail(key, task["state"], str(exc))
                 return
-            except RedfishError as exc:
+            except BMC_ERRORS as exc:
                 await self._retry_or_fail(key, task["state"], task["attempts"] + 1, exc)
 
-    async def _retry_or_fail(self, key: TaskKey, current: str, attempts: int, exc: RedfishError) -> None:
+    async def _retry_or_fail(self, key: TaskKey, current: str, attempts: int, exc: BmcError) -> None:
         if not exc.retryable:
             await self._fail(key, current, str(exc), attempts=attempts)
         elif attempts >= self.max_attempts:
@@ -239,28 +279,25 @@ class PowerEngine(Job):
         async with self.limit, bmc_limit:
             return await call
 
-    async def _power_state(self, client: RedfishClient, bmc_id: str | None, path: str) -> str | None:
-        system = await self._request(bmc_id, client.get(path))
-        return system.get("PowerState")
+    async def _power_state(self, node: Node) -> str | None:
+        return await self._request(node.bmc_id, node.power_state())
 
-    async def _send(self, key: TaskKey, task, step: Step, client: RedfishClient, path: str) -> None:
-        bmc_id = client.bmc_id
+    async def _send(self, key: TaskKey, task, step: Step, node: Node) -> None:
         if task["state"] == "sending":  # found so on resume: it may have been sent already
             if step.wanted is None:
                 raise TaskFailed(f"interrupted while sending {step.reset_type}; not sent again so that it cannot run "
                                  "twice: check the node")
             await self._set(key, "sending", "verifying", unconfirmed=True, verify_until=_after(self.unconfirmed_s))
             return
-        if step.wanted is not None and await self._power_state(client, bmc_id, path) == step.wanted:
+        if step.wanted is not None and await self._power_state(node) == step.wanted:
             await self._advance(key, task, step, "pending", f"already {step.wanted}")
             return
         attempts = task["attempts"] + 1
         if not await self._set(key, "pending", "sending", attempts=attempts):
             return
         try:
-            await self._request(bmc_id, client.post(path + "/Actions/ComputerSystem.Reset",
-                                                    {"ResetType": step.reset_type}))
-        except RedfishError as exc:
+            await self._request(node.bmc_id, node.reset(step.reset_type))
+        except BMC_ERRORS as exc:
             if exc.may_have_acted:
                 await self._outcome_unknown(key, task, step, attempts, exc)
             else:
@@ -274,7 +311,7 @@ class PowerEngine(Job):
         await self._set(key, "sending", "verifying", sends=task["sends"] + 1, unconfirmed=False, attempts=0,
                         verify_until=_after(self.verify_s), detail=f"{step.reset_type} sent; waiting for {step.wanted}")
 
-    async def _outcome_unknown(self, key: TaskKey, task, step: Step, attempts: int, exc: RedfishError) -> None:
+    async def _outcome_unknown(self, key: TaskKey, task, step: Step, attempts: int, exc: BmcError) -> None:
         """The request may have reached the BMC and been acted on, though no answer says so."""
         sends = task["sends"] + 1
         if step.wanted is None:
@@ -288,8 +325,8 @@ class PowerEngine(Job):
                             verify_until=_after(self.unconfirmed_s),
                             detail=f"{exc}; checking for {step.wanted} before sending {step.reset_type} again"[:1000])
 
-    async def _verify(self, key: TaskKey, task, step: Step, client: RedfishClient, path: str) -> None:
-        state = await self._power_state(client, client.bmc_id, path)
+    async def _verify(self, key: TaskKey, task, step: Step, node: Node) -> None:
+        state = await self._power_state(node)
         if state == step.wanted:
             await self._advance(key, task, step, "verifying", f"reached {state}")
             return
@@ -325,15 +362,23 @@ class PowerEngine(Job):
         self.tasks_failed += 1  # the admin API's /metrics reads it from sync.status
         await self._set(key, expected, "failed", detail=detail[:2000], **fields)
 
-    async def _target(self, node_id: str) -> tuple[RedfishClient, str]:
-        row = (await power_targets.fetch(self.active_pool, [node_id]))[0]
+    async def _target(self, node_id: str) -> Node:
+        return await self._node((await power_targets.fetch(self.active_pool, [node_id]))[0])
+
+    async def _node(self, row, clients: dict[str, RedfishClient | IpmiClient] | None = None) -> Node:
+        """How to reach the node of this power_targets row; `clients` shares one client per BMC."""
         if problem := target_problem(row):
             raise TaskFailed(problem)
-        client = await self._client(row)
-        path = row["path"] or await self._only_system(client, row["bmc_id"], node_id)
-        return client, path
+        client = clients.get(row["bmc_id"]) if clients is not None else None
+        if client is None:
+            client = await self._client(row)
+            if clients is not None:
+                clients[row["bmc_id"]] = client
+        if isinstance(client, IpmiClient):
+            return IpmiChassis(client)  # an IPMI BMC controls one system: its chassis
+        return RedfishSystem(client, row["path"] or await self._only_system(client, row["bmc_id"], row["id"]))
 
-    async def _client(self, row) -> RedfishClient:
+    async def _client(self, row) -> RedfishClient | IpmiClient:
         if self.box is None:
             raise TaskFailed("the sync daemon has no CHAMICORE_CREDENTIALS_KEY (or _FILE) to open BMC credentials")
         secret = await self.active_pool.fetchrow("SELECT username, secret_enc FROM auth.credentials WHERE id = $1",
@@ -345,6 +390,9 @@ class PowerEngine(Job):
         except ValueError:
             raise TaskFailed(f"credential {row['credential_id']!r} cannot be decrypted: the sync daemon's "
                              "CHAMICORE_CREDENTIALS_KEY is not the admin API's") from None
+        if row["address"].startswith(IPMI_SCHEME):
+            return IpmiClient(row["address"], secret["username"], password, timeout_s=self.timeout_s,
+                              credential_id=row["credential_id"], bmc_id=row["bmc_id"])
         return RedfishClient(self.active_session, row["address"], secret["username"], password, insecure=row["insecure"],
                              timeout_s=self.timeout_s, credential_id=row["credential_id"], bmc_id=row["bmc_id"])
 
@@ -363,20 +411,14 @@ class PowerEngine(Job):
         rows = await power_targets.fetch(pool, [r["id"] for r in await pool.fetch(
             "SELECT id FROM smd.components WHERE type = 'Node' AND (id IN (SELECT component_id FROM smd.redfish_systems)"
             " OR parent_id IN (SELECT id FROM smd.redfish_endpoints))")])
-        clients: dict[str, RedfishClient] = {}
+        clients: dict[str, RedfishClient | IpmiClient] = {}
 
         async def one(row) -> None:
             try:
-                if problem := target_problem(row):
-                    raise TaskFailed(problem)
-                if row["bmc_id"] not in clients:
-                    clients[row["bmc_id"]] = await self._client(row)
-                client = clients[row["bmc_id"]]
-                path = row["path"] or await self._only_system(client, row["bmc_id"], row["id"])
-                state = await self._power_state(client, row["bmc_id"], path)
+                state = await self._power_state(await self._node(row, clients))
                 async with pool.acquire() as conn, conn.transaction():  # status and inventory state together
                     await _record_power(conn, row["id"], state if state in ("On", "Off") else None)
-            except (TaskFailed, RedfishError) as exc:
+            except (TaskFailed, *BMC_ERRORS) as exc:
                 await pool.execute(
                     "INSERT INTO power.status (node_id, power_state, management_state, error) "
                     "VALUES ($1, 'undefined', 'unavailable', $2) ON CONFLICT (node_id) DO UPDATE SET "
