@@ -20,7 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
 from core import tracing
-from sync.service import Job
+from sync.service import Job, raise_if_cancelled
 
 log = logging.getLogger("chamicore.sync.outbox")
 
@@ -62,8 +62,10 @@ class OutboxRelay(Job):
         if self._nc is None or self._js is None or self._nc.is_closed or not self._nc.is_connected:
             if self._nc is not None:
                 await self._close()
-            self._nc = await nats.connect(self.nats_url, connect_timeout=2, max_reconnect_attempts=0,
-                                          allow_reconnect=False)
+            # Fail at once when NATS is away: nats-py's connect tries a server again (every reconnect_time_wait)
+            # until it has failed more than max_reconnect_attempts times, and forever when that is 0.
+            self._nc = await nats.connect(self.nats_url, connect_timeout=2, max_reconnect_attempts=1,
+                                          reconnect_time_wait=0, allow_reconnect=False)
             self._js = self._nc.jetstream(timeout=5)
             try:
                 await self._js.add_stream(StreamConfig(name=STREAM, subjects=SUBJECTS))
@@ -71,11 +73,17 @@ class OutboxRelay(Job):
                 pass  # exists already (perhaps with settings an operator chose): keep it
         return self._js
 
+    async def deactivate(self) -> None:
+        """Stopped or no longer active: close the NATS connection (bounded) and its background tasks with it."""
+        await self._close()
+
     async def _close(self) -> None:
         if self._nc is not None:
             try:
                 # Bounded: closing flushes what is buffered, which waits forever on a server that is gone.
-                await asyncio.wait_for(self._nc.close(), CLOSE_TIMEOUT_S)
+                # (asyncio.timeout, not wait_for: a close finishing with a cancellation must not drop it.)
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await self._nc.close()
             except Exception:  # noqa: BLE001 - closing a broken connection may fail; it is gone either way
                 pass
         self._nc = self._js = None
@@ -93,6 +101,7 @@ class OutboxRelay(Job):
                     with tracing.publishing(row["type"], row["traceparent"], headers):  # W3C traceparent header
                         await js.publish(row["type"], cloud_event(row), stream=STREAM, headers=headers)
                     sent.append(row["seq"])
+                    raise_if_cancelled()  # nats-py may have dropped a cancellation that came with the ack
         except Exception:
             # Keep what did get through, then let the service back off and retry the rest.
             if self._nc is not None:

@@ -31,6 +31,17 @@ class JobState(enum.StrEnum):
     STOPPED = "stopped"
 
 
+def raise_if_cancelled() -> None:
+    """Raise CancelledError if this task was cancelled and something swallowed the cancellation.
+
+    Python 3.11's asyncio.wait_for returns a result that arrives in the same loop turn as a cancellation and drops
+    the cancellation (nats-py waits for each publish's ack that way), and nats-py catches CancelledError outright in
+    places; Task.cancelling() still counts the request.  Without this check a daemon told to stop carries on."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def lock_key(job: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"chamicore.sync.{job}".encode(), digest_size=8).digest(), "big", signed=True)
 
@@ -93,6 +104,7 @@ class Job:
     async def run(self) -> None:
         backoff = Backoff(base=0.2, cap=10.0)
         while True:
+            raise_if_cancelled()
             conn = None
             try:
                 conn = await db.connect(self.dsn, timeout=5,
@@ -112,6 +124,7 @@ class Job:
                 lost = await db.listen(conn, self.channel, self._wake)
                 backoff.reset()
                 while not lost.is_set():
+                    raise_if_cancelled()
                     more = await self.work_once(conn)
                     self.passes += 1
                     self.last_error = None
@@ -119,7 +132,9 @@ class Job:
                     if more:
                         continue
                     try:
-                        await asyncio.wait_for(self._wake.wait(), self.period_s)
+                        # asyncio.timeout, not wait_for: a wake-up coming with a cancellation must not drop it
+                        async with asyncio.timeout(self.period_s):
+                            await self._wake.wait()
                     except TimeoutError:
                         pass
                     self._wake.clear()
@@ -133,8 +148,11 @@ class Job:
                 await self._report_error()
                 await asyncio.sleep(delay)
             finally:
-                if self.state == JobState.ACTIVE:
-                    self.state = JobState.STARTING
-                    await asyncio.shield(self.deactivate())
-                if conn is not None:
-                    conn.terminate()  # also releases the advisory lock
+                try:
+                    if self.state == JobState.ACTIVE:
+                        self.state = JobState.STARTING
+                        await asyncio.shield(self.deactivate())
+                finally:
+                    # Even when a second cancellation interrupts the wait for deactivate() (which runs on).
+                    if conn is not None:
+                        conn.terminate()  # also releases the advisory lock

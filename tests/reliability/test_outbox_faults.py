@@ -107,21 +107,6 @@ async def _zero(conn) -> bool:
 
 
 async def test_nats_down_in_a_burst_loses_nothing(conn, dsn, nats_server):
-    """Known to be load-sensitive (a publish in flight when NATS goes away, nats-py's close): one retry from
-    a clean slate, so that a CI run fails only when it fails twice; each attempt asserts the whole."""
-    try:
-        await _burst(conn, dsn, nats_server)
-    except Exception:  # noqa: BLE001 - any failure of the first attempt: the second must pass whole
-        await conn.execute("DELETE FROM events.outbox")
-        nc = await nats.connect(nats_server.url)
-        try:
-            await nc.jetstream().purge_stream(STREAM)
-        finally:
-            await nc.close()
-        await _burst(conn, dsn, nats_server)
-
-
-async def _burst(conn, dsn, nats_server) -> None:
     relay = OutboxRelay(dsn, nats_server.url)
     task = asyncio.create_task(relay.run())
     total = 10_000
@@ -134,9 +119,9 @@ async def _burst(conn, dsn, nats_server) -> None:
                 await wait_for(lambda: _published_at_least(relay, 1000), 20)
                 nats_server.stop()  # in the middle of the burst
             if start == 7000:
-                # it noticed, and kept the rows (a publish in flight may take its ack timeout and a bounded
-                # close first; a loaded CI machine has taken over 20 s)
-                await wait_for(lambda: _failed(relay), 60)
+                # it noticed, and kept the rows (a publish in flight may take its 5 s ack timeout and a bounded
+                # close first; a relay between two publishes fails its next connect at once)
+                await wait_for(lambda: _failed(relay), 30)
                 nats_server.start()
         await wait_for(lambda: _zero(conn), 60)
     finally:
@@ -159,6 +144,37 @@ async def _failed(relay) -> bool:
 
 async def _published_at_least(relay, count) -> bool:
     return relay.published >= count
+
+
+async def test_a_relay_notices_at_once_that_nats_is_away(conn, dsn):
+    server = NatsServer()  # not started yet: nothing listens on its port
+    relay = OutboxRelay(dsn, server.url)
+    task = asyncio.create_task(relay.run())
+    try:
+        await events.emit(conn, "smd", "components", "created", "node-1")
+        # nats-py's connect with max_reconnect_attempts=0 retried a refusing server for ever, unseen
+        await wait_for(lambda: _failed(relay), 10)
+        assert await unsent(conn) == 1
+        server.start()
+        await wait_for(lambda: _zero(conn), 30)  # at the next retry of the backoff
+    finally:
+        await stop_task(task)
+        server.stop()
+        shutil.rmtree(server.store, ignore_errors=True)
+
+
+async def test_a_relay_stopped_in_a_burst_stops_at_once_having_marked_only_what_was_acked(conn, dsn, nats_server):
+    relay = OutboxRelay(dsn, nats_server.url)
+    task = asyncio.create_task(relay.run())
+    try:
+        await events.emit_many(conn, "smd", "components", "updated", [f"node-{i}" for i in range(5000)])
+        await wait_for(lambda: _published_at_least(relay, 500), 20)
+    finally:
+        await stop_task(task)  # one cancellation, with publishes in flight, must do (the daemon's stop cancels once)
+    marked = {str(row["id"]) for row in await conn.fetch("SELECT id FROM events.outbox WHERE sent_at IS NOT NULL")}
+    stored = {json.loads(m.data)["id"] for m in await stream_messages(nats_server.url)}
+    assert len(marked) >= 500 and marked <= stored  # at least once: nothing marked sent that JetStream lacks
+    assert await unsent(conn) > 0  # it did stop in the middle
 
 
 async def test_sent_events_are_pruned_after_retention(conn, dsn, nats_server):
