@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.console.web import Pages, api, render
+from admin_api.console.web import Pages, api, offset_of, render
 from admin_api.inprocess import NativeError
 
 pages = Pages()
@@ -17,10 +17,7 @@ FILTERS = ("actor", "action", "outcome", "resource", "since")
 @pages.get("/ui/audit", scope="read:audit")
 async def audit(request: Request) -> Response:
     filters = {name: request.query_params.get(name, "").strip() for name in FILTERS}
-    try:
-        offset = max(0, int(request.query_params.get("offset", "0")))
-    except ValueError:
-        offset = 0
+    offset = offset_of(request)
     problem = None
     entries = []
     try:

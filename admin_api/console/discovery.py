@@ -17,9 +17,11 @@ from admin_api.console.web import (
     api,
     field_errors,
     form,
+    offset_of,
     redirect,
     render,
     session_of,
+    state_page,
     wants_fragment,
 )
 from admin_api.inprocess import NativeError, segment
@@ -35,18 +37,13 @@ BLANK = {"id": "", "driver": "redfish", "address": "", "document": "", "credenti
 FIELDS = {"metadata.id", "address", "credentialId", "scheduleS", "document"}  # the fields the form shows errors by
 
 
-def _offset(request: Request) -> int:
-    text = request.query_params.get("offset", "0")
-    return max(int(text), 0) if text.isdigit() else 0
-
-
 def finished(counts: dict[str, int]) -> int:
     return sum(n for state, n in counts.items() if state not in OPEN)
 
 
 async def _page(request: Request, status: int = 200, entered: dict[str, str] | None = None, **context: Any) -> Response:
     native = api(request)
-    offset = _offset(request)
+    offset = offset_of(request)
     scans = await native.json("GET", "/discovery/v1/scans", query={"limit": RECENT, "offset": offset})
     if wants_fragment(request):
         return render(request, "discovery_scans.html", scans=scans, offset=offset, limit=RECENT, finished=finished)
@@ -136,11 +133,8 @@ async def start_scan(request: Request) -> Response:
 
 
 async def _scan(request: Request, status: int = 200, problem: str | None = None) -> Response:
-    state = request.query_params.get("state", "")
-    state = state if state in HOST_STATES else ""
-    offset = _offset(request)
-    path = f"/discovery/v1/scans/{segment(request.path_params['id'])}/hosts"
-    found = await api(request).json("GET", path, query={"limit": HOSTS, "offset": offset, "state": state})
+    found, state, offset = await state_page(request, f"/discovery/v1/scans/{segment(request.path_params['id'])}/hosts",
+                                            HOST_STATES, HOSTS)
     counts = found["scan"]["status"]["counts"]
     context = {"scan": found["scan"], "hosts": found["items"], "total": found["metadata"]["total"],
                "all_hosts": sum(counts.values()), "finished": finished(counts), "offset": offset, "limit": HOSTS,

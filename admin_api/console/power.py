@@ -14,7 +14,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from admin_api.console.web import Pages, api, field_errors, form, redirect, render, wants_fragment
+from admin_api.console.web import (
+    Pages,
+    api,
+    field_errors,
+    form,
+    offset_of,
+    redirect,
+    render,
+    state_page,
+    wants_fragment,
+)
 from admin_api.inprocess import NativeError, segment
 from core.power import DESTRUCTIVE, Operation
 
@@ -36,13 +46,8 @@ def done(counts: dict[str, int]) -> int:
     return sum(counts.get(state, 0) for state in DONE_TASK_STATES)
 
 
-def _offset(request: Request) -> int:
-    text = request.query_params.get("offset", "0")
-    return max(int(text), 0) if text.isdigit() else 0
-
-
 async def _page(request: Request, status: int = 200, entered: dict[str, str] | None = None, **context: Any) -> Response:
-    offset = _offset(request)
+    offset = offset_of(request)
     recent = await api(request).json("GET", "/power/v1/transitions", query={"limit": RECENT, "offset": offset})
     if wants_fragment(request):
         return render(request, "power_recent.html", recent=recent, offset=offset, limit=RECENT, done=done)
@@ -85,11 +90,8 @@ async def start(request: Request) -> Response:
 
 
 async def _transition(request: Request, status: int = 200, problem: str | None = None) -> Response:
-    state = request.query_params.get("state", "")
-    state = state if state in TASK_STATES else ""
-    offset = _offset(request)
-    path = f"/power/v1/transitions/{segment(request.path_params['id'])}/tasks"
-    found = await api(request).json("GET", path, query={"limit": TASKS, "offset": offset, "state": state})
+    found, state, offset = await state_page(request, f"/power/v1/transitions/{segment(request.path_params['id'])}/tasks",
+                                            TASK_STATES, TASKS)
     context = {"transition": found["transition"], "tasks": found["items"], "total": found["metadata"]["total"],
                "offset": offset, "limit": TASKS, "state": state, "task_states": TASK_STATES,
                "done": done(found["transition"]["counts"]), "abortable": ABORTABLE,

@@ -23,6 +23,7 @@ from admin_api.console.web import (
     api,
     field_errors,
     form,
+    offset_of,
     redirect,
     render,
     session_of,
@@ -177,8 +178,7 @@ class Entries:
     async def listing(self, request: Request) -> Response:
         kind = request.query_params.get("scope", "")
         value = request.query_params.get("value", "").strip()
-        offset_text = request.query_params.get("offset", "0")
-        offset = int(offset_text) if offset_text.isascii() and offset_text.isdigit() and len(offset_text) < 10 else 0
+        offset = offset_of(request)
         node = request.query_params.get("node", "").strip()
         query: dict[str, Any] = {"limit": PAGE_SIZE, "offset": offset}
         if kind in self.scopes and kind and value:

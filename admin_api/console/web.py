@@ -237,6 +237,22 @@ def redirect(request: Request, to: str, flash: str | None = None) -> Response:
     return response
 
 
+def offset_of(request: Request) -> int:
+    """The page's ?offset=: 0 when absent or not a plain whole number (a hand-edited URL shows the first page)."""
+    text = request.query_params.get("offset", "0")
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else 0
+
+
+async def state_page(request: Request, path: str, states: tuple[str, ...], limit: int) -> tuple[dict, str, int]:
+    """A page of a scan's hosts or a transition's tasks (`path`) in the state the page's filter names (all when
+    it names none it knows): the REST answer, the state and the offset."""
+    state = request.query_params.get("state", "")
+    state = state if state in states else ""
+    offset = offset_of(request)
+    found = await api(request).json("GET", path, query={"limit": limit, "offset": offset, "state": state})
+    return found, state, offset
+
+
 async def form(request: Request) -> dict[str, str]:
     """The posted form's single values (a multi-valued field: use `form_list`)."""
     data = await request.form()
