@@ -5,7 +5,10 @@ sent to POST /hsm/v2/import with dryRun=true; the page shows, node by node,
 what the import would create and why it refuses the rest.  A node that
 already exists exactly as the file says is left out (importing the same file
 twice is harmless); one that exists with other values is a change, which an
-import (create only) refuses.  The commit posts back the canonical JSON the
+import (create only) refuses; so is a BMC or groups given for an existing
+node, which the import cannot change.  The page also lists the BMCs the
+import makes or reuses and the group memberships it adds, as the dry run
+answers them.  The commit posts back the canonical JSON the
 dry run checked, signed with the session's secret, so what is imported is
 exactly what was shown.
 """
@@ -84,7 +87,8 @@ async def _dry_run(request: Request, name: str, nodes: list[dict]) -> Response:
                     by_index[rest[i]] = found
     except NativeError as exc:  # refused as a whole (a scope the items need, a body too large, no node at all)
         return _refused(request, exc.problem.detail or exc.problem.title, exc.problem.status)
-    ids = answer.json()["ids"] if answer.status < 400 else []
+    passed = answer.json() if answer.status < 400 else {}
+    ids = passed.get("ids", [])
     rows = await _rows(request, nodes, by_index, ids)
     counts = {status: sum(row["status"] == status for row in rows) for status in ("created", "unchanged",
                                                                                    "changed", "error")}
@@ -98,7 +102,8 @@ async def _dry_run(request: Request, name: str, nodes: list[dict]) -> Response:
     parts = [canonical[i:i + PART] for i in range(0, len(canonical), PART)] if committable else []
     return render(request, "import_diff.html", 200, name=name, rows=rows[:MAX_SHOWN], total=len(rows),
                   counts=counts, committable=committable, parts=parts, signature=_signature(request, canonical),
-                  shown=min(len(rows), MAX_SHOWN))
+                  shown=min(len(rows), MAX_SHOWN), bmcs=passed.get("bmcs", [])[:MAX_SHOWN],
+                  groups=passed.get("groups", {}))
 
 
 async def _errors_by_index(request: Request, nodes: list[dict]):
@@ -134,7 +139,8 @@ async def _rows(request: Request, nodes: list[dict], by_index: dict[int, list[tu
             own = [(f, d) for f, d in errors
                    if f == "id" or d.endswith(f"component {node_id!r}") or d.endswith(f"to {node_id!r}")]
             others = [error for error in errors if error not in own]
-            row["changes"] = _changes(node, current) + _added_interfaces(node, {f for f, _ in own})
+            row["changes"] = (_changes(node, current) + _added_interfaces(node, {f for f, _ in own})
+                              + [(name, None, _short(node[name])) for name in ("bmc", "groups") if node.get(name)])
             if row["changes"] or "bootParams" in node or "cloudInit" in node:
                 row["status"] = "changed" if not others else "error"
             elif not others:
@@ -172,11 +178,22 @@ def _summary(node: dict) -> str:
     nics = node.get("networkInterfaces")
     if isinstance(nics, list):
         parts += [str(nic.get("macAddr", "")) for nic in nics if isinstance(nic, dict)]
+    if isinstance(node.get("bmc"), dict):
+        parts.append(f"BMC {node['bmc'].get('address', '')}")
+    if isinstance(node.get("groups"), list):
+        parts.append("groups " + ", ".join(str(group) for group in node["groups"]))
     if "bootParams" in node:
         parts.append("boot parameters")
     if "cloudInit" in node:
         parts.append("cloud-init")
     return " · ".join(parts)
+
+
+def _short(value: Any) -> str:
+    """A BMC by its address, groups by their names: what a change row shows."""
+    if isinstance(value, dict):
+        return str(value.get("address", ""))
+    return ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 @pages.post("/ui/import/commit", scope="write:smd")

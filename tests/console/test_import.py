@@ -130,3 +130,32 @@ async def test_a_large_file_is_committed_whole(admin_app, people):
         assert done.status_code == 303, done.text[:500]
         listed = await browser.get("/ui/import")
         assert "Imported 5000 nodes from big.csv" in listed.text
+
+
+async def test_the_dry_run_lists_the_bmcs_and_groups_the_import_makes(admin_app, people):
+    async with admin_app.state.pool.acquire() as conn:
+        await conn.execute("INSERT INTO smd.groups (name) VALUES ('compute')")
+    text = "id,nid,bmc,groups\nx1000c2s0b0n0,21,10.2.0.1,compute\nx1000c2s0b0n1,22,10.2.0.1,compute\n"
+    async with logged_in(admin_app) as (browser, csrf):
+        checked = await browser.post("/ui/import", files={"file": ("rack2.csv", text.encode(), "text/csv")},
+                                     data={"csrf_token": csrf})
+        assert checked.status_code == 200, checked.text[:500]
+        page = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", checked.text))
+        assert "create BMC x1000c2s0b0 at https://10.2.0.1 for 2 nodes" in page
+        assert "join group compute 2 nodes" in page and "BMC 10.2.0.1 · groups compute" in page
+        parts = [html.unescape(p) for p in re.findall(r'name="nodes" value="([^"]*)"', checked.text)]
+        signature = re.search(r'name="signature" value="([^"]*)"', checked.text)
+        assert signature
+        done = await browser.post("/ui/import/commit", data={"csrf_token": csrf, "nodes": parts, "name": "rack2.csv",
+                                                             "signature": signature.group(1)})
+        assert done.status_code == 303, done.text[:500]
+        async with admin_app.state.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT parent_id FROM smd.components WHERE id = 'x1000c2s0b0n1'") == \
+                "x1000c2s0b0"
+            assert await conn.fetchval("SELECT count(*) FROM smd.group_members WHERE group_name = 'compute'") == 2
+        # The same file again: a BMC or groups for a node that exists are changes an import cannot make.
+        again = await browser.post("/ui/import", files={"file": ("rack2.csv", text.encode(), "text/csv")},
+                                   data={"csrf_token": csrf})
+        page = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", again.text))
+        assert again.text.count('class="node-changed"') == 2 and "groups : — → compute" in page
+        assert "Commit import" not in page
