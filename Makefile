@@ -60,6 +60,7 @@ bench: install system-deps
 	$(PY) -m bench.openchami_poll
 	$(PY) -m bench.console
 	$(PY) -m bench.tracing
+	$(PY) -m bench.metrics
 
 lint: install
 	$(PY) -m ruff check .

@@ -70,13 +70,15 @@ SUFFIX = ".bootmetrics"
 class BootMetrics:
     """One worker's figures: request counts and latency sums in lists, the rest set by `update`."""
 
-    __slots__ = ("counts", "sums", "gauges", "totals_", "path", "_shared")
+    __slots__ = ("counts", "sums", "gauges", "running", "path", "_shared")
+    # observe() spells the layout's sizes out: a constant there costs less than a global lookup per request.
+    assert len(OUTCOMES) == 4 and _BINS == 11
 
     def __init__(self) -> None:
         self.counts = [0] * (_CELLS * _BINS)
         self.sums = [0.0] * _CELLS
         self.gauges = [0.0] * len(GAUGES)
-        self.totals_ = [0.0] * len(COUNTERS)
+        self.running = [0.0] * len(COUNTERS)
         self.path: Path | None = None
         self._shared: memoryview[float] | None = None
 
@@ -89,7 +91,8 @@ class BootMetrics:
     def requests(self) -> list[list[int]]:
         """This worker's request counts, [endpoint][outcome]."""
         counts = self.counts
-        return [[sum(counts[(e * len(OUTCOMES) + o) * _BINS:][:_BINS]) for o in range(len(OUTCOMES))]
+        return [[sum(counts[(e * len(OUTCOMES) + o) * _BINS:(e * len(OUTCOMES) + o + 1) * _BINS])
+                 for o in range(len(OUTCOMES))]
                 for e in range(len(ENDPOINTS))]
 
     def totals(self) -> dict[str, int]:
@@ -101,10 +104,10 @@ class BootMetrics:
     def update(self, gauges: Sequence[float], counters: Sequence[float]) -> None:
         """This worker's gauges and running totals, in the order of GAUGES and COUNTERS."""
         self.gauges[:] = gauges
-        self.totals_[:] = counters
+        self.running[:] = counters
 
     def row(self, live: bool = True) -> array:
-        return array("d", [1.0 if live else 0.0, *self.counts, *self.sums, *self.gauges, *self.totals_])
+        return array("d", [1.0 if live else 0.0, *self.counts, *self.sums, *self.gauges, *self.running])
 
     # -- shared with the other workers of the service --------------------
 

@@ -108,6 +108,8 @@ class Prometheus:
                 answer = json.loads(response.read())
         except urllib.error.HTTPError as error:  # a query Prometheus refuses (400, 422): say why
             with error:
+                if error.code == 503:  # still starting (its storage not open yet): no answer yet, like a refused port
+                    return {}
                 raise AssertionError(f"{params}: {error.read().decode()}") from None
         except OSError:
             assert self.process.poll() is None, self.log.read_text()[-3000:]

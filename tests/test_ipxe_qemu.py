@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.helpers.exposition import key, samples
 from tests.helpers.ports import free_port
 from tests.helpers.seed import add_node, add_params
 
@@ -70,9 +71,9 @@ async def test_ipxe_boots_to_the_kernel_request(conn, boot_server):
     assert path == "/images/node-qemu/vmlinuz"
     assert agent.startswith("iPXE/")
 
-    metrics = server.get("/metrics")[2].decode()
-    assert 'chamicore_boot_requests_total{endpoint="boot.ipxe",outcome="ok"} 1' in metrics
-    assert 'chamicore_boot_requests_total{endpoint="bootscript",outcome="ok"} 1' in metrics
+    metrics = samples(server.get("/metrics")[2])
+    assert metrics[key("chamicore_boot_requests_total", endpoint="boot.ipxe", outcome="ok")] == 1
+    assert metrics[key("chamicore_boot_requests_total", endpoint="bootscript", outcome="ok")] == 1
     row = None
     for _ in range(50):
         row = await conn.fetchrow("SELECT endpoint, source_ip FROM bss.boot_telemetry WHERE component_id = 'node-qemu'")
