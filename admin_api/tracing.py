@@ -13,9 +13,11 @@ from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core import tracing
 from core.bounded import clip
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+READS = frozenset({"GET", "HEAD", "OPTIONS"})  # change nothing the boot path's feed sees
 _PROPAGATOR = TraceContextTextMapPropagator()
 
 
@@ -41,9 +43,11 @@ class TracingLayer:
                     status = message["status"]
                 await send(message)
 
+            carry = tracing.CARRY.set(method not in READS)
             try:
                 await self.app(scope, receive, send_traced)
             finally:
+                tracing.CARRY.reset(carry)
                 route = getattr(scope.get("route"), "path", None) or "unmatched"
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.route", route)

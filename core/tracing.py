@@ -37,6 +37,10 @@ SETTING = "chamicore.traceparent"  # read by the change-feed trigger (core/migra
 # The service a task's spans belong to, where one process runs several (the sync daemons, one per job).
 SERVICE: ContextVar[str | None] = ContextVar("chamicore_trace_service", default=None)
 
+# False while an operation only reads (an admin GET): its connections write nothing the change feed sees,
+# so they skip the round trip that hands them the trace.
+CARRY: ContextVar[bool] = ContextVar("chamicore_trace_carry", default=True)
+
 _provider: ServiceTracerProvider | None = None  # tracing is on exactly when this is set
 
 
@@ -147,8 +151,8 @@ async def carry_to_database(conn: asyncpg.Connection) -> None:
     """Pool `setup`: hand the current trace to the connection, for the change-feed trigger.
 
     Set for the session and undone by the reset asyncpg runs when the connection goes
-    back to the pool (RESET ALL); nothing is sent when no span is current."""
-    current = traceparent()
+    back to the pool (RESET ALL); nothing is sent when no span is current, or the operation only reads."""
+    current = traceparent() if CARRY.get() else None
     if current is None:
         return
     from opentelemetry.instrumentation.utils import suppress_instrumentation

@@ -25,6 +25,7 @@ import logging
 import aiohttp
 import asyncpg
 
+from core import tracing
 from sync.service import Job
 
 log = logging.getLogger("chamicore.sync.kea")
@@ -129,7 +130,7 @@ class KeaSync(Job):
         await asyncio.sleep(self.debounce_s)  # a burst of changes becomes one push
         rows = await conn.fetch(INTERFACES)
         timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with aiohttp.ClientSession(timeout=timeout) as session, tracing.async_span("kea sync"):  # a span a pass
             listed = (await self.command(session, "list-commands")).get("arguments") or []
             host_cmds = "reservation-add" in listed
             current = (await self.command(session, "config-get"))["arguments"]
