@@ -86,6 +86,21 @@ async def _fetch(conn, username: str):
     return row
 
 
+async def _manages_access(conn, row) -> bool:
+    return row["enabled"] and "write:auth" in await scopes_of(conn, list(row["roles"]))
+
+
+async def _keep_someone_managing_access(conn, username: str) -> None:
+    """In the transaction that disabled, demoted or deleted `username`, who could manage access: refuse (409) if
+    no enabled user still can, or the console would have no one left to mend it.  The rows are locked, so two
+    such changes at once cannot each leave the other as the last one."""
+    for row in await conn.fetch("SELECT enabled, roles FROM auth.users WHERE enabled FOR UPDATE"):
+        if await _manages_access(conn, row):
+            return
+    raise problem(409, f"{username[:64]!r} is the last enabled user who may manage access (write:auth); give "
+                       "another user such a role first")
+
+
 @router.get("/auth/v1/users", scope="read:auth", summary="List user accounts (people who log in to the console)",
             response=list[User])
 async def list_users(request: Request) -> Response:
@@ -131,7 +146,10 @@ async def change(request: Request) -> Response:
             "UPDATE auth.users SET display_name = coalesce($2, display_name), roles = coalesce($3, roles), "
             "enabled = coalesce($4, enabled), updated_at = now() WHERE username = $1",
             row["username"], body.display_name, body.roles, body.enabled)
+        managed = await _manages_access(conn, row)
         row = await _fetch(conn, row["username"])
+        if managed and not await _manages_access(conn, row):
+            await _keep_someone_managing_access(conn, row["username"])
     return json_response(_user(row))
 
 
@@ -151,8 +169,11 @@ async def set_password(request: Request) -> Response:
 
 @router.delete("/auth/v1/users/{id}", scope="write:auth", summary="Delete a user account (its sessions end)")
 async def delete(request: Request) -> Response:
-    async with request.app.state.pool.acquire() as conn:
-        if await conn.fetchval("DELETE FROM auth.users WHERE username = $1 RETURNING true",
-                               request.path_params["id"]) is None:  # its sessions go by the cascade
+    async with request.app.state.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow("DELETE FROM auth.users WHERE username = $1 RETURNING username, enabled, roles",
+                                  request.path_params["id"])  # its sessions go by the cascade
+        if row is None:
             raise problem(404, f"no user {request.path_params['id'][:64]!r}")
+        if await _manages_access(conn, row):
+            await _keep_someone_managing_access(conn, row["username"])
     return Response(status_code=204)
