@@ -129,10 +129,11 @@ async def _in_thread(call: Callable[[], T], deadline_s: float, what: str) -> T:
     slots = _slots.setdefault(loop, asyncio.Semaphore(CONCURRENCY))
     await slots.acquire()
     future: asyncio.Future[T] = loop.create_future()
+    future_abandoned = False  # then an outcome nobody reads is not set (an unread exception would warn)
 
     def settle(setter: Callable[[Any], None], value: Any) -> None:
         slots.release()
-        if not future.done():
+        if not future.done() and not future_abandoned:
             setter(value)
 
     def run() -> None:
@@ -155,6 +156,8 @@ async def _in_thread(call: Callable[[], T], deadline_s: float, what: str) -> T:
         return await asyncio.wait_for(asyncio.shield(future), deadline_s)
     except TimeoutError:
         raise IpmiError(f"{what}: no answer within {deadline_s:g} s", retryable=True, may_have_acted=True) from None
+    finally:
+        future_abandoned = not future.done()  # timed out or cancelled: the thread's outcome goes unread
 
 
 def _checked(check: Callable[[Any], str], value: Any, notes: list[str], where: str) -> str | None:
