@@ -89,7 +89,10 @@ def address_of(text: str) -> str:
             return endpoint_address(*parse_address(text))
         except ValueError as exc:
             raise BadAddress(str(exc)) from None
-    return base_url(text)
+    address = base_url(text)
+    if "@" in address:  # a user or password here would be stored, and shown, in the clear
+        raise BadAddress("a user or password does not go in the address: store a credential and name it")
+    return address
 
 
 async def insert_endpoints(conn, endpoints: Sequence[tuple[str, str, str | None, bool]]) -> None:

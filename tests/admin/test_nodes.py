@@ -224,6 +224,7 @@ def _bad(field_value):
     ({"groups": ["gpu", "gpu"]}, 422, "$[1].groups[1]", "listed twice"),
     ({"bmc": {"address": "ftp://10.1.0.2"}}, 422, "$[1].bmc.address", "not a host or URL"),
     ({"bmc": {"address": "ipmi://10.1.0.2:99999"}}, 422, "$[1].bmc.address", ""),
+    ({"bmc": {"address": "https://root:calvin@10.1.0.2"}}, 422, "$[1].bmc.address", "store a credential"),
     ({"bmc": {"address": "10.1.0.2", "credentialId": "missing"}}, 422, "$[1].bmc.credentialId",
      "no credential 'missing'"),
     ({"bmc": {"address": "10.1.0.1", "credentialId": "bmc-cred"}}, 422, "$[1].bmc.credentialId", "item 0"),
@@ -262,3 +263,18 @@ async def test_import_bmc_needs_the_credential_binding_and_reuses_a_bare_bmc(api
     assert again.status_code == 201, again.text
     assert again.json()["bmcs"] == [{"id": "n5-bmc", "address": "https://10.5.0.1", "action": "reused",
                                      "nodes": ["n6"]}]
+
+
+async def test_endpoint_route_takes_ipmi_addresses_as_import_does(api, conn):
+    await create(api, "/hsm/v2/State/Components", {"metadata": {"id": "ipmi-bmc"}, "spec": {"type": "BMC"}})
+    problem = problem_of(await api.post("/hsm/v2/Inventory/RedfishEndpoints", json={
+        "metadata": {"id": "ipmi-bmc"}, "spec": {"address": "https://root:calvin@10.7.0.1"}}), 422)
+    assert problem["errors"][0]["field"] == "$.spec.address" and "calvin" not in problem["detail"]
+    made = await create(api, "/hsm/v2/Inventory/RedfishEndpoints", {"metadata": {"id": "ipmi-bmc"},
+                                                                     "spec": {"address": "ipmi://10.7.0.1"}})
+    assert made["spec"]["address"] == "ipmi://10.7.0.1:623"
+    done = await api.post("/hsm/v2/import", json=[{"id": "n7", "bmc": {"address": "ipmi://10.7.0.1:623"}}])
+    assert done.status_code == 201, done.text
+    assert done.json()["bmcs"][0] == {"id": "ipmi-bmc", "address": "ipmi://10.7.0.1:623", "action": "reused",
+                                      "nodes": ["n7"]}
+    assert await conn.fetchval("SELECT parent_id FROM smd.components WHERE id = 'n7'") == "ipmi-bmc"
