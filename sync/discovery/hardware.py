@@ -268,7 +268,10 @@ async def store(conn: asyncpg.Connection, node_id: str, read: Read, scan_id: str
     row = await conn.fetchrow("SELECT document FROM smd.hardware WHERE component_id = $1 FOR UPDATE", node_id)
     hardware = read.hardware
     if row is not None:
-        before = msgspec.convert(row["document"], Hardware)
+        try:
+            before = msgspec.convert(row["document"], Hardware)
+        except msgspec.ValidationError:  # edited by hand into another shape: this scan's reading replaces it whole
+            before = Hardware()
         hardware = msgspec.structs.replace(hardware, **{c: getattr(before, c) for c in CATEGORIES if c in read.unread})
     summary = summarize(hardware)
     columns = (msgspec.to_builtins(hardware), summary.processor_models, summary.gpu_models, summary.cores,
