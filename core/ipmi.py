@@ -312,6 +312,19 @@ class IpmiClient:
             image += got
         return bytes(image[:size])
 
+    def _lan(self, command) -> dict[str, str]:
+        """The LAN channel's MAC and IPv4 address: two Get LAN Configuration Parameters (pyghmi's
+        get_net_configuration asks for nine, and a BMC answers each at its own pace)."""
+        channel = command.get_network_channel()
+        found: dict[str, str] = {}
+        for name, parameter, size in (("ipv4_address", 3, 4), ("mac_address", 5, 6)):
+            answer = command.raw_command(netfn=0x0C, command=0x02, data=[channel, parameter, 0, 0])
+            data = bytes(answer.get("data") or b"")[1:]  # after the parameter revision
+            if "error" in answer or len(data) != size:
+                continue
+            found[name] = ".".join(str(b) for b in data) if size == 4 else ":".join(f"{b:02x}" for b in data)
+        return found
+
     def _facts(self, command) -> BmcFacts:
         from pyghmi.ipmi import fru
         from pyghmi.ipmi.private import util
@@ -336,7 +349,7 @@ class IpmiClient:
         serial = info.get("Serial Number") or info.get("Board serial number")
         net: dict = {}
         try:
-            net = command.get_net_configuration(gateway_macs=False)
+            net = self._lan(command)
         except Exception as exc:  # noqa: BLE001 - a BMC without LAN parameters still registers
             notes.append(f"no LAN configuration ({type(exc).__name__}: {str(exc)[:80]})")
         power = command.get_power().get("powerstate")
