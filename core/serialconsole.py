@@ -190,7 +190,7 @@ class _Pump:
         return asyncio.wrap_future(future)
 
     def _run(self) -> None:
-        from pyghmi.ipmi.private import session  # type: ignore[import-untyped]
+        from pyghmi.ipmi.private import session
 
         while True:
             with self._lock:
@@ -260,7 +260,7 @@ class SolConsole:
     # pump thread ------------------------------------------------------------------------------------------
 
     def _start(self) -> None:
-        from pyghmi.ipmi.console import Console  # type: ignore[import-untyped]
+        from pyghmi.ipmi.console import Console
 
         try:
             self._console = Console(self.target.host, self.target.username, self.target.password,
