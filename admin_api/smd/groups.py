@@ -149,9 +149,10 @@ class Groups(Collection):
                 raise problem(409, f"component {clash['component_id']!r} is already in partition "
                                    f"{clash['group_name']!r}; a component belongs to one partition at most")
         try:
-            await conn.executemany(
-                "INSERT INTO smd.group_members (group_name, exclusive, component_id) VALUES ($1, $2, $3) "
-                "ON CONFLICT (group_name, component_id) DO NOTHING", [(name, self.exclusive, m) for m in members])
+            await conn.execute(  # one statement: an import adds thousands
+                "INSERT INTO smd.group_members (group_name, exclusive, component_id) "
+                "SELECT $1, $2, unnest($3::text[]) ON CONFLICT (group_name, component_id) DO NOTHING",
+                name, self.exclusive, members)
         except asyncpg.UniqueViolationError:
             raise problem(409, "a component belongs to one partition at most") from None
 
