@@ -23,11 +23,9 @@ from admin_api.resources import metadata
 from admin_api.routing import PAGING, Router
 from admin_api.smd.schemas import Id
 from core import events, fields
-from core.discovery import BadAddress, base_url
+from core.discovery import BadAddress, endpoint_url
 from core.envelope import Resource
 from core.identity import is_valid_id
-from core.ipmi import SCHEME as IPMI_SCHEME
-from core.ipmi import endpoint_address, parse_address
 
 KIND, API_VERSION = "RedfishEndpoint", "hsm/v2"
 BASE = "/hsm/v2/Inventory/RedfishEndpoints"
@@ -82,14 +80,9 @@ async def _systems(conn, endpoint_ids: list[str]) -> dict[str, list]:
 
 
 def address_of(text: str) -> str:
-    """An endpoint's address as stored: `ipmi://host:port` for IPMI, else the Redfish base URL (BadAddress if neither).
-    The same normalisation as discovery's registration of an IPMI BMC (core.ipmi)."""
-    if text.startswith(IPMI_SCHEME):
-        try:
-            return endpoint_address(*parse_address(text))
-        except ValueError as exc:
-            raise BadAddress(str(exc)) from None
-    address = base_url(text)
+    """An endpoint's address as stored: `ipmi://host:port` for IPMI, else the Redfish base URL (BadAddress if neither),
+    normalised as discovery and credential bindings normalise it (core.discovery.endpoint_url)."""
+    address = endpoint_url(text)
     if "@" in address:  # a user or password here would be stored, and shown, in the clear
         raise BadAddress("a user or password does not go in the address: store a credential and name it")
     return address
