@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import stat
 import sys
 import termios
 import tty
@@ -127,11 +128,24 @@ async def _bridge(ws: aiohttp.ClientWebSocketResponse) -> str:
         extra = ws.close_code if ws.close_code not in (None, 1000) else ""
         return f"console ended by the server {extra}".rstrip()
 
+    async def from_file() -> None:
+        # A regular file cannot be watched by the event loop; it never blocks either, so read it in turns.
+        while True:
+            data = await loop.run_in_executor(None, os.read, stdin, 4096)
+            typed.put_nowait(data or None)
+            if not data:
+                return
+
     saved = termios.tcgetattr(stdin) if terminal else None
+    watched = not stat.S_ISREG(os.fstat(stdin).st_mode)
+    reading = None
     try:
         if terminal:
             tty.setraw(stdin)
-        loop.add_reader(stdin, readable)
+        if watched:
+            loop.add_reader(stdin, readable)
+        else:
+            reading = asyncio.create_task(from_file())
         tasks = [asyncio.create_task(to_node()), asyncio.create_task(to_screen())]
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
@@ -139,7 +153,10 @@ async def _bridge(ws: aiohttp.ClientWebSocketResponse) -> str:
         await asyncio.gather(*pending, return_exceptions=True)
         return done.pop().result()
     finally:
-        loop.remove_reader(stdin)
+        if watched:
+            loop.remove_reader(stdin)
+        if reading is not None:
+            reading.cancel()
         if saved is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
 

@@ -201,6 +201,10 @@ async def test_refusals_say_why_with_a_close_code(server, dsn):
     assert [(e["actor"], e["status"], e["outcome"]) for e in entries] == [
         ("console-viewer", 403, "denied"), ("console-admin", 504, "failure")]
     # The scope is known to the role editor, and the admin role holds it (migration 0024).
+    async with aiohttp.ClientSession() as http:
+        async with http.put(server.url + "/auth/v1/roles/console-ops", json={"scopes": ["write:console"]},
+                            headers={"Authorization": f"Bearer {admin}"}) as answer:
+            assert answer.status in (200, 201), await answer.text()
     conn = await db.connect(dsn)
     try:
         assert "write:console" in await conn.fetchval("SELECT scopes FROM auth.roles WHERE name = 'admin'")
