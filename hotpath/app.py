@@ -121,8 +121,11 @@ class BootApp:
     async def _publish_metrics(self) -> None:
         while True:
             await asyncio.sleep(PUBLISH_S)
-            self._refresh_metrics()
-            self.metrics.publish()
+            try:
+                self._refresh_metrics()
+                self.metrics.publish()
+            except Exception:  # the next tick tries again: the siblings' scrapes must not lose this worker
+                log.exception("metrics: could not publish this worker's figures")
 
     # -- RSGI -------------------------------------------------------------
 
