@@ -215,3 +215,24 @@ async def test_boot_script_preview_is_the_boot_paths_answer(admin_server, boot_s
     assert by_mac.structured_content["script"].startswith("#!ipxe") and KERNEL in by_mac.structured_content["script"]
     assert KERNEL in by_id.structured_content["script"]
     assert neither["status"] == 400
+
+
+async def test_the_hardware_tools_filter_and_show_changes(admin_server_rw, rest, connect, dsn, conn):
+    await seed(rest)
+    # What a redfish scan stores (tests/hardware/test_inventory.py scans for real): node-1 has a GPU.
+    for node, gpus in (("node-1", ["NVIDIA H100"]), ("node-2", [])):
+        await conn.execute("INSERT INTO smd.hardware (component_id, document, gpu_models) VALUES ($1, $2, $3)",
+                           node, {"processors": [{"id": f"/redfish/v1/Systems/{node}/Processors/GPU0", "type": "GPU",
+                                                  "model": m} for m in gpus]}, gpus)
+    await conn.execute("INSERT INTO smd.hardware_changes (component_id, scan_id, changes) VALUES ('node-1', 'scan-1', "
+                       "$1)", [{"category": "firmware", "id": "/redfish/v1/UpdateService/FirmwareInventory/BMC",
+                                "action": "changed", "before": {"version": "1.0"}, "after": {"version": "1.1"}}])
+    token = await token_for(admin_server_rw.url, dsn, "viewer-agent", ["viewer"])
+    async with connect(admin_server_rw, token) as session:
+        listed = await session.call_tool("smd.hardware.list", {"gpuModel": "h100"})
+        changes = await session.call_tool("smd.hardware.changes", {"id": "node-1"})
+        bad = await session.call_tool("smd.hardware.list", {"firmwareBelow": "1.2"})
+    assert [item["metadata"]["id"] for item in listed.structured_content["items"]] == ["node-1"]
+    [change_set] = changes.structured_content["items"]
+    assert change_set["scanId"] == "scan-1" and change_set["changes"][0]["after"] == {"version": "1.1"}
+    assert problem(bad)["status"] == 400

@@ -81,6 +81,7 @@ IDS = {
     "/auth/v1/users": "fuzz-user",
     "/auth/v1/policies": "fuzz-policy", "/auth/v1/credentials": "fuzz-cred",
     "/hsm/v2/Inventory/RedfishEndpoints": "fuzz-bmc", "/discovery/v1/targets": "fuzz-target",
+    "/hsm/v2/Inventory/Hardware": "fuzz-node",
     # The OpenCHAMI face names the same resources.
     "/openchami/hsm/v2/State/Components": "fuzz-node", "/openchami/hsm/v2/State/Components/ByNID": "1",
     "/openchami/hsm/v2/Inventory/EthernetInterfaces": "fuzz-nic", "/openchami/hsm/v2/memberships": "fuzz-node",
@@ -94,6 +95,12 @@ IDS = {
 TELEMETRY = ("INSERT INTO bss.boot_telemetry (component_id, endpoint, seen_at, requests) "
              "SELECT 'fuzz-node', 'bootscript', now(), 1 WHERE EXISTS (SELECT FROM smd.components WHERE id = 'fuzz-node') "
              "ON CONFLICT DO NOTHING")
+# Only a scan writes a hardware inventory: the seeded node's is written as one would.
+HARDWARE = ("INSERT INTO smd.hardware (component_id, document, processor_models, gpu_models) "
+            "SELECT 'fuzz-node', '{\"processors\": [{\"id\": \"/redfish/v1/Systems/1/Processors/GPU0\", "
+            "\"type\": \"GPU\", \"model\": \"H100\"}], \"firmware\": [{\"id\": \"/redfish/v1/UpdateService/"
+            "FirmwareInventory/BMC\", \"name\": \"BMC\", \"version\": \"1.2.3\"}]}', '{}', '{H100}' "
+            "WHERE EXISTS (SELECT FROM smd.components WHERE id = 'fuzz-node') ON CONFLICT DO NOTHING")
 
 MALFORMED_NUMBERS = ["--5", "--1", "-", "+-3", "1-1", "0x10", "\u0663", "9" * 13]
 EXCHANGE = {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
@@ -132,6 +139,7 @@ class FuzzedAdmin:
             conn = await db.connect(self.dsn)
             try:
                 await conn.execute(TELEMETRY)
+                await conn.execute(HARDWARE)
             finally:
                 await conn.close()
 
