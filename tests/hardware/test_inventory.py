@@ -10,6 +10,8 @@ import json
 
 import pytest
 
+from core.hardware import Hardware, MemoryModule, Processor
+from sync.discovery.hardware import Read, store
 from sync.discovery.scanner import DiscoveryScanner
 from tests.helpers.api import create, credential, problem_of, scan
 from tests.helpers.keys import box
@@ -255,3 +257,19 @@ async def test_the_cli_lists_and_filters_it(api, dsn, emulator, conn, target, ad
     assert code != 0 and "minMemoryGiB" in err
     code, out, _ = chamicore("inventory", "changes", gpu_node, "-o", "json")
     assert code == 0 and json.loads(out)["metadata"]["total"] == 0
+
+
+async def test_a_collection_the_bmc_could_not_serve_keeps_the_last_scans_items(api, conn):
+    await create(api, "/hsm/v2/State/Components", {"metadata": {"id": "node-1"}, "spec": {"type": "Node"}})
+    cpu = Processor(id="/redfish/v1/Systems/1/Processors/CPU0", type="CPU", model="EPYC 9654", cores=96)
+    dimm = MemoryModule(id="/redfish/v1/Systems/1/Memory/DIMM0", capacity_mib=65536)
+    assert await store(conn, "node-1", Read(Hardware(processors=[cpu], memory=[dimm])), "scan-1") == 0
+    # Memory answered 500 this time: what was there stays, and the processor's change is still recorded.
+    faster = Processor(id=cpu.id, type="CPU", model="EPYC 9654", cores=96, max_speed_mhz=3700)
+    assert await store(conn, "node-1", Read(Hardware(processors=[faster]), unread={"memory"}), "scan-2") == 1
+    spec = (await api.get(f"{BASE}/node-1")).json()["spec"]
+    assert spec["inventory"]["memory"] == [{"id": dimm.id, "capacityMib": 65536}]
+    assert spec["summary"]["memoryGib"] == 64.0 and spec["scanId"] == "scan-2"
+    [change_set] = (await api.get(f"{BASE}/node-1/changes")).json()["items"]
+    assert change_set["changes"] == [{"category": "processors", "id": cpu.id, "action": "changed",
+                                      "before": {"maxSpeedMhz": None}, "after": {"maxSpeedMhz": 3700}}]
