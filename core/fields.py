@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from core.identity import BOOT_TOKEN_RULE, is_boot_token
+from core.mac import InvalidMac
+
+T = TypeVar("T")
 
 # The end of the text, in Python's re and in the ECMA-262 regexes of JSON Schema alike; not "$", which
 # accepts a final "\n" in Python.
@@ -85,3 +90,15 @@ def redfish_path(value: object) -> str:
     if not isinstance(value, str) or not _REDFISH_PATH_RE.match(value):
         raise InvalidField(f"not a path under /redfish/v1/: {str(value)[:80]!r}")
     return value
+
+
+def kept(check: Callable[[Any], T], value: Any, notes: list[str], where: str) -> T | None:
+    """check(value), or None with a note when a device said what no admin could store (a bad value from a BMC
+    drops that value, not the host's whole answer)."""
+    if value is None or value == "":
+        return None
+    try:
+        return check(value)
+    except (InvalidField, InvalidMac) as exc:
+        notes.append(f"dropped {where}: {exc}")
+        return None

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from core import fields
-from core.mac import InvalidMac, normalize_mac
+from core.mac import normalize_mac
 
 DEFAULT_PORT = 623
 CONCURRENCY = 64          # pyghmi calls in flight at once
@@ -158,16 +158,6 @@ async def _in_thread(call: Callable[[], T], deadline_s: float, what: str) -> T:
         raise IpmiError(f"{what}: no answer within {deadline_s:g} s", retryable=True, may_have_acted=True) from None
     finally:
         future_abandoned = not future.done()  # timed out or cancelled: the thread's outcome goes unread
-
-
-def _checked(check: Callable[[Any], str], value: Any, notes: list[str], where: str) -> str | None:
-    if value is None or value == "":
-        return None
-    try:
-        return check(value)
-    except (fields.InvalidField, InvalidMac) as exc:
-        notes.append(f"dropped {where}: {exc}")
-        return None
 
 
 def _label(what: str) -> Callable[[Any], str]:
@@ -333,7 +323,7 @@ class IpmiClient:
         guid = None
         answer = command.raw_command(netfn=0x06, command=0x37)  # Get System GUID
         if "error" not in answer and len(answer["data"]) == 16:
-            guid = _checked(fields.system_uuid, util.decode_wireformat_uuid(answer["data"]).lower(), notes,
+            guid = fields.kept(fields.system_uuid, util.decode_wireformat_uuid(answer["data"]).lower(), notes,
                             "system GUID")
         elif "error" not in answer:
             notes.append(f"dropped system GUID: {len(answer['data'])} bytes, not 16")
@@ -355,11 +345,11 @@ class IpmiClient:
         power = command.get_power().get("powerstate")
         return BmcFacts(
             guid=guid,
-            manufacturer=_checked(_label("FRU manufacturer"), manufacturer, notes, "FRU manufacturer"),
-            product=_checked(_label("FRU product name"), product, notes, "FRU product name"),
-            serial=_checked(_label("FRU serial number"), serial, notes, "FRU serial number"),
-            mac=_checked(normalize_mac, net.get("mac_address"), notes, "LAN MAC address"),
-            ip=_checked(_ipv4, net.get("ipv4_address"), notes, "LAN IPv4 address"),
+            manufacturer=fields.kept(_label("FRU manufacturer"), manufacturer, notes, "FRU manufacturer"),
+            product=fields.kept(_label("FRU product name"), product, notes, "FRU product name"),
+            serial=fields.kept(_label("FRU serial number"), serial, notes, "FRU serial number"),
+            mac=fields.kept(normalize_mac, net.get("mac_address"), notes, "LAN MAC address"),
+            ip=fields.kept(_ipv4, net.get("ipv4_address"), notes, "LAN IPv4 address"),
             power_state={"on": "On", "off": "Off"}.get(power) if isinstance(power, str) else None,
             dropped=notes)
 

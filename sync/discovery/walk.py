@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from core import fields
 from core.hardware import Firmware
-from core.mac import InvalidMac, normalize_mac
+from core.mac import normalize_mac
 from sync.discovery.hardware import Read, read_firmware, read_system
 from sync.redfish import RedfishClient, RedfishError
 
@@ -48,20 +48,9 @@ class FoundBmc:
     ips: list[str] = dataclasses.field(default_factory=list)  # the BMC's own addresses, where it tells (IPMI)
 
 
-def _checked(check: Callable, value, notes: list[str], where: str):
-    """check(value), or None with a note when the BMC said what no admin could store."""
-    if value is None or value == "":
-        return None
-    try:
-        return check(value)
-    except (fields.InvalidField, InvalidMac) as exc:
-        notes.append(f"dropped {where}: {exc}")
-        return None
-
-
 def _link(resource: dict, name: str, notes: list[str], where: str) -> str | None:
     link = resource.get(name)
-    return _checked(fields.redfish_path, link.get("@odata.id") if isinstance(link, dict) else None, notes,
+    return fields.kept(fields.redfish_path, link.get("@odata.id") if isinstance(link, dict) else None, notes,
                     f"{where} {name}")
 
 
@@ -69,7 +58,7 @@ async def _members(client: RedfishClient, path: str, notes: list[str], limit: in
     members = await client.members(path)
     if len(members) > limit:
         raise RedfishError(f"{client.base}{path} lists {len(members)} members; at most {limit} are taken from one BMC")
-    checked = (_checked(fields.redfish_path, m, notes, f"{path} member") for m in members)
+    checked = (fields.kept(fields.redfish_path, m, notes, f"{path} member") for m in members)
     return [m for m in checked if m]
 
 
@@ -87,14 +76,14 @@ async def _nics(client: RedfishClient, system: dict, where: str, notes: list[str
     for path in await _members(client, link, notes, MAX_NICS):
         nic = await client.get(path)
         read.append((path, nic))
-        mac = (_checked(normalize_mac, nic.get("MACAddress"), notes, f"{path} MACAddress")
-               or _checked(normalize_mac, nic.get("PermanentMACAddress"), notes, f"{path} PermanentMACAddress"))
+        mac = (fields.kept(normalize_mac, nic.get("MACAddress"), notes, f"{path} MACAddress")
+               or fields.kept(normalize_mac, nic.get("PermanentMACAddress"), notes, f"{path} PermanentMACAddress"))
         if mac and mac != "00:00:00:00:00:00":
             listed = nic.get("IPv4Addresses")
             addresses = [a.get("Address") for a in listed if isinstance(a, dict)] if isinstance(listed, list) else []
             if len(addresses) > MAX_ADDRESSES:
                 notes.append(f"dropped {path} addresses after the first {MAX_ADDRESSES} of {len(addresses)}")
-            ips = [_checked(fields.ip_address, a, notes, f"{path} address") for a in addresses[:MAX_ADDRESSES]]
+            ips = [fields.kept(fields.ip_address, a, notes, f"{path} address") for a in addresses[:MAX_ADDRESSES]]
             found.append((mac, list(dict.fromkeys(ip for ip in ips if ip))))
     return found
 
@@ -104,7 +93,7 @@ async def _location(client: RedfishClient, system: dict, where: str, chassis_cac
     """Rack and unit from the system's chassis (Location.Placement), when it tells."""
     links = (system.get("Links") or {}).get("Chassis") if isinstance(system.get("Links"), dict) else None
     for link in links if isinstance(links, list) else []:
-        path = _checked(fields.redfish_path, link.get("@odata.id") if isinstance(link, dict) else None, notes,
+        path = fields.kept(fields.redfish_path, link.get("@odata.id") if isinstance(link, dict) else None, notes,
                         f"{where} chassis link")
         if not path:
             continue
@@ -117,8 +106,8 @@ async def _location(client: RedfishClient, system: dict, where: str, chassis_cac
         placement = location.get("Placement") if isinstance(location, dict) else None
         if not isinstance(placement, dict):
             continue
-        rack = _checked(fields.rack, placement.get("Rack"), notes, f"{path} Location.Placement.Rack")
-        unit = _checked(lambda v: fields.count(v, "RackOffset"), placement.get("RackOffset"), notes,
+        rack = fields.kept(fields.rack, placement.get("Rack"), notes, f"{path} Location.Placement.Rack")
+        unit = fields.kept(lambda v: fields.count(v, "RackOffset"), placement.get("RackOffset"), notes,
                         f"{path} Location.Placement")
         if rack or unit is not None:
             return rack, unit
@@ -129,7 +118,7 @@ async def _system(client: RedfishClient, path: str, chassis_cache: dict[str, dic
                   firmware: list[Firmware] | None, notes: list[str]) -> FoundSystem | None:
     system = await client.get(path)
     reported = system.get("@odata.id", path)
-    where = _checked(fields.redfish_path, reported.rstrip("/") if isinstance(reported, str) else reported, notes,
+    where = fields.kept(fields.redfish_path, reported.rstrip("/") if isinstance(reported, str) else reported, notes,
                      f"system {path} @odata.id")
     if where is None:
         notes.append(f"skipped system {path}: no usable path to address it by")
@@ -139,11 +128,11 @@ async def _system(client: RedfishClient, path: str, chassis_cache: dict[str, dic
     nic_documents: list[tuple[str, dict]] = []
     nics = await _nics(client, system, where, notes, nic_documents)
     return FoundSystem(
-        path=where, name=_checked(_label("Name"), system.get("Name"), notes, where) or "",
-        uuid=_checked(fields.system_uuid, system.get("UUID"), notes, f"{where} UUID"),
-        serial=_checked(_label("serial number"), system.get("SerialNumber"), notes, f"{where} SerialNumber"),
-        manufacturer=_checked(_label("manufacturer"), system.get("Manufacturer"), notes, f"{where} Manufacturer"),
-        model=_checked(_label("model"), system.get("Model"), notes, f"{where} Model"),
+        path=where, name=fields.kept(_label("Name"), system.get("Name"), notes, where) or "",
+        uuid=fields.kept(fields.system_uuid, system.get("UUID"), notes, f"{where} UUID"),
+        serial=fields.kept(_label("serial number"), system.get("SerialNumber"), notes, f"{where} SerialNumber"),
+        manufacturer=fields.kept(_label("manufacturer"), system.get("Manufacturer"), notes, f"{where} Manufacturer"),
+        model=fields.kept(_label("model"), system.get("Model"), notes, f"{where} Model"),
         power_state=power if power in ("On", "Off") else None,
         nics=nics, rack=rack, unit=unit,
         hardware=await read_system(client, system, where, nic_documents, firmware, notes))
@@ -173,9 +162,9 @@ async def walk(client: RedfishClient) -> FoundBmc:
         link = _link(manager, "EthernetInterfaces", notes, path)
         if link:
             for nic_path in await _members(client, link, notes, MAX_NICS):
-                mac = _checked(normalize_mac, (await client.get(nic_path)).get("MACAddress"), notes,
+                mac = fields.kept(normalize_mac, (await client.get(nic_path)).get("MACAddress"), notes,
                                f"{nic_path} MACAddress")
                 if mac and mac not in macs:
                     macs.append(mac)
-    return FoundBmc(address=client.base, uuid=_checked(fields.system_uuid, root.get("UUID"), notes, "service root UUID"),
+    return FoundBmc(address=client.base, uuid=fields.kept(fields.system_uuid, root.get("UUID"), notes, "service root UUID"),
                     macs=macs, systems=systems, dropped=list(dict.fromkeys(notes)))
