@@ -244,7 +244,8 @@ class BootApp:
                 "status": "ready" if ready else "loading",
                 "nodes": len(index),
                 "macs": index.mac_count,
-                "requests": self.metrics.totals(),  # this worker's, since it started
+                # This worker's, since it started; absent when it does not count (CHAMICORE_METRICS=false).
+                **({"requests": self.metrics.totals()} if self.count_requests else {}),
                 "feed": {
                     "state": feed.state.value,
                     "lastError": feed.last_error,
