@@ -268,7 +268,7 @@ async def test_bad_targets_and_scans_are_refused_and_change_nothing(api, conn):
     assert await conn.fetchval("SELECT count(*) FROM discovery.targets") == 0
     assert await conn.fetchval("SELECT count(*) FROM discovery.scans") == 0
     drivers = (await api.get("/discovery/v1/drivers")).json()
-    assert [d["name"] for d in drivers] == ["redfish", "csv", "json", "snmp"]
+    assert [d["name"] for d in drivers] == ["redfish", "csv", "json", "ipmi", "snmp"]
 
 
 async def test_a_viewer_reads_but_cannot_scan(anonymous, dsn):
