@@ -45,8 +45,11 @@ class RedfishSystem(msgspec.Struct, rename="camel", forbid_unknown_fields=True, 
     model: Label | None = None
 
 
+ADDRESS_MAX = 300
+
+
 class RedfishEndpointSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
-    address: Annotated[str, msgspec.Meta(min_length=1, max_length=300,
+    address: Annotated[str, msgspec.Meta(min_length=1, max_length=ADDRESS_MAX,
                                          description="the Redfish service: https://host[:port] (or a bare host); "
                                                      "an IPMI BMC: ipmi://host:port")]
     credential_id: Id | None = None
@@ -85,6 +88,8 @@ def address_of(text: str) -> str:
     address = endpoint_url(text)
     if "@" in address:  # a user or password here would be stored, and shown, in the clear
         raise BadAddress("a user or password does not go in the address: store a credential and name it")
+    if len(address) > ADDRESS_MAX:  # a bare host gains its scheme: what is stored is read back by the same schema
+        raise BadAddress(f"the address as stored ({address[:60]}...) is longer than {ADDRESS_MAX} characters")
     return address
 
 
