@@ -18,9 +18,10 @@ boot path.
    CHAMICORE_TELEMETRY_NODE_INTERVAL_S=0 (every flush writes every node seen,
    the most events the live layer can get).  Printed: requests per second of
    each run and its ratio to the mean of the quiet runs (1.0: the console costs
-   the boot path nothing).  The boot path is pinned to CPU 0; wrk and the
-   admin API to CPU 1 (on a head node the console does not run on the boot
-   path's cores); PostgreSQL, which both use, floats.
+   the boot path nothing).  The boot path is pinned to CPU 0; wrk, the admin
+   API and the simulated browsers to CPU 1 (on a head node the console does
+   not run on the boot path's cores, and browsers run on admins' desks);
+   PostgreSQL, which both use, floats.
 
 Writes bench/results/console.json.  No figure is asserted.
 """
@@ -31,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import statistics
 import sys
@@ -161,6 +163,8 @@ async def dashboards(base: str, listeners: int, stop: asyncio.Event) -> int:
 async def measure_live(base: str, boot_port: int, nodes: int, duration: int, listeners: list[int],
                        client_cpu: list[str], work: Path) -> dict:
     """Without, with each number of dashboards, and again without: the quiet runs show the machine's drift."""
+    if client_cpu:  # the browsers this process plays stay off the boot path's core, as wrk does
+        os.sched_setaffinity(0, {int(client_cpu[-1])})
     def wrk() -> dict:
         return run_wrk(boot_port, nodes, 256, duration, client_cpu, work)
 
