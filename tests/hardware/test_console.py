@@ -35,7 +35,7 @@ from tests.helpers.redfish import RedfishEmulator, fake_system
 from tests.helpers.redfish_proxy import RedfishProxy
 from tests.helpers.tokens import token_for
 
-WAIT_S = 15.0
+WAIT_S = 60.0  # an upper bound, never a sleep: a CLI process starting on a loaded machine took more than 15 s
 
 
 class SerialLine:

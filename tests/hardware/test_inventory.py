@@ -78,7 +78,9 @@ def emulator():
 
 async def scanned(api, dsn, emulator, conn) -> tuple[dict, dict[str, str]]:
     """One scan's host result, and node id by system uuid."""
-    async with running(DiscoveryScanner(dsn, box())):
+    # A walk with the inventory asks the (slow, Python) emulator some twenty resources: on a loaded CI machine
+    # that took more than the default 15 s per host.
+    async with running(DiscoveryScanner(dsn, box(), timeout_s=60)):
         result = await scan(api, ["bmc"])
     assert result["status"]["state"] == "completed", result
     [host] = result["status"]["results"]
