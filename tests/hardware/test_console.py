@@ -263,15 +263,19 @@ async def test_cli_console_pipes_the_node_both_ways(server, dsn, tmp_path):
         await line.wait_received(b"root\n")
         cli.stdin.close()  # the end of input detaches
         assert await asyncio.wait_for(cli.wait(), WAIT_S) == 0
-        # A file as stdin (which the event loop cannot watch) is typed in and detaches at its end too.
+    # A file as stdin (which the event loop cannot watch) is typed in and detaches at its end too.  Another BMC:
+    # ipmi_sim drops a new session's first packet when it repeats the last session's sequence number.
+    async with node_with_bmc() as (line, bmc):
+        await register(dsn, "node-4", bmc.address)
         keys = tmp_path / "keys"
         keys.write_bytes(b"exit\n")
         with keys.open("rb") as typed:
             from_file = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "cli.main", "console", "node-3", env=env, cwd=ROOT, stdin=typed,
+                sys.executable, "-m", "cli.main", "console", "node-4", env=env, cwd=ROOT, stdin=typed,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
             _, said = await asyncio.wait_for(from_file.communicate(), WAIT_S)
         assert from_file.returncode == 0 and b"[detached]" in said, said
+        await line.wait_received(b"exit\n")
         # Refused: the CLI names the service, the status and what to do, and exits with the auth code.
         viewer = await token_for(server.url, dsn, "console-viewer", ["viewer"])
         refused = await asyncio.create_subprocess_exec(
@@ -283,8 +287,9 @@ async def test_cli_console_pipes_the_node_both_ways(server, dsn, tmp_path):
     entries = await audit(dsn, "node-3")
     assert [(e["actor"], e["action"], e["status"]) for e in entries] == [
         ("console-cli", "console.attach", 101), ("console-cli", "console.detach", 200),
-        ("console-cli", "console.attach", 101), ("console-cli", "console.detach", 200),
         ("console-viewer", "console.attach", 403)]
+    assert [(e["action"], e["status"]) for e in await audit(dsn, "node-4")] == [
+        ("console.attach", 101), ("console.detach", 200)]
 
 
 def offering_ipmi_sol(port: int):
