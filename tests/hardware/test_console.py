@@ -263,8 +263,9 @@ async def test_cli_console_pipes_the_node_both_ways(server, dsn, tmp_path):
         await line.wait_received(b"root\n")
         cli.stdin.close()  # the end of input detaches
         assert await asyncio.wait_for(cli.wait(), WAIT_S) == 0
-    # A file as stdin (which the event loop cannot watch) is typed in and detaches at its end too.  Another BMC:
-    # ipmi_sim drops a new session's first packet when it repeats the last session's sequence number.
+    # A file as stdin (which the event loop cannot watch) is typed in and detaches at its end too.  Another node:
+    # the server releases a session's per-node lock just after its client has gone, so an attach to node-3 right
+    # now may meet "already attached" (409).
     async with node_with_bmc() as (line, bmc):
         await register(dsn, "node-4", bmc.address)
         keys = tmp_path / "keys"
