@@ -39,14 +39,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.helpers.ports import free_udp_port
+
 USERNAME, PASSWORD = "admin", "ipmi-secret"
 BINARY = "/usr/bin/ipmi_sim"
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _fru_text(value: str) -> bytes:

@@ -22,13 +22,13 @@ import asyncio
 import concurrent.futures
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from tests.helpers.paths import ROOT
+from tests.helpers.ports import free_udp_port
 
 V3_USER, V3_AUTH_KEY, V3_PRIV_KEY = "chamicore", "v3-auth-key-0123", "v3-priv-key-4567"
 RESPONDER = ROOT / ".venv" / "bin" / "snmpsim-command-responder"
@@ -39,12 +39,6 @@ BASE_PORT_IFINDEX = "1.3.6.1.2.1.17.1.4.1.2"
 FDB_ADDRESS, FDB_PORT, FDB_STATUS = ("1.3.6.1.2.1.17.4.3.1.1", "1.3.6.1.2.1.17.4.3.1.2", "1.3.6.1.2.1.17.4.3.1.3")
 QFDB_PORT, QFDB_STATUS = "1.3.6.1.2.1.17.7.1.2.2.1.2", "1.3.6.1.2.1.17.7.1.2.2.1.3"
 LLDP_REM = "1.0.8802.1.1.2.1.4.1.1"
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _mac_index(mac: str) -> str:
