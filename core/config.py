@@ -88,6 +88,26 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _nats_servers(value: str) -> str:
+    """One NATS URL, or a comma-separated list of a cluster's servers (the client fails over between them)."""
+    servers = [item.strip() for item in value.split(",")]
+    if len(value) > 4096 or not all(servers):
+        raise ValueError("expected a nats or tls URL, or a comma-separated list of them")
+    return ",".join(_url("nats", "tls")(server) for server in servers)
+
+
+def nats_servers(value: str) -> list[str]:
+    """The servers of a CHAMICORE_NATS_URL as load_config left it."""
+    return value.split(",")
+
+
+def _replicas(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 5:
+        raise ValueError("expected 1 to 5 (JetStream keeps at most 5 replicas of a stream)")
+    return number
+
+
 def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in value.split(",") if item.strip())
 
@@ -161,7 +181,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TELEMETRY_NODE_INTERVAL_S", "30", float,
             "least time between two telemetry writes for one node (0: every flush); a node's first request is "
             "always written at the next flush"),
-    Setting("NATS_URL", None, _url("nats", "tls"), "NATS JetStream URL for the event relay; unset: no relay"),
+    Setting("NATS_URL", None, _nats_servers,
+            "NATS JetStream URL for the event relay, or a comma-separated list of a NATS cluster's servers; "
+            "unset: no relay"),
+    Setting("NATS_STREAM_REPLICAS", "1", _replicas,
+            "replicas of the CHAMICORE stream when the relay creates it (3 on a three-node NATS cluster: a node "
+            "lost loses no event); an existing stream keeps its own"),
     Setting("OUTBOX_RETENTION_S", "604800", _positive_int, "how long relayed events stay in events.outbox"),
     Setting("KEA_URL", None, _url("http", "https"), "Kea control agent URL; unset: no Kea sync"),
     Setting("DISCOVERY_CONCURRENCY", "64", _positive_int, "hosts a discovery scan talks to at once, across all scans"),
@@ -238,6 +263,7 @@ class Config:
     telemetry_flush_s: float
     telemetry_node_interval_s: float
     nats_url: str | None
+    nats_stream_replicas: int
     outbox_retention_s: int
     kea_url: str | None
     discovery_concurrency: int
@@ -334,6 +360,8 @@ def describe(config: Config) -> list[tuple[str, str, str]]:
             shown = "(unset)"
         elif setting.name == "DATABASE_URL":
             shown = mask_url(value)
+        elif setting.name == "NATS_URL":
+            shown = ",".join(mask_url(server) for server in nats_servers(value))
         elif setting.secret:
             shown = "****"
         elif isinstance(value, tuple):

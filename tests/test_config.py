@@ -89,3 +89,18 @@ def test_kea_sync_refuses_a_wildcard_boot_address_without_a_boot_url():
     [kea] = [job for job in enabled_jobs(load_config({**env, "CHAMICORE_BOOT_URL": "http://10.1.0.1:27778"}))
              if type(job).__name__ == "KeaSync"]
     assert kea.boot_url == "http://10.1.0.1:27778"
+
+
+def test_a_nats_cluster_is_a_list_of_urls_each_checked():
+    config = load_config({"CHAMICORE_NATS_URL": "nats://a:4222, tls://user:pw@b:4222/ ,nats://c:4222",
+                          "CHAMICORE_NATS_STREAM_REPLICAS": "3"})
+    assert config.nats_url == "nats://a:4222,tls://user:pw@b:4222,nats://c:4222"
+    assert config.nats_stream_replicas == 3 and load_config({}).nats_stream_replicas == 1
+    shown = {name: value for name, value, _ in describe(config)}
+    assert shown["CHAMICORE_NATS_URL"] == "nats://a:4222,tls://user:****@b:4222,nats://c:4222"
+    for bad in ("nats://a:4222,http://b:4222", "nats://a:4222,,nats://c:4222", "nats://a:4222,", "a:4222"):
+        with pytest.raises(ConfigError, match="CHAMICORE_NATS_URL: expected a nats or tls URL"):
+            load_config({"CHAMICORE_NATS_URL": bad})
+    for bad in ("0", "6", "three"):
+        with pytest.raises(ConfigError, match="CHAMICORE_NATS_STREAM_REPLICAS"):
+            load_config({"CHAMICORE_NATS_STREAM_REPLICAS": bad})
