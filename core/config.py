@@ -44,8 +44,11 @@ class Address:
     @property
     def local_url(self) -> str:
         """The URL at which a client on this machine reaches the listener (a wildcard covers loopback)."""
+        return self.local("http")
+
+    def local(self, scheme: str) -> str:
         host = "127.0.0.1" if self.is_wildcard else self.host
-        return f"http://[{host}]:{self.port}" if ":" in host else f"http://{host}:{self.port}"
+        return f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
 
 
 def _listen(value: str) -> Address:
@@ -162,6 +165,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ADMIN_LISTEN", "127.0.0.1:27779", _listen, "host:port of the admin API"),
     Setting("BOOT_URL", None, _url("http", "https"),
             "URL at which booting nodes reach the boot path; unset: derived from the request's Host"),
+    Setting("BOOT_TLS_LISTEN", None, _listen,
+            "host:port of the boot path's HTTPS listener, beside the HTTP one (needs CHAMICORE_BOOT_TLS_CERT and "
+            "CHAMICORE_BOOT_TLS_KEY); unset: HTTP only"),
+    Setting("BOOT_TLS_CERT", None, str, "PEM file: the HTTPS listener's certificate, then any intermediates"),
+    Setting("BOOT_TLS_KEY", None, str, "PEM file: the HTTPS listener's private key (unencrypted; keep it 0600)"),
+    Setting("BOOT_TLS_URL", None, _url("https"),
+            "URL at which booting nodes reach the HTTPS listener, used in the chain and seed URLs it serves; unset: "
+            "derived from the request's Host"),
+    Setting("IPXE_DIR", "/usr/lib/ipxe", str,
+            "directory whose iPXE EFI programs (*.efi) the boot path serves at /boot/v1/ipxe/<name>, read at start"),
+    Setting("EFI_URL", None, _url("http", "https"),
+            "base URL of the EFI programs UEFI HTTP boot clients load (Kea's HTTPClient classes): <URL>/ipxe.efi "
+            "for x86-64, <URL>/ipxe-arm64.efi for arm64; unset: <boot URL>/boot/v1/ipxe"),
     Setting("BOOT_WORKERS", "1", _positive_int, "boot path worker processes (each holds the whole index)"),
     Setting("ADMIN_WORKERS", "1", _positive_int, "admin API worker processes"),
     Setting("BOOT_INTERFACE", "rsgi", str, "granian interface of the boot path: rsgi (faster) or asgi"),
@@ -249,6 +265,12 @@ class Config:
     boot_listen: Address
     admin_listen: Address
     boot_url: str | None
+    boot_tls_listen: Address | None
+    boot_tls_cert: str | None
+    boot_tls_key: str | None
+    boot_tls_url: str | None
+    ipxe_dir: str
+    efi_url: str | None
     boot_workers: int
     admin_workers: int
     boot_interface: str
@@ -308,6 +330,13 @@ class Config:
         return None if self.boot_listen.is_wildcard else self.boot_listen.local_url
 
     @property
+    def node_boot_tls_url(self) -> str | None:
+        """node_boot_url for the HTTPS listener: CHAMICORE_BOOT_TLS_URL, else its one listen address."""
+        if self.boot_tls_url or self.boot_tls_listen is None:
+            return self.boot_tls_url
+        return None if self.boot_tls_listen.is_wildcard else self.boot_tls_listen.local("https")
+
+    @property
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir or _default_data_dir()).expanduser().resolve()
 
@@ -340,6 +369,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("TELEMETRY_NODE_INTERVAL_S", "expected 0 to 86400 seconds")
     if not 0 <= config.feed_coalesce_ms <= 1000:
         raise ConfigError("FEED_COALESCE_MS", "expected 0 to 1000 milliseconds")
+    if config.boot_tls_listen is not None and not (config.boot_tls_cert and config.boot_tls_key):
+        raise ConfigError("BOOT_TLS_LISTEN", "needs CHAMICORE_BOOT_TLS_CERT and CHAMICORE_BOOT_TLS_KEY")
     return config
 
 
