@@ -25,7 +25,7 @@ from cli.command import Commands, Invocation, handles
 from cli.dbcmd import run_migrate
 from cli.errors import EXIT_FAILURE, CLIError
 from core import db
-from core.config import Config, mask_url
+from core.config import Config, mask_url, nats_servers
 from core.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
 READY_TIMEOUT_S = 60
@@ -178,7 +178,7 @@ def _say_where(config: Config, data_dir: Path, database: str, new_credentials: b
     print(f"  MCP         {admin}/mcp  ({config.mcp_mode}; stdio: chamicore mcp)")
     print("  sync        discovery scans and power transitions")
     if config.nats_url:
-        print(f"  sync        outbox relay to {config.nats_url}")
+        print(f"  sync        outbox relay to {','.join(mask_url(s) for s in nats_servers(config.nats_url))}")
     if config.kea_url:
         print(f"  sync        Kea reservations through {config.kea_url}")
     print(f"  admin credentials  {credentials_path(data_dir)}"

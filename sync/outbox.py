@@ -5,6 +5,12 @@ Rows are published oldest first (by seq) as CloudEvents 1.0 JSON on
 `Nats-Msg-Id` set to the event id, and marked sent only after JetStream
 acknowledged them.  If NATS is away the rows wait in the table; a publish
 repeated after a crash is dropped by JetStream's duplicate window.
+
+Against a NATS cluster the relay is given every server's URL and connects to
+whichever answers; the stream should then have 3 replicas (a lost node loses
+nothing).  A node lost mid-batch fails the pass; the next pass connects to
+another node and publishes again what was not acknowledged, with the same
+Nats-Msg-Id, so an event the lost node did store is not stored twice.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
 from core import tracing
+from core.config import nats_servers
 from sync.service import Job, raise_if_cancelled
 
 log = logging.getLogger("chamicore.sync.outbox")
@@ -50,9 +57,10 @@ class OutboxRelay(Job):
     channel = "chamicore_outbox"
     period_s = 5.0
 
-    def __init__(self, dsn: str, nats_url: str, retention_s: int = 7 * 86400) -> None:
+    def __init__(self, dsn: str, nats_url: str, retention_s: int = 7 * 86400, stream_replicas: int = 1) -> None:
         super().__init__(dsn)
-        self.nats_url = nats_url
+        self.nats_servers = nats_servers(nats_url)
+        self.stream_replicas = stream_replicas
         self.retention_s = retention_s
         self.published = 0
         self._nc: NATS | None = None
@@ -63,12 +71,15 @@ class OutboxRelay(Job):
             if self._nc is not None:
                 await self._close()
             # Fail at once when NATS is away: nats-py's connect tries a server again (every reconnect_time_wait)
-            # until it has failed more than max_reconnect_attempts times, and forever when that is 0.
-            self._nc = await nats.connect(self.nats_url, connect_timeout=2, max_reconnect_attempts=1,
+            # until it has failed more than max_reconnect_attempts times, and forever when that is 0.  The count is
+            # per server: with a cluster's list it goes round the servers (in random order) and takes the first
+            # that answers, and fails only when each one has refused twice.
+            self._nc = await nats.connect(servers=self.nats_servers, connect_timeout=2, max_reconnect_attempts=1,
                                           reconnect_time_wait=0, allow_reconnect=False)
             self._js = self._nc.jetstream(timeout=5)
             try:
-                await self._js.add_stream(StreamConfig(name=STREAM, subjects=SUBJECTS))
+                await self._js.add_stream(StreamConfig(name=STREAM, subjects=SUBJECTS,
+                                                       num_replicas=self.stream_replicas))
             except nats.js.errors.BadRequestError:
                 pass  # exists already (perhaps with settings an operator chose): keep it
         return self._js

@@ -33,7 +33,7 @@ def enabled_jobs(config: Config) -> list[Job]:
                     poll_s=config.power_poll_s),
     ]
     if config.nats_url:
-        jobs.append(OutboxRelay(dsn, config.nats_url, config.outbox_retention_s))
+        jobs.append(OutboxRelay(dsn, config.nats_url, config.outbox_retention_s, config.nats_stream_replicas))
     if config.kea_url:
         if config.node_boot_url is None:
             raise ConfigError("BOOT_URL", f"the Kea sync hands nodes the boot path's URL, and CHAMICORE_BOOT_LISTEN "
