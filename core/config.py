@@ -178,6 +178,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("EFI_URL", None, _url("http", "https"),
             "base URL of the EFI programs UEFI HTTP boot clients load (Kea's HTTPClient classes): <URL>/ipxe.efi "
             "for x86-64, <URL>/ipxe-arm64.efi for arm64; unset: <boot URL>/boot/v1/ipxe"),
+    Setting("BOOT_SIGNING_KEY", None, str,
+            "PEM file: the RSA code-signing key that signs boot scripts for iPXE's imgverify (unencrypted; keep it "
+            "0600); unset: scripts are not signed"),
+    Setting("BOOT_SIGNING_CERT", None, str,
+            "PEM file: the certificate of CHAMICORE_BOOT_SIGNING_KEY (extended key usage codeSigning)"),
+    Setting("BOOT_SIGNING_CHAIN", None, str,
+            "PEM file: intermediate certificates between the signing certificate and the CA built into iPXE, sent "
+            "in every signature; unset: none"),
     Setting("BOOT_WORKERS", "1", _positive_int, "boot path worker processes (each holds the whole index)"),
     Setting("ADMIN_WORKERS", "1", _positive_int, "admin API worker processes"),
     Setting("BOOT_INTERFACE", "rsgi", str, "granian interface of the boot path: rsgi (faster) or asgi"),
@@ -271,6 +279,9 @@ class Config:
     boot_tls_url: str | None
     ipxe_dir: str
     efi_url: str | None
+    boot_signing_key: str | None
+    boot_signing_cert: str | None
+    boot_signing_chain: str | None
     boot_workers: int
     admin_workers: int
     boot_interface: str
@@ -371,6 +382,10 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("FEED_COALESCE_MS", "expected 0 to 1000 milliseconds")
     if config.boot_tls_listen is not None and not (config.boot_tls_cert and config.boot_tls_key):
         raise ConfigError("BOOT_TLS_LISTEN", "needs CHAMICORE_BOOT_TLS_CERT and CHAMICORE_BOOT_TLS_KEY")
+    if bool(config.boot_signing_key) != bool(config.boot_signing_cert):
+        raise ConfigError("BOOT_SIGNING_KEY", "CHAMICORE_BOOT_SIGNING_KEY and CHAMICORE_BOOT_SIGNING_CERT go together")
+    if config.boot_signing_chain and not config.boot_signing_key:
+        raise ConfigError("BOOT_SIGNING_CHAIN", "needs CHAMICORE_BOOT_SIGNING_KEY and CHAMICORE_BOOT_SIGNING_CERT")
     return config
 
 
