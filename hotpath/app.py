@@ -31,6 +31,7 @@ from hotpath._dispatch import (
     EP_OTHER,
     OUT_BAD_REQUEST,
     OUT_NEEDS_CLIENT_IP,
+    OUT_WAIT,
     Dispatcher,
 )
 from hotpath.answers import AnswerBuilder
@@ -42,15 +43,20 @@ from hotpath.telemetry import BootTelemetry, client_host
 log = logging.getLogger("chamicore.hotpath")
 
 _CT_ONLY_GET = 100  # a problem answer that also says which methods are allowed
+_CT_LOADING = 101  # a problem answer that also says when to ask again
 _CONTENT_TYPES = {
     CT_TEXT: "text/plain; charset=utf-8",
     CT_PROBLEM: "application/problem+json",
     CT_JSON: "application/json",
     _CT_ONLY_GET: "application/problem+json",
+    _CT_LOADING: "application/problem+json",
 }
 # Every header but Content-Length, made once per kind of answer, for each interface.
 _RSGI_HEADERS = {ct: [("content-type", value)] for ct, value in _CONTENT_TYPES.items()}
 _RSGI_HEADERS[_CT_ONLY_GET].append(("allow", "GET, HEAD"))
+# iPXE waits Retry-After seconds and asks again on a 503; nginx (proxy_next_upstream http_503) asks another replica.
+LOADING_RETRY_AFTER_S = 1
+_RSGI_HEADERS[_CT_LOADING].append(("retry-after", str(LOADING_RETRY_AFTER_S)))
 _ASGI_HEADERS = {ct: [(k.encode(), v.encode()) for k, v in headers] for ct, headers in _RSGI_HEADERS.items()}
 _SERVICE_PATHS = frozenset(("/health", "/readiness", "/metrics"))
 # `chamicore bootscript` previews a node's answer with this header: answered, not counted as the node asking.
@@ -58,6 +64,7 @@ PREVIEW_HEADER = "x-chamicore-preview"
 PREVIEW_HEADER_BYTES = PREVIEW_HEADER.encode()
 _ONLY_GET = problem_bytes(405, "the boot path only answers GET")
 _METRICS_OFF = problem_bytes(404, "this boot path does not count its requests (CHAMICORE_METRICS=false)")
+_LOADING = problem_bytes(503, "this boot path is still loading its nodes; ask again shortly")
 
 
 class BootApp:
@@ -84,11 +91,15 @@ class BootApp:
         self._publisher: asyncio.Task | None = None
         self.trusted_proxies = config.trusted_proxies
         self.started_at = time.time()
+        # Until the first full load, an empty index would tell known nodes to wait (or 404 their cloud-init):
+        # a loading worker answers boot requests 503 + Retry-After instead, so that nothing incomplete is served.
+        self.loading = True
 
     # -- index plumbing ---------------------------------------------------
 
     def _publish(self, index: Index) -> None:
         self.dispatcher.index = index  # one reference swap: requests see old or new, never half
+        self.loading = False  # only a full load publishes: this index holds every node
 
     def _current_index(self) -> Index:
         return self.dispatcher.index
@@ -203,6 +214,8 @@ class BootApp:
         if path in _SERVICE_PATHS:
             status, ct, body = self.service(path)
             return status, ct, body, None, None, OUT_BAD_REQUEST
+        if self.loading:
+            return 503, _CT_LOADING, _LOADING, None, EP_OTHER, OUT_WAIT
         dispatcher = self.dispatcher
         host = "" if dispatcher.base_url is not None else (header("host") or authority)
         answer = dispatcher.dispatch(path, query, host)

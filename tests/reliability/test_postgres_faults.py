@@ -16,15 +16,18 @@ from tests.helpers.ports import free_port
 from tests.helpers.seed import seed_cluster
 
 
-def test_not_ready_until_postgres_is_up_and_nodes_keep_waiting(boot_server):
+def test_not_ready_until_postgres_is_up_and_nodes_asked_to_retry(boot_server):
     cluster = EmbeddedPostgres(tmp_root() / "late", port=free_port(),
                                bin_dir=pgserver_bin_dir() or system_bin_dir(), durable=False)
     try:
         server = boot_server(server_dsn=cluster.dsn, wait_ready=False)
         status, _, body = server.get("/readiness")
         assert status == 503 and msgspec.json.decode(body)["status"] == "loading"
-        status, _, body = server.get("/boot/v1/bootscript?mac=52:54:00:00:00:01")
-        assert status == 200 and b"sleep 10" in body  # a node waits; it never sees an error
+        # Not a "wait" script, nor a 404 for cloud-init: nothing answered from an empty index. iPXE asks again
+        # after Retry-After; a load balancer asks another replica.
+        status, headers, body = server.get("/boot/v1/bootscript?mac=52:54:00:00:00:01")
+        assert status == 503 and {k.lower(): v for k, v in headers.items()}["retry-after"] == "1", body
+        assert server.get("/cloud-init/node-1/meta-data")[0] == 503
 
         cluster.start()
 
