@@ -226,8 +226,14 @@ class IpmiClient:
 
         if self._shared.command is None:
             try:
-                self._shared.command = command.Command(bmc=self.host, userid=self.username,
-                                                       password=self._password, port=self.port)
+                fresh = command.Command(bmc=self.host, userid=self.username, password=self._password,
+                                        port=self.port)
+                # A logon another thread had under way for the same BMC and user is joined, not retried, and
+                # pyghmi returns it without raising even when it failed: its reason is on the session.
+                joined = getattr(fresh, "ipmi_session", None)
+                if getattr(joined, "broken", False):
+                    raise IpmiException(getattr(joined, "errormsg", None) or "")
+                self._shared.command = fresh
             except IpmiException as exc:
                 raise self._logon_error(exc) from None
             except OSError as exc:  # a name that does not resolve, say
