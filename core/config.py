@@ -205,6 +205,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("TELEMETRY_NODE_INTERVAL_S", "30", float,
             "least time between two telemetry writes for one node (0: every flush); a node's first request is "
             "always written at the next flush"),
+    Setting("BOOT_STAGES", "true", _bool,
+            "the boot path records how far each node's boot went (ipxe, script, kernel-booted, cloud-init, ready), "
+            "written with its telemetry"),
+    Setting("PHONE_HOME", "false", _bool,
+            "add cloud-init's phone_home module to every node's user-data, so a booted node reports itself ready "
+            "(needs CHAMICORE_BOOT_URL; turning it on changes every node's instance-id)"),
     Setting("NATS_URL", None, _nats_servers,
             "NATS JetStream URL for the event relay, or a comma-separated list of a NATS cluster's servers; "
             "unset: no relay"),
@@ -295,6 +301,8 @@ class Config:
     feed_check_s: float
     telemetry_flush_s: float
     telemetry_node_interval_s: float
+    boot_stages: bool
+    phone_home: bool
     nats_url: str | None
     nats_stream_replicas: int
     outbox_retention_s: int
@@ -378,6 +386,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError("RETRY_BASE_S", "must not exceed CHAMICORE_RETRY_MAX_S")
     if not 0 <= config.telemetry_node_interval_s <= 86400:
         raise ConfigError("TELEMETRY_NODE_INTERVAL_S", "expected 0 to 86400 seconds")
+    if config.phone_home and not config.boot_url:
+        raise ConfigError("PHONE_HOME", "needs CHAMICORE_BOOT_URL: the user-data of every node carries the URL")
     if not 0 <= config.feed_coalesce_ms <= 1000:
         raise ConfigError("FEED_COALESCE_MS", "expected 0 to 1000 milliseconds")
     if config.boot_tls_listen is not None and not (config.boot_tls_cert and config.boot_tls_key):
