@@ -5,7 +5,8 @@ asks what a booting node asks: its iPXE script, then its three cloud-init
 documents (unknown nodes ask for their script and retry).  It counts every
 connection that got all its answers, so a server that silently parks
 clients (granian's default backpressure does) shows up as errors, not as a
-good request rate.
+good request rate.  Given a `check`, it also judges every answer's body
+against what that node should get, and counts the wrong ones.
 
     python -m bench.storm --port 27778 --nodes 10000 --registered 9000
 """
@@ -20,6 +21,7 @@ import random
 import resource
 import statistics
 import time
+from collections.abc import Callable
 
 from bench.fleet import mac_of, token_of
 
@@ -34,6 +36,7 @@ class StormResult:
     latencies_ms: list[float] = dataclasses.field(repr=False)
     error_samples: list[str] = dataclasses.field(default_factory=list)
     held_connections: int | None = None
+    wrong: int = 0  # 200 answers whose body is not what that node should get (only counted with a `check`)
 
     def summary(self) -> dict:
         lat = sorted(self.latencies_ms)
@@ -47,6 +50,7 @@ class StormResult:
             "answered_connections": self.answered_connections,
             "requests": self.requests,
             "errors": self.errors,
+            "wrong": self.wrong,
             "duration_s": round(self.duration_s, 3),
             "req_per_s": round(self.requests / self.duration_s) if self.duration_s else 0,
             "p50_ms": pct(0.50),
@@ -69,7 +73,11 @@ def node_requests(index: int, registered: bool) -> list[bytes]:
     return [f"GET {p} HTTP/1.1\r\nHost: boot\r\nUser-Agent: iPXE/1.0.0\r\n\r\n".encode() for p in paths]
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+# check(node index, request number, body) -> True when the body is what that node should get.
+Check = Callable[[int, int, bytes], bool]
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     length = 0
@@ -77,13 +85,12 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
         if line[:15].lower() == b"content-length:":
             length = int(line[15:])
             break
-    if length:
-        await reader.readexactly(length)
-    return status
+    return status, await reader.readexactly(length) if length else b""
 
 
-async def _one_node(host: str, port: int, requests: list[bytes], result: StormResult, start: asyncio.Event,
-                    timeout: float, delay: float | None, connected: list) -> None:
+async def _one_node(host: str, port: int, node: int, requests: list[bytes], result: StormResult,
+                    start: asyncio.Event, timeout: float, delay: float | None, connected: list,
+                    check: Check | None) -> None:
     """delay None: connect when the storm starts, ask at once (burst).  Otherwise
     connect first, hold the connection, and ask `delay` seconds after the start."""
     writer = None
@@ -95,16 +102,21 @@ async def _one_node(host: str, port: int, requests: list[bytes], result: StormRe
         if delay is not None:
             await start.wait()
             await asyncio.sleep(delay)
-        for request in requests:
+        for number, request in enumerate(requests):
             began = time.perf_counter()
             writer.write(request)
-            status = await asyncio.wait_for(_read_response(reader), timeout)
+            status, body = await asyncio.wait_for(_read_response(reader), timeout)
             result.latencies_ms.append((time.perf_counter() - began) * 1000)
             result.requests += 1
             if status != 200:
                 result.errors += 1
                 if len(result.error_samples) < 20:
                     result.error_samples.append(f"HTTP {status}")
+                return
+            if check is not None and not check(node, number, body):
+                result.wrong += 1
+                if len(result.error_samples) < 20:
+                    result.error_samples.append(f"wrong answer to node {node}, request {number}: {body[:80]!r}")
                 return
         result.answered_connections += 1
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError) as exc:
@@ -125,7 +137,7 @@ def raise_fd_limit(wanted: int) -> int:
 
 
 async def run_storm(host: str, port: int, nodes: int, registered: int, timeout: float = 30.0,
-                    ramp: float | None = None) -> StormResult:
+                    ramp: float | None = None, check: Check | None = None) -> StormResult:
     """`nodes` nodes; the first `registered` of them are known to the server.
 
     ramp None: a burst, every node connects and asks at the same instant (a
@@ -133,6 +145,8 @@ async def run_storm(host: str, port: int, nodes: int, registered: int, timeout: 
     ramp R: every node connects first and holds its connection open, then the
     nodes ask spread evenly over R seconds (a measure of how fast each answer
     comes while `nodes` connections are open at once).
+    check: judges each 200 answer (node i asks, in order, its script and then
+    user-data, meta-data, vendor-data; an unknown node its script twice).
     """
     limit = raise_fd_limit(nodes + 512)
     if limit < nodes + 64:
@@ -142,8 +156,8 @@ async def run_storm(host: str, port: int, nodes: int, registered: int, timeout: 
     connected = [0]
     rng = random.Random(7)
     delays = [None] * nodes if ramp is None else sorted(rng.uniform(0, ramp) for _ in range(nodes))
-    tasks = [asyncio.create_task(_one_node(host, port, node_requests(i, i <= registered), result, start, timeout,
-                                           delays[i - 1], connected))
+    tasks = [asyncio.create_task(_one_node(host, port, i, node_requests(i, i <= registered), result, start, timeout,
+                                           delays[i - 1], connected, check))
              for i in range(1, nodes + 1)]
     if ramp is not None:
         deadline = time.perf_counter() + timeout

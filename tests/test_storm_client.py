@@ -1,5 +1,6 @@
 """The boot-storm client of bench/ against a real boot server (small, so it runs in CI)."""
 
+import msgspec
 import pytest
 
 from bench import fleet
@@ -24,3 +25,21 @@ async def test_storm_reports_refused_connections():
     result = await run_storm("127.0.0.1", 1, nodes=5, registered=5, timeout=2)
     assert result.errors == 5 and result.answered_connections == 0
     assert "ConnectionRefusedError" in result.error_samples[0] or "OSError" in result.error_samples[0]
+
+
+async def test_storm_counts_wrong_answers(conn, boot_server):
+    await fleet.seed(conn, 20)
+    server = boot_server()
+
+    def check(node: int, number: int, body: bytes) -> bool:
+        if node == 7 and number == 2:
+            return False  # node 7's meta-data judged wrong on purpose: counted, and the node not answered
+        if number == 0:
+            return f"hostname=node-{node} ".encode() in body
+        if number == 2:
+            return msgspec.json.decode(body)["local-hostname"] == f"node-{node}"
+        return body.startswith(b"#cloud-config")
+
+    result = await run_storm("127.0.0.1", server.port, nodes=20, registered=20, timeout=10, check=check)
+    assert (result.wrong, result.errors, result.answered_connections) == (1, 0, 19), result.error_samples
+    assert "node 7, request 2" in result.error_samples[0]
