@@ -189,6 +189,9 @@ def _numbered_hostname(meta: dict, nid) -> str | None:
 class AnswerBuilder:
     """Builds NodeAnswers from node rows; prerenders scripts when the boot URL is configured."""
 
+    # Where cloud-init's phone_home posts, added to every node's user-data (CHAMICORE_PHONE_HOME); None: not added.
+    phone_home_url: str | None = None
+
     def __init__(self, base_url: str | None, retry_base: float, retry_max: float) -> None:
         self.base_url = base_url
         self.retry_base = retry_base
@@ -293,10 +296,14 @@ class NodeBatch:
             meta.pop("instance-id", None)
             if keys:
                 meta["public-keys"] = keys
-            found = self._cloud[key] = (self._document(_user_data_sources(chain), _user_data),
+            found = self._cloud[key] = (self._document(_user_data_sources(chain), self._user_data),
                                         self._document(() if vendor is None else (vendor,), _vendor_data), meta,
                                         self._instance_data(meta, groups))
         return found
+
+    def _user_data(self, sources: tuple) -> str:
+        url = self.builder.phone_home_url
+        return _user_data(sources) if url is None else userdata.with_phone_home(_user_data(sources), url)
 
     def _document(self, sources: tuple, render) -> bytes:
         """The bytes of a document made from these rows, made once and shared: the nodes that differ only in

@@ -7,6 +7,13 @@ written at most once per `node_interval_s` (its requests are counted
 meanwhile), so the rows per flush stay bounded by how many nodes are new or
 due, not by how many keep asking.  If the database is away the batch is kept
 (merged with newer requests) and tried again on the next flush.
+
+Boot stages ride on the same flushes: record_stage() keeps, per node, the
+first time of each stage seen since the last flush (and whether a new boot
+began meanwhile), and flush() hands those few events to
+bss.apply_boot_stages, which applies the stage rules (migration 0026) in
+time order, together with what other workers and the Kea lease sync saw.
+Nothing of it stays in memory after a flush.
 """
 
 from __future__ import annotations
@@ -22,6 +29,12 @@ from core import db
 
 log = logging.getLogger("chamicore.hotpath.telemetry")
 FLUSH_SLICE = 2_000
+
+# Boot stages, in order (bss.boot_stages.stage).  DHCP comes from Kea's leases, not from the boot path.
+STAGES = ("dhcp", "ipxe", "script", "kernel-booted", "cloud-init", "ready")
+DHCP, IPXE, SCRIPT, KERNEL_BOOTED, CLOUD_INIT, READY = range(6)
+_NEW_BOOT = 0  # index of a node's marks that holds when a new boot began since the last flush (-1 in SQL)
+_APPLY_STAGES = "SELECT bss.apply_boot_stages($1::text[], $2::int[], $3::float8[])"
 
 
 # The conversions (endpoint names, "ip:port" to inet, unix time to timestamptz) happen
@@ -58,6 +71,8 @@ class BootTelemetry:
         self._written_at: dict[str, float] = {}  # node id -> when its row was last written
         self._last: dict[str, tuple] = {}  # node id -> (endpoint, unix time, client)
         self._counts: dict[str, int] = {}
+        # node id -> [new boot began at, first ipxe, script, kernel-booted, cloud-init, ready] since the last flush
+        self._stages: dict[str, list[float]] = {}
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task | None = None
         self.flushed_rows = 0
@@ -68,9 +83,20 @@ class BootTelemetry:
         self._last[node_id] = (endpoint, now, client)
         self._counts[node_id] = self._counts.get(node_id, 0) + 1
 
+    def record_stage(self, node_id: str, stage: int, now: float) -> None:
+        """A request that shows `stage` (IPXE .. READY) of the node's boot."""
+        marks = self._stages.get(node_id)
+        if marks is None:
+            marks = self._stages[node_id] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        _step(marks, stage, now)
+
     @property
     def pending(self) -> int:
         return len(self._last)
+
+    @property
+    def pending_stages(self) -> int:
+        return len(self._stages)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="chamicore-boot-telemetry")
@@ -113,8 +139,49 @@ class BootTelemetry:
         self._last, self._counts = last, counts
         return due_last, due_counts
 
+    async def _connection(self) -> asyncpg.Connection:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await db.connect(self.dsn, timeout=5)
+        return self._conn
+
+    def _lost_connection(self, exc: BaseException) -> None:
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        if self._conn is not None:
+            self._conn.terminate()
+            self._conn = None
+
+    async def flush_stages(self) -> int:
+        """Every node's stage events since the last flush, in one call (a few events a node a boot: no
+        per-node interval here).  Returns the nodes written; kept and merged if the database is away."""
+        if not self._stages:
+            return 0
+        pending, self._stages = self._stages, {}
+        ids: list[str] = []
+        stages: list[int] = []
+        ats: list[float] = []
+        for node_id, marks in pending.items():
+            for stage, at in enumerate(marks):
+                if at:
+                    ids.append(node_id)
+                    stages.append(-1 if stage == _NEW_BOOT else stage)
+                    ats.append(at)
+        try:
+            written = await (await self._connection()).fetchval(_APPLY_STAGES, ids, stages, ats)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            self._lost_connection(exc)
+            log.warning("boot stages: could not write %d nodes (%s); keeping them", len(pending), self.last_error)
+            # Older events first, then what arrived meanwhile on top, through the same rules.
+            for node_id, newer in self._stages.items():
+                marks = pending.setdefault(node_id, [0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+                for stage, at in sorted(((s, t) for s, t in enumerate(newer) if t), key=lambda e: (e[1], e[0])):
+                    _step(marks, -1 if stage == _NEW_BOOT else stage, at)
+            self._stages = pending
+            return 0
+        return written
+
     async def flush(self, force: bool = False) -> int:
-        """Write what is due (everything when `force`, as on stop); returns the rows written."""
+        """Write what is due (everything when `force`, as on stop); returns the telemetry rows written."""
+        await self.flush_stages()
         if not self._last:
             return 0
         last, counts = await self._due(force)
@@ -124,21 +191,20 @@ class BootTelemetry:
         written = 0
         started = time.perf_counter()
         try:
-            if self._conn is None or self._conn.is_closed():
-                self._conn = await db.connect(self.dsn, timeout=5)
+            conn = await self._connection()
             # In slices: encoding one slice is short, and the await between slices
             # lets the boot path answer requests while a large flush goes out.
             for start in range(0, len(ids), FLUSH_SLICE):
                 part = ids[start:start + FLUSH_SLICE]
                 values = [last[i] for i in part]
-                await self._conn.execute(_UPSERT, part, [v[0] for v in values], [v[2] for v in values],
-                                         [v[1] for v in values], [counts[i] for i in part])
+                await conn.execute(_UPSERT, part, [v[0] for v in values], [v[2] for v in values],
+                                   [v[1] for v in values], [counts[i] for i in part])
                 written += len(part)
                 stamp = time.monotonic()
                 for node_id in part:
                     self._written_at[node_id] = stamp
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._lost_connection(exc)
             log.warning("boot telemetry: could not write %d rows (%s); keeping them", len(ids) - written,
                         self.last_error)
             # Put back what was not written, under anything newer that arrived meanwhile.
@@ -146,12 +212,21 @@ class BootTelemetry:
                 if node_id not in self._last:
                     self._last[node_id] = last[node_id]
                 self._counts[node_id] = self._counts.get(node_id, 0) + counts[node_id]
-            if self._conn is not None:
-                self._conn.terminate()
-                self._conn = None
             self.flushed_rows += written
             return written
         self.flushed_rows += written
         self.last_flush_s = time.perf_counter() - started
         self.last_error = None
         return written
+
+
+def _step(marks: list[float], stage: int, now: float) -> None:
+    """One stage event on a node's marks since the last flush (the rules of bss.boot_stage_step, within
+    one flush): going back to ipxe or script, or meta-data once ready, begins a new boot, and what came
+    before it belongs to the boot it replaces.  Otherwise each stage keeps its first time."""
+    if stage < 0 or (stage <= SCRIPT and any(marks[stage + 1:])) or (stage == KERNEL_BOOTED and marks[READY]):
+        marks[:] = (now, 0.0, 0.0, 0.0, 0.0, 0.0)
+        if stage < 0:
+            return
+    if not marks[stage]:
+        marks[stage] = now
