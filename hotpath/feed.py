@@ -214,7 +214,7 @@ class ChangeFeed:
                 await self._full_reload(conn)
             else:
                 answers: list = []
-                batch = self.builder.batch()
+                batch = self.builder.batch(self._get_index())
                 await loader.load(conn, lambda rows, params, payloads: answers.extend(batch(rows, params, payloads)),
                                   sorted(touched))
                 self._get_index().replace(touched, answers)
@@ -225,7 +225,7 @@ class ChangeFeed:
     async def _full_reload(self, conn: asyncpg.Connection) -> None:
         started = time.perf_counter()
         index = Index()
-        batch = self.builder.batch()
+        batch = self.builder.batch(self._get_index())
         # The build makes about ten objects per node and none of them form
         # cycles: pause the cyclic collector instead of letting it rescan the
         # growing index again and again.
