@@ -24,13 +24,19 @@ from core import tracing
 from core.config import Config, in_networks, load_config
 from core.logs import configure as configure_logs
 from core.problems import problem_bytes
+from hotpath import phonehome
 from hotpath._dispatch import (
     CT_JSON,
     CT_PROBLEM,
     CT_TEXT,
+    EP_BOOTSCRIPT,
+    EP_CLOUD_INIT,
+    EP_FIRST_STAGE,
     EP_OTHER,
     OUT_BAD_REQUEST,
     OUT_NEEDS_CLIENT_IP,
+    OUT_NOT_FOUND,
+    OUT_OK,
     OUT_WAIT,
     Dispatcher,
 )
@@ -38,7 +44,15 @@ from hotpath.answers import AnswerBuilder
 from hotpath.feed import ChangeFeed, FeedState
 from hotpath.index import Index
 from hotpath.metrics import PUBLISH_S, BootCollector, BootMetrics
-from hotpath.telemetry import BootTelemetry, client_host
+from hotpath.telemetry import (
+    CLOUD_INIT,
+    IPXE,
+    KERNEL_BOOTED,
+    READY,
+    SCRIPT,
+    BootTelemetry,
+    client_host,
+)
 
 log = logging.getLogger("chamicore.hotpath")
 
@@ -84,6 +98,9 @@ class BootApp:
                                coalesce_s=config.feed_coalesce_ms / 1000, check_interval_s=config.feed_check_s)
         self.telemetry = BootTelemetry(config.database_url, config.telemetry_flush_s,
                                        config.telemetry_node_interval_s)
+        self.stages = config.boot_stages
+        if config.phone_home:  # the same URL from either listener: a node's user-data (and instance-id) is one
+            builder.phone_home_url = f"{config.boot_url}{phonehome.PATH}"
         self.metrics = BootMetrics()
         self.count_requests = config.metrics
         self.registry = CollectorRegistry(auto_describe=False)
@@ -149,21 +166,29 @@ class BootApp:
     async def __rsgi__(self, scope, protocol) -> None:
         started = perf_counter()
         headers = scope.headers
+        if scope.method == "POST" and phonehome.is_phone_home(scope.path):
+            status, body, node_id = await phonehome.answer(
+                scope.path, headers.get, lambda: self.client_ip(scope.client, headers.get("x-forwarded-for")),
+                protocol, self.dispatcher.index)
+            protocol.response_bytes(status, _RSGI_HEADERS[CT_PROBLEM] if body else [], body)
+            self.record_ready(started, node_id)
+            return
         status, ct, body, node_id, endpoint, outcome = self.answer(
             scope.method, scope.path, scope.query_string, headers.get, scope.authority or "", scope.client)
         protocol.response_bytes(status, _RSGI_HEADERS[ct], body)
-        self.record(started, node_id, endpoint, outcome, scope.client, headers.get(PREVIEW_HEADER) is not None)
+        self.record(started, node_id, endpoint, outcome, scope.client, headers.get(PREVIEW_HEADER) is not None,
+                    scope.path, headers.get)
 
     # -- ASGI -------------------------------------------------------------
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._asgi_http(scope, send)
+            await self._asgi_http(scope, receive, send)
         elif kind == "lifespan":
             await self._asgi_lifespan(receive, send)
 
-    async def _asgi_http(self, scope, send) -> None:
+    async def _asgi_http(self, scope, receive, send) -> None:
         started = perf_counter()
         raw = scope["headers"]
 
@@ -173,6 +198,28 @@ class BootApp:
 
         client = scope.get("client") or ("", 0)
         peer = f"{client[0]}:{client[1]}"
+        if scope["method"] == "POST" and phonehome.is_phone_home(scope["path"]):
+            async def read_body() -> bytes:
+                chunks, size, more = [], 0, True
+                while more:
+                    message = await receive()
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > phonehome.MAX_BODY:  # more than its Content-Length said: stop reading
+                        break
+                    chunks.append(chunk)
+                    more = message.get("more_body", False)
+                return b"".join(chunks)
+
+            status, body, node_id = await phonehome.answer(
+                scope["path"], header, lambda: self.client_ip(peer, header("x-forwarded-for")), read_body,
+                self.dispatcher.index)
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [*_ASGI_HEADERS[CT_PROBLEM], (b"content-length", str(len(body)).encode())]
+                        if body else []})
+            await send({"type": "http.response.body", "body": body})
+            self.record_ready(started, node_id)
+            return
         status, ct, body, node_id, endpoint, outcome = self.answer(
             scope["method"], scope["path"], scope["query_string"].decode("latin-1"), header, "", peer)
         await send({
@@ -181,7 +228,8 @@ class BootApp:
             "headers": [*_ASGI_HEADERS[ct], (b"content-length", str(len(body)).encode())],
         })
         await send({"type": "http.response.body", "body": body})
-        self.record(started, node_id, endpoint, outcome, peer, any(k == PREVIEW_HEADER_BYTES for k, _ in raw))
+        self.record(started, node_id, endpoint, outcome, peer, any(k == PREVIEW_HEADER_BYTES for k, _ in raw),
+                    scope["path"], header)
 
     async def _asgi_lifespan(self, receive, send) -> None:
         while True:
@@ -224,12 +272,34 @@ class BootApp:
         return answer
 
     def record(self, started: float, node_id: str | None, endpoint: int | None, outcome: int, client: str,
-               preview: bool) -> None:
-        """Telemetry for a node that asked (not for a preview), metrics for every boot request."""
+               preview: bool, path: str = "", header: Callable[[str], str | None] | None = None) -> None:
+        """Telemetry and the boot stage for a node that asked (not for a preview), metrics for every boot
+        request.  The stages the boot path sees: the first stage (by the requester's address: boot.ipxe
+        names no node), the script, meta-data (the first cloud-init request of a boot: the kernel, which is
+        not served here, has booted), user-data or vendor-data; phone-home is record_ready's."""
         if node_id is not None and endpoint is not None and not preview:
-            self.telemetry.record(node_id, endpoint, time.time(), client)
+            now = time.time()
+            self.telemetry.record(node_id, endpoint, now, client)
+            if self.stages and outcome == OUT_OK:
+                if endpoint == EP_BOOTSCRIPT:
+                    self.telemetry.record_stage(node_id, SCRIPT, now)
+                elif endpoint == EP_CLOUD_INIT:
+                    self.telemetry.record_stage(node_id, KERNEL_BOOTED if path.endswith("meta-data") else CLOUD_INIT,
+                                                now)
+        elif endpoint == EP_FIRST_STAGE and self.stages and not preview and header is not None:
+            entry = self.dispatcher.index.cloud_by_ip.get(self.client_ip(client, header("x-forwarded-for")))
+            if entry is not None:
+                self.telemetry.record_stage(entry.node_id, IPXE, time.time())
         if endpoint is not None and self.count_requests:
             self.metrics.observe(endpoint, outcome, perf_counter() - started)
+
+    def record_ready(self, started: float, node_id: str | None) -> None:
+        """A phone-home: the node (None: refused) is ready.  Counted with the cloud-init requests."""
+        if node_id is not None and self.stages:
+            self.telemetry.record_stage(node_id, READY, time.time())
+        if self.count_requests:
+            self.metrics.observe(EP_CLOUD_INIT, OUT_OK if node_id is not None else OUT_NOT_FOUND,
+                                 perf_counter() - started)
 
     def client_ip(self, client: str, forwarded_for: str | None) -> str:
         """The requester's address; X-Forwarded-For only when the peer is a trusted proxy."""
