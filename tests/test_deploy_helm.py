@@ -163,3 +163,45 @@ def test_metrics_annotations_and_service_monitor():
         [relabel] = endpoint["relabelings"]
         assert relabel == {"targetLabel": "job", "replacement": f"chamicore-{component}"}
         assert f'job="chamicore-{component}"' in rules
+
+
+def test_ha_example_boot_replicas_postgresql_hosts_and_a_nats_cluster():
+    """deploy/helm/examples/ha-values.yaml: what tests/reliability showed each part needs to fail over."""
+    values = yaml.safe_load((ROOT / "deploy" / "helm" / "examples" / "ha-values.yaml").read_text())
+    docs = render(values)
+    env = environment(docs)
+    config = load_config(env)
+    # The multi-host DSN reaches the code as written: the client picks the writable host of those named.
+    assert config.database_url == values["database"]["url"]
+    assert urllib.parse.parse_qs(urllib.parse.urlsplit(config.database_url).query) == \
+        {"target_session_attrs": ["read-write"]}
+    assert config.nats_url == ",".join(values["nats"]["servers"]) and config.nats_stream_replicas == 3
+    assert not [d for d in docs if d["metadata"]["name"].endswith("-nats")]  # nothing bundled
+
+    boot = one(docs, "Deployment", "-boot")
+    assert boot["spec"]["replicas"] == 3
+    # A rollout never has fewer ready replicas than asked: a new one must load every node (/readiness) first.
+    assert boot["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    pod = boot["spec"]["template"]["spec"]
+    assert pod["containers"][0]["readinessProbe"] == {"httpGet": {"path": "/readiness", "port": "http"},
+                                                       "periodSeconds": 2, "failureThreshold": 2}
+    [spread] = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert spread["labelSelector"]["matchLabels"] == boot["spec"]["selector"]["matchLabels"]
+    assert one(docs, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
+    assert one(docs, "Deployment", "-sync")["spec"]["replicas"] == 2
+
+
+def test_nats_cluster_url_forms_and_replicas():
+    servers = ["nats://n0:4222", "nats://n1:4222", "nats://n2:4222"]
+    as_list = environment(render({**EXTERNAL, "nats": {"servers": servers, "streamReplicas": 3}}))
+    as_url = environment(render({**EXTERNAL, "nats": {"url": ",".join(servers), "streamReplicas": 3}}))
+    assert as_list["CHAMICORE_NATS_URL"] == as_url["CHAMICORE_NATS_URL"] == ",".join(servers)
+    assert load_config(as_list).nats_stream_replicas == 3
+    no_nats = environment(render(EXTERNAL))
+    assert "CHAMICORE_NATS_URL" not in no_nats and "CHAMICORE_NATS_STREAM_REPLICAS" not in no_nats
+    assert environment(render({**EXTERNAL, "nats": {"bundled": True}}))["CHAMICORE_NATS_STREAM_REPLICAS"] == "1"
+    with pytest.raises(HelmRenderError, match="nats.bundled is one NATS server"):
+        render({**EXTERNAL, "nats": {"bundled": True, "streamReplicas": 3}})
+    boot = one(render({**EXTERNAL, "boot": {"spreadAcrossNodes": False}}), "Deployment", "-boot")
+    assert "topologySpreadConstraints" not in boot["spec"]["template"]["spec"]
