@@ -26,7 +26,7 @@ from admin_api import agents, console, openapi, serialconsole, service, syncstat
 from admin_api.auth import accounts, audit, credentials, tokens, users
 from admin_api.auth.guard import Authenticator
 from admin_api.auth.throttle import TokenThrottle
-from admin_api.bss import bootparams, telemetry
+from admin_api.bss import bootparams, stages, telemetry
 from admin_api.bss import effective as boot_effective
 from admin_api.cloudinit import effective as cloud_init_effective
 from admin_api.cloudinit import payloads, seeds
@@ -61,6 +61,7 @@ ROUTERS: list[Router] = [
     bulk.router,
     provision.router,
     telemetry.router,
+    stages.router,
     boot_effective.router,
     cloud_init_effective.router,
     tokens.router,
