@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import resource
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from cli.command import Commands, Invocation, handles, verbs
 from cli.errors import EXIT_CONFIG, CLIError
 from core import tracing
-from core.config import Address, Config
+from core.config import Address, Config, ConfigError
 from core.logs import configure as configure_logs
 from core.logs import granian_logging
+from core.tls import check_certificate, expiry_warning
+
+log = logging.getLogger("chamicore.boot")
 
 
 def register(commands: Commands) -> None:
@@ -25,6 +33,9 @@ def register(commands: Commands) -> None:
                    serve_boot)
     boot.add_argument("--interface", choices=("rsgi", "asgi"),
                       help="granian interface (default CHAMICORE_BOOT_INTERFACE, rsgi: the faster one)")
+    boot.add_argument("--listener", choices=("all", "http", "https"), default="all",
+                      help="all (default): HTTP, and HTTPS in a second process when CHAMICORE_BOOT_TLS_LISTEN is "
+                           "set; or only one of them")
     handles(serve.add_parser("admin", help="the admin REST API (Starlette), on granian"), serve_admin)
     handles(serve.add_parser("sync", help="the sync daemons the configuration enables (event relay to NATS)"),
             serve_sync)
@@ -92,7 +103,7 @@ def metrics_directory(service: str, workers: int) -> Iterator[None]:
 
 
 def _granian(config: Config, service: str, module: str, listen: Address, interface: str, workers: int,
-             **options) -> int:
+             factory_name: str = "create_app", **options) -> int:
     from granian import Granian
     from granian.constants import Interfaces, Loops
     from granian.log import LogLevels
@@ -101,7 +112,7 @@ def _granian(config: Config, service: str, module: str, listen: Address, interfa
     # the rest of its logging (core.logs.configure).
     configure_logs(config, service)
     with metrics_directory(service, workers):
-        Granian(app_target(module, "create_app"), factory=True, address=listen.host, port=listen.port,
+        Granian(app_target(module, factory_name), factory=True, address=listen.host, port=listen.port,
                 interface=Interfaces.RSGI if interface == "rsgi" else Interfaces.ASGI, workers=workers,
                 loop=Loops.uvloop, log_access=False, log_level=LogLevels(config.log_level),
                 log_dictconfig=granian_logging(config, service), websockets=service == "admin", **options).serve()
@@ -111,13 +122,88 @@ def _granian(config: Config, service: str, module: str, listen: Address, interfa
 def serve_boot(run: Invocation) -> int:
     config = run.config
     _database_url(config, "boot")
+    interface = run.args.interface or config.boot_interface
+    listener = run.args.listener
+    if config.boot_tls_listen is None:
+        if listener == "https":
+            raise CLIError("boot", "CHAMICORE_BOOT_TLS_LISTEN is not set",
+                           "set it, CHAMICORE_BOOT_TLS_CERT and CHAMICORE_BOOT_TLS_KEY", EXIT_CONFIG)
+        listener = "http"
+    elif listener != "http":
+        _check_tls(config)  # before anything listens: a bad pair stops both listeners with a clear reason
     # Each connection needs a descriptor; a boot storm holds thousands at once.
     raise_fd_limit(config.boot_max_connections + 1024)
+    if listener == "all":
+        with _https_sibling(interface) as sibling:
+            status = _serve_boot(config, interface, tls=False)
+        return status or sibling.status
+    return _serve_boot(config, interface, tls=listener == "https")
+
+
+def _serve_boot(config: Config, interface: str, tls: bool) -> int:
     # granian's default backpressure (backlog / workers) silently parks
     # clients beyond ~1024; a boot storm needs room for every node.
-    return _granian(config, "boot", "hotpath.app", config.boot_listen, run.args.interface or config.boot_interface,
-                    config.boot_workers, backlog=config.boot_max_connections,
-                    backpressure=config.boot_max_connections)
+    options: dict = {"backlog": config.boot_max_connections, "backpressure": config.boot_max_connections}
+    if not tls:
+        return _granian(config, "boot", "hotpath.app", config.boot_listen, interface, config.boot_workers, **options)
+    from granian.constants import SSLProtocols
+
+    assert config.boot_tls_listen and config.boot_tls_cert and config.boot_tls_key  # load_config checks it
+    # TLS 1.2 at least, not granian's default 1.3: iPXE and UEFI firmware speak TLS 1.2.
+    return _granian(config, "boot", "hotpath.app", config.boot_tls_listen, interface, config.boot_workers,
+                    factory_name="create_tls_app", ssl_cert=Path(config.boot_tls_cert),
+                    ssl_key=Path(config.boot_tls_key), ssl_protocol_min=SSLProtocols.tls12, **options)
+
+
+def _check_tls(config: Config) -> None:
+    assert config.boot_tls_cert and config.boot_tls_key  # load_config checks it
+    try:
+        cert = check_certificate(config.boot_tls_cert, config.boot_tls_key)
+    except ConfigError as exc:
+        raise CLIError("boot", str(exc), "fix the file or the setting", EXIT_CONFIG) from None
+    warning = expiry_warning(cert)
+    if warning:
+        configure_logs(config, "boot")
+        log.warning("%s: TLS clients will refuse it", warning)
+
+
+class _Sibling:
+    """The HTTPS listener's process, started beside the HTTP one and stopped with it."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self.stopping = False
+        self.status = 0
+
+    def watch(self) -> None:
+        code = self.process.wait()
+        if not self.stopping:  # it stopped on its own (failed, or was signalled): the HTTP listener stops too
+            self.status = code
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _https_sibling(interface: str) -> Iterator[_Sibling]:
+    env = dict(os.environ)
+    shared = env.get(METRICS_DIR)
+    if shared:  # its workers' figures apart from the HTTP ones (each listener's /metrics counts its own)
+        env[METRICS_DIR] = os.path.join(shared, "https")
+        os.makedirs(env[METRICS_DIR], exist_ok=True)
+    process = subprocess.Popen([sys.executable, "-P", "-m", "cli.main", "serve", "boot", "--listener", "https",
+                                "--interface", interface], env=env)
+    sibling = _Sibling(process)
+    threading.Thread(target=sibling.watch, name="chamicore-https-listener", daemon=True).start()
+    try:
+        yield sibling
+    finally:
+        sibling.stopping = True
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def serve_admin(run: Invocation) -> int:

@@ -3,6 +3,7 @@ from typing import Any
 CT_TEXT: int
 CT_PROBLEM: int
 CT_JSON: int
+CT_EFI: int
 EP_BOOTSCRIPT: int
 EP_FIRST_STAGE: int
 EP_CLOUD_INIT: int
@@ -27,8 +28,11 @@ class Dispatcher:
     retry_base: float
     retry_max: float
     unknown_delay: int
+    scheme: str
+    files: dict[str, bytes]
     def __init__(self, index: Any, base_url: str | None, fallback_base: str, retry_base: float,
-                 retry_max: float, unknown_delay: float) -> None: ...
+                 retry_max: float, unknown_delay: float, scheme: str = "http://",
+                 files: dict[str, bytes] | None = None) -> None: ...
     def base_for(self, host: str) -> str: ...
     def dispatch(self, path: str, query: str, host: str) -> Answer: ...
     def cloud_init_by_ip(self, client_ip: str, path: str) -> Answer: ...

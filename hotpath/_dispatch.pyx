@@ -43,6 +43,7 @@ from hotpath._render import render_bootscript, render_first_stage, render_wait_s
 CT_TEXT = 0
 CT_PROBLEM = 1
 CT_JSON = 2
+CT_EFI = 3  # an EFI program (iPXE for UEFI HTTP boot)
 
 EP_BOOTSCRIPT = 0
 EP_FIRST_STAGE = 1
@@ -146,16 +147,23 @@ cdef class Dispatcher:
     cdef public double retry_base
     cdef public double retry_max
     cdef public int unknown_delay
+    cdef public str scheme
+    cdef public dict files
     cdef dict _first_stage
 
     def __init__(self, index, base_url, str fallback_base, double retry_base, double retry_max,
-                 double unknown_delay):
+                 double unknown_delay, str scheme="http://", dict files=None):
         self.index = index
         self.base_url = base_url
         self.fallback_base = fallback_base
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.unknown_delay = max(1, <int>(unknown_delay + 0.999999))
+        # The listener's scheme, for base URLs made from a Host header: a script fetched over
+        # https chains and seeds over https.
+        self.scheme = scheme
+        # Paths served as they are (iPXE's EFI programs), read once at start.
+        self.files = files if files is not None else {}
         self._first_stage = {}
 
     cpdef str base_for(self, str host):
@@ -163,7 +171,7 @@ cdef class Dispatcher:
         if self.base_url is not None:
             return self.base_url
         if host and len(host) <= 255 and _HOST_CHARS.issuperset(host):
-            return "http://" + host
+            return self.scheme + host
         return self.fallback_base
 
     cpdef tuple dispatch(self, str path, str query, str host):
@@ -198,6 +206,9 @@ cdef class Dispatcher:
             return (0, CT_TEXT, b"", None, EP_CLOUD_INIT, OUT_NEEDS_CLIENT_IP)
         if path == "/boot/v1/boot.ipxe":
             return (200, CT_TEXT, self.first_stage(self.base_for(host)), None, EP_FIRST_STAGE, OUT_OK)
+        body = self.files.get(path)
+        if body is not None:
+            return (200, CT_EFI, body, None, EP_OTHER, OUT_OK)
         return self._not_found(EP_OTHER, "no such boot-path resource: " + path[:128])
 
     cpdef tuple cloud_init_by_ip(self, str client_ip, str path):

@@ -13,7 +13,7 @@ import msgspec
 from core.mac import try_normalize_mac as normalize_mac
 from hotpath._render_py import render_bootscript, render_first_stage, render_wait_script
 
-CT_TEXT, CT_PROBLEM, CT_JSON = 0, 1, 2
+CT_TEXT, CT_PROBLEM, CT_JSON, CT_EFI = 0, 1, 2, 3
 EP_BOOTSCRIPT, EP_FIRST_STAGE, EP_CLOUD_INIT, EP_OTHER = 0, 1, 2, 3
 OUT_OK, OUT_WAIT, OUT_BAD_REQUEST, OUT_NOT_FOUND, OUT_NEEDS_CLIENT_IP = 0, 1, 2, 3, 4
 MAX_RETRY = 64
@@ -52,20 +52,23 @@ def _bad_request(detail: str) -> tuple:
 
 
 class Dispatcher:
-    def __init__(self, index, base_url, fallback_base, retry_base, retry_max, unknown_delay):
+    def __init__(self, index, base_url, fallback_base, retry_base, retry_max, unknown_delay, scheme="http://",
+                 files=None):
         self.index = index
         self.base_url = base_url
         self.fallback_base = fallback_base
         self.retry_base = retry_base
         self.retry_max = retry_max
         self.unknown_delay = max(1, int(unknown_delay + 0.999999))
+        self.scheme = scheme
+        self.files = files if files is not None else {}
         self._first_stage: dict = {}
 
     def base_for(self, host: str) -> str:
         if self.base_url is not None:
             return self.base_url
         if host and len(host) <= 255 and _HOST_CHARS.issuperset(host):
-            return "http://" + host
+            return self.scheme + host
         return self.fallback_base
 
     def dispatch(self, path: str, query: str, host: str) -> tuple:
@@ -92,6 +95,9 @@ class Dispatcher:
             return (0, CT_TEXT, b"", None, EP_CLOUD_INIT, OUT_NEEDS_CLIENT_IP)
         if path == "/boot/v1/boot.ipxe":
             return (200, CT_TEXT, self.first_stage(self.base_for(host)), None, EP_FIRST_STAGE, OUT_OK)
+        body = self.files.get(path)
+        if body is not None:
+            return (200, CT_EFI, body, None, EP_OTHER, OUT_OK)
         return self._not_found(EP_OTHER, "no such boot-path resource: " + path[:128])
 
     def cloud_init_by_ip(self, client_ip: str, path: str) -> tuple:

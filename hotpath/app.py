@@ -26,6 +26,7 @@ from core.logs import configure as configure_logs
 from core.problems import problem_bytes
 from hotpath import phonehome
 from hotpath._dispatch import (
+    CT_EFI,
     CT_JSON,
     CT_PROBLEM,
     CT_TEXT,
@@ -41,6 +42,7 @@ from hotpath._dispatch import (
     Dispatcher,
 )
 from hotpath.answers import AnswerBuilder
+from hotpath.efi import load_programs
 from hotpath.feed import ChangeFeed, FeedState
 from hotpath.index import Index
 from hotpath.metrics import PUBLISH_S, BootCollector, BootMetrics
@@ -62,6 +64,7 @@ _CONTENT_TYPES = {
     CT_TEXT: "text/plain; charset=utf-8",
     CT_PROBLEM: "application/problem+json",
     CT_JSON: "application/json",
+    CT_EFI: "application/efi",
     _CT_ONLY_GET: "application/problem+json",
     _CT_LOADING: "application/problem+json",
 }
@@ -84,16 +87,22 @@ _LOADING = problem_bytes(503, "this boot path is still loading its nodes; ask ag
 class BootApp:
     """One worker's boot path: index, change feed, telemetry, metrics."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, tls: bool = False) -> None:
         if not config.database_url:
             raise ValueError("the boot path needs CHAMICORE_DATABASE_URL (chamicore up sets it)")
         self.config = config
-        # The base URL of chained and seed URLs comes from the request's Host; without a Host
+        # The HTTPS listener (tls) serves the same answers, its chain and seed URLs in https.
+        # Their base URL is the configured one, else from the request's Host; without a Host
         # header (HTTP/1.0), from the listen address.
-        fallback = config.boot_listen.local_url
-        self.dispatcher = Dispatcher(Index(), config.boot_url, fallback, config.retry_base_s,
-                                     config.retry_max_s, config.unknown_retry_s)
-        builder = AnswerBuilder(config.boot_url, config.retry_base_s, config.retry_max_s)
+        scheme = "https" if tls else "http"
+        listen = config.boot_tls_listen if tls else config.boot_listen
+        if listen is None:
+            raise ValueError("the boot path's HTTPS listener needs CHAMICORE_BOOT_TLS_LISTEN")
+        base_url = config.boot_tls_url if tls else config.boot_url
+        self.dispatcher = Dispatcher(Index(), base_url, listen.local(scheme), config.retry_base_s,
+                                     config.retry_max_s, config.unknown_retry_s, scheme + "://",
+                                     load_programs(config.ipxe_dir))
+        builder = AnswerBuilder(base_url, config.retry_base_s, config.retry_max_s)
         self.feed = ChangeFeed(config.database_url, builder, self._publish, self._current_index,
                                coalesce_s=config.feed_coalesce_ms / 1000, check_interval_s=config.feed_check_s)
         self.telemetry = BootTelemetry(config.database_url, config.telemetry_flush_s,
@@ -360,4 +369,12 @@ def create_app() -> BootApp:
     configure_logs(config, "boot")
     tracing.configure(config, "boot")  # the feed's batches only: boot requests are never traced
     return BootApp(config)
+
+
+def create_tls_app() -> BootApp:
+    """Factory of the HTTPS listener (CHAMICORE_BOOT_TLS_LISTEN): granian terminates TLS, answers are the same."""
+    config = load_config()
+    configure_logs(config, "boot")
+    tracing.configure(config, "boot")
+    return BootApp(config, tls=True)
 
