@@ -1,6 +1,7 @@
 """Traces: one admin PATCH followed from the request through its SQL and outbox row to the boot path's feed
-and the NATS message (real servers, a real NATS, an OTLP/HTTP receiver in the test); and nothing at all
-when CHAMICORE_OTEL_ENDPOINT is unset."""
+and the NATS message, and a power transition's request to its tasks in the sync daemon (real servers, a real
+NATS, OpenIPMI's ipmi_sim, an OTLP/HTTP receiver in the test); an operator's OTEL_TRACES_SAMPLER honoured;
+and nothing at all when CHAMICORE_OTEL_ENDPOINT is unset."""
 
 from __future__ import annotations
 
@@ -15,9 +16,13 @@ import httpx
 import nats
 import nats.js.errors
 import pytest
+from opentelemetry.trace import SpanKind
 
 from core import db
+from core.traceexport import sdk_provider
 from sync.outbox import STREAM
+from tests.helpers.api import create, credential, wait_transition
+from tests.helpers.ipmisim import PASSWORD, IpmiSim
 from tests.helpers.keys import CREDENTIALS_KEY
 from tests.helpers.otlp import OtlpReceiver
 from tests.helpers.paths import ROOT
@@ -147,6 +152,59 @@ def test_one_patch_is_one_trace_from_the_request_to_the_feed_and_the_nats_messag
     # The boot path's spans are its feed's batches and their queries: never a boot request.
     boot_spans = [s for s in receiver.spans if s.service == "chamicore-boot"]
     assert boot_spans and all(s.name == "feed apply" or s.kind == "client" for s in boot_spans), boot_spans
+
+
+async def power_on(url: str, dsn: str, bmc: IpmiSim) -> str:
+    """A node behind an IPMI BMC, switched on; the transition's id."""
+    token = await token_for(url, dsn, "trace-admin", ["admin"])
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=10) as api:
+        await credential(api, secret=PASSWORD, credential_id="ipmi-cred")
+        await create(api, "/hsm/v2/State/Components", {"metadata": {"id": "bmc-t"}, "spec": {"type": "BMC"}})
+        await create(api, "/hsm/v2/State/Components", {"metadata": {"id": "node-t"}, "spec": {
+            "type": "Node", "parentId": "bmc-t"}})
+        conn = await db.connect(dsn)
+        try:
+            await conn.execute("INSERT INTO smd.redfish_endpoints (id, address, credential_id) VALUES "
+                               "('bmc-t', $1, 'ipmi-cred')", f"ipmi://{bmc.address}")
+        finally:
+            await conn.close()
+        started = await create(api, "/power/v1/transitions", {"operation": "On", "nodes": ["node-t"]})
+        done = await wait_transition(api, started["id"])
+        assert done["counts"] == {"total": 1, "succeeded": 1}, done
+        return started["id"]
+
+
+def test_a_transitions_tasks_join_the_trace_of_the_request_that_asked_for_it(dsn, receiver, admin_server):
+    """The power engine drives a task later, in the sync daemon; its span is still under the POST's."""
+    traced = {"CHAMICORE_OTEL_ENDPOINT": receiver.url, **FAST_EXPORT}
+    bmc = IpmiSim(guid="5eed0000000000000000000000000001", mac="02:00:00:00:20:01", power=0, name="traced").start()
+    admin = admin_server(**traced)
+    daemons = sync_daemons(dsn, **traced)
+    try:
+        transition_id = asyncio.run(power_on(admin.url, dsn, bmc))
+        request = wait_until(lambda: receiver.named("POST /power/v1/transitions", "chamicore-admin"), 10)[0]
+        task = wait_until(lambda: [s for s in receiver.trace(request.trace_id) if s.name == "power task"], 20)[0]
+        assert bmc.power_state() == "on"
+    finally:
+        stop(daemons)
+        bmc.close()
+    assert task.service == "chamicore-sync-power"
+    assert task in descendants(receiver.trace(request.trace_id), request)
+    assert task.attributes["chamicore.transition.id"] == transition_id
+    assert task.attributes["chamicore.node.id"] == "node-t"
+    assert PASSWORD not in json.dumps([s.attributes for s in receiver.spans])
+
+
+def test_an_operators_sampler_replaces_ours(monkeypatch):
+    """Ours keeps every operation and drops orphan client calls (a poll's query); OTEL_TRACES_SAMPLER, with its
+    argument, replaces it (here: sample nothing)."""
+    ours = sdk_provider("sampled", "http://127.0.0.1:9/v1/traces").get_tracer("test")
+    assert ours.start_span("operation").is_recording()
+    assert not ours.start_span("poll query", kind=SpanKind.CLIENT).is_recording()
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    theirs = sdk_provider("sampled", "http://127.0.0.1:9/v1/traces").get_tracer("test")
+    assert not theirs.start_span("operation").is_recording()
 
 
 def test_unset_nothing_is_sent(dsn, receiver, boot_server, admin_server, nats_server):  # noqa: F811

@@ -22,7 +22,7 @@ from admin_api.http import field_problem, json_response, problem, query_list, qu
 from admin_api.resources import paging
 from admin_api.routing import PAGING, Param, Router, request_body, state_param
 from admin_api.smd.schemas import Id
-from core import events, power_targets
+from core import events, power_targets, tracing
 from core.envelope import ListMetadata
 from core.power import ACTIONS, ACTIVE_TASK_STATES_SQL, STEPS, Operation
 from core.power_targets import target_problem
@@ -140,8 +140,8 @@ async def start(request: Request, operation: Operation, targets: Targets):
             raise problem(409, f"node {busy['node_id']!r} is already in transition {busy['transition_id']}; wait for "
                                f"it or abort it (DELETE {BASE}/{busy['transition_id']})")
         transition = await conn.fetchrow(
-            "INSERT INTO power.transitions (operation, requested_by) VALUES ($1, $2) RETURNING *", operation.value,
-            principal["sub"] if principal else "anonymous")
+            "INSERT INTO power.transitions (operation, requested_by, traceparent) VALUES ($1, $2, $3) RETURNING *",
+            operation.value, principal["sub"] if principal else "anonymous", tracing.traceparent())
         problems = {r["id"]: target_problem(r) for r in rows}
         await conn.execute(
             "INSERT INTO power.tasks (transition_id, node_id, bmc_id, state, detail) "

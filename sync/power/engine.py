@@ -233,7 +233,11 @@ class PowerEngine(Job):
 
     async def _drive(self, key: TaskKey) -> None:
         try:
-            with tracing.span("power task", attributes={"chamicore.transition.id": key[0], "chamicore.node.id": key[1]}):
+            # In the trace of the request that asked for the transition, when that one was traced.
+            parent = await self.active_pool.fetchval("SELECT traceparent FROM power.transitions WHERE id = $1",
+                                                     key[0]) if tracing.enabled() else None
+            with tracing.span("power task", parent=parent,
+                              attributes={"chamicore.transition.id": key[0], "chamicore.node.id": key[1]}):
                 await self._steps(key)
         except asyncio.CancelledError:
             raise
