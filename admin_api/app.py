@@ -119,6 +119,12 @@ async def on_database_error(request: Request, exc: asyncpg.PostgresError) -> Res
         return _problem(503, "a concurrent change got in the way; retry", {"Retry-After": "1"})
     if isinstance(exc, asyncpg.TooManyConnectionsError | asyncpg.CannotConnectNowError):
         return _problem(503, "the database is busy or starting; retry", {"Retry-After": "2"})
+    # The server went away under the query (a crash, a failover): a connection cut, an admin or crash shutdown,
+    # or a write that reached a server that is now a read-only standby.
+    if isinstance(exc, asyncpg.PostgresConnectionError | asyncpg.AdminShutdownError | asyncpg.CrashShutdownError
+                  | asyncpg.ReadOnlySQLTransactionError):
+        return _problem(503, f"the database is unreachable or failing over ({type(exc).__name__}); retry",
+                        {"Retry-After": "2"})
     log.exception("database error on %s %s", clip(request.method), clip(request.url.path))
     return _problem(500, "the database failed unexpectedly; see the admin API log")
 

@@ -21,8 +21,21 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+class NoPrimaryError(ConnectionError):
+    """Every host of a multi-host DSN answered, and none takes writes (target_session_attrs=read-write): a failover
+    is under way.  A ConnectionError, so that whatever retries a lost database retries this too."""
+
+
+async def _connect_primary(*args, **kwargs) -> asyncpg.Connection:
+    # asyncpg raises an InternalClientError here, which no caller would take for "the database is away".
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except asyncpg.exceptions.TargetServerAttributeNotMatched as exc:
+        raise NoPrimaryError(str(exc)) from exc
+
+
 async def connect(dsn: str, **kwargs) -> asyncpg.Connection:
-    conn = await asyncpg.connect(dsn, **kwargs)
+    conn = await _connect_primary(dsn, **kwargs)
     await _init_connection(conn)
     return conn
 
@@ -30,7 +43,8 @@ async def connect(dsn: str, **kwargs) -> asyncpg.Connection:
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10, **kwargs) -> asyncpg.Pool:
     if tracing.enabled():  # what a connection writes carries the trace it is written for (the change feed's)
         kwargs.setdefault("setup", tracing.carry_to_database)
-    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection, **kwargs)
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection,
+                                     connect=_connect_primary, **kwargs)
 
 
 Notified = Callable[[object, int, str, object], None]  # asyncpg's listener: (connection, pid, channel, payload)
