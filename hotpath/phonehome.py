@@ -65,7 +65,7 @@ async def answer(path: str, header: Callable[[str], str | None], client_ip: Call
     if node_id is None:
         return 404, _NOT_FOUND, None
     try:
-        form = parse_qs(body[:MAX_BODY].decode(), max_num_fields=16, strict_parsing=bool(body))
+        form = parse_qs(body[:MAX_BODY].decode(), max_num_fields=16, strict_parsing=bool(body), errors="strict")
     except (UnicodeDecodeError, ValueError):
         return 400, _NOT_FORM, None
     instance = form.get("instance_id", [""])[0]

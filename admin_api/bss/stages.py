@@ -5,7 +5,9 @@ cloud-init -> ready, as the boot path and the Kea lease sync wrote it in
 batches (bss.boot_stages, migration 0026).  Counts per stage, the nodes stuck
 at a stage for longer than N seconds, and time-to-ready percentiles: a boot's
 time to ready runs from its first stamp (its lease when Kea's was seen, else
-its first request to the boot path) to its phone-home.
+its first request to the boot path) to its phone-home.  A lease newer than
+the boot's first request (a renewal, or a reboot the boot path has not seen
+yet) is kept but not shown as the boot's.
 """
 
 from __future__ import annotations
@@ -79,10 +81,13 @@ def _groups(request: Request, args: list[object]) -> str:
 
 
 def _item(row) -> NodeStage:
+    first = min((row[k] for k in ("ipxe_at", "script_at", "kernel_at", "cloud_init_at", "ready_at") if row[k]),
+                default=None)
+    lease = row["dhcp_at"] if first is None or (row["dhcp_at"] and row["dhcp_at"] <= first) else None
     return NodeStage(
         component_id=row["component_id"], stage=STAGES[row["stage"]], stage_at=row["stage_at"],
         seconds_at_stage=None if row["age"] is None else round(row["age"], 3),
-        stamps=Stamps(dhcp=row["dhcp_at"], ipxe=row["ipxe_at"], script=row["script_at"], kernel_booted=row["kernel_at"],
+        stamps=Stamps(dhcp=lease, ipxe=row["ipxe_at"], script=row["script_at"], kernel_booted=row["kernel_at"],
                       cloud_init=row["cloud_init_at"], ready=row["ready_at"]))
 
 

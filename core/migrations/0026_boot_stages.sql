@@ -19,9 +19,10 @@ CREATE INDEX boot_stages_ready_idx ON bss.boot_stages (ready_at) WHERE ready_at 
 -- One event on one node's stamps (index 1 = dhcp ... 6 = ready).  Stage -1 marks a new boot (the boot
 -- path saw one start between two flushes).  Within a boot each stage keeps its first time; going back to
 -- ipxe or script after a later stage, or asking meta-data again once ready (a boot from disk), starts a
--- new boot.  A lease is the boot's dhcp only if it came before everything the boot path saw of that boot:
--- Kea's lease file does not tell a reboot's new lease from a renewal, and a renewal must not send a ready
--- node back to dhcp.
+-- new boot.  A lease moves no node back: Kea's lease file does not tell a reboot's new lease from a
+-- renewal, and a renewal must not send a ready node back to dhcp.  The latest lease is kept; it is the
+-- boot's dhcp when it came before the boot's first request (a node with nothing else is at dhcp), and a
+-- new boot keeps it when it came after the old boot's last step.
 CREATE FUNCTION bss.boot_stage_step(st timestamptz[], s integer, t timestamptz) RETURNS timestamptz[]
 LANGUAGE plpgsql IMMUTABLE AS $$
 DECLARE
@@ -32,9 +33,7 @@ BEGIN
         IF st[i] IS NOT NULL THEN reached := i - 1; EXIT; END IF;
     END LOOP;
     IF s = 0 THEN
-        IF reached = 0 OR t <= least(st[2], st[3], st[4], st[5], st[6]) THEN
-            st[1] := greatest(st[1], t);
-        END IF;
+        st[1] := greatest(st[1], t);  -- the latest lease; it does not move the stage
         RETURN st;
     END IF;
     IF s = -1 OR (s IN (1, 2) AND reached > s) OR (s = 3 AND reached = 5) THEN

@@ -1,0 +1,182 @@
+"""Boot stages per node: the boot path records them, cloud-init's phone_home ends them, the admin API counts them."""
+
+import asyncio
+import time
+import urllib.error
+import urllib.request
+
+from hotpath.telemetry import CLOUD_INIT, IPXE, KERNEL_BOOTED, READY, SCRIPT, BootTelemetry
+from tests.helpers.seed import add_node, add_params, add_payload
+from tests.helpers.servers import ServiceServer
+from tests.test_cloudinit_client import run_cloud_init, seed_url
+
+# cloud-init's own code, end to end: NoCloud-net reads the seed, its user-data processor and the cloud-config
+# handler merge the parts (ours carries phone_home), and its phone_home module posts.
+PHONE_HOME = """
+import json, logging, sys, tempfile
+from cloudinit import cloud, distros, helpers, util
+from cloudinit.config import cc_phone_home
+from cloudinit.handlers.cloud_config import CloudConfigPartHandler
+from cloudinit.sources.DataSourceNoCloud import DataSourceNoCloudNet
+tmp = tempfile.mkdtemp()
+paths = helpers.Paths({"cloud_dir": tmp, "run_dir": tmp})
+distro = distros.fetch("debian")("debian", {}, paths)
+md, ud, vd = util.read_seeded(sys.argv[1], timeout=5, retries=1)
+ds = DataSourceNoCloudNet({}, distro, paths)
+ds.metadata, ds.userdata_raw, ds.vendordata_raw = md, ud, vd
+paths.datasource = ds  # the instance's directory, where the merged cloud-config goes
+handler = CloudConfigPartHandler(paths)
+handler.handle_part(None, "__begin__", None, None, None, None)
+for part in ds.get_userdata().walk():
+    if part.get_content_type() == "text/cloud-config":
+        handler.handle_part(None, "text/cloud-config", part.get_filename(), part.get_payload(decode=True).decode(),
+                            None, dict(part.items()))
+handler.handle_part(None, "__end__", None, None, None, None)
+cfg = util.read_conf(handler.cloud_fn)
+cc_phone_home.handle("phone_home", cfg, cloud.Cloud(ds, paths, {}, distro, helpers.Runners(paths)),
+                     logging.getLogger(), [])
+print(json.dumps({"phone_home": cfg["phone_home"], "instance": ds.get_instance_id(), "packages": cfg.get("packages")}))
+"""
+
+
+async def until(predicate, timeout: float):
+    """Poll an async predicate until it returns something truthy (the server flushes every 0.2 s)."""
+    deadline = time.monotonic() + timeout
+    while not (found := await predicate()):
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+    return found
+
+
+def percentile_cont(values: list[float], fraction: float) -> float:
+    """PostgreSQL's percentile_cont: linear between the two nearest ranks."""
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def post(url: str, body: bytes) -> int:
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code
+
+
+async def test_cloud_init_phones_home_and_the_node_is_ready(conn, dsn, api):
+    # The test runs cloud-init from 127.0.0.1: node-ph owns that address; node-other does not.
+    await add_node(conn, "node-ph", ["52:54:00:aa:cc:01"], nid=1, ips=["127.0.0.1"], groups=["storm"])
+    await add_node(conn, "node-other", ["52:54:00:aa:cc:02"], nid=2, ips=["10.0.0.8"])
+    await add_params(conn, "site", kernel="http://images/vmlinuz", cmdline="console=ttyS0")
+    await add_payload(conn, "site", user_data="#cloud-config\npackages: [htop]\n")
+    server = ServiceServer(dsn, "rsgi")
+    server.env.update(CHAMICORE_BOOT_URL=server.url, CHAMICORE_PHONE_HOME="true")
+    try:
+        server.start()
+        # node-ph's boot as the boot path sees it: first stage (by its address), script, then cloud-init.
+        assert server.get("/boot/v1/boot.ipxe")[0] == 200
+        other_seed = seed_url(server, "52:54:00:aa:cc:02")
+        other_token = other_seed.rstrip("/").rsplit("/", 1)[1]
+        # Refused, and recorded nowhere: another node's URL without its token, or with a wrong one, from
+        # node-ph's address; node-ph's own token on another node's URL; node-ph naming node-other's instance.
+        own_seed = seed_url(server, "52:54:00:aa:cc:01")
+        own_token = own_seed.rstrip("/").rsplit("/", 1)[1]
+        form = b"instance_id=node-ph-0123456789abcdef&hostname=x&fqdn=x"
+        assert post(f"{server.url}/cloud-init/node-other/phone-home", form) == 404
+        assert post(f"{server.url}/cloud-init/node-other/{'0' * 32}/phone-home", form) == 404
+        assert post(f"{server.url}/cloud-init/node-other/{own_token}/phone-home", form) == 404
+        assert post(f"{server.url}/cloud-init/phone-home", b"instance_id=node-other-0123456789abcdef") == 403
+        assert post(f"{server.url}/cloud-init/node-other/{other_token}/phone-home", b"x" * 9000) == 413
+        assert post(f"{server.url}/cloud-init/node-other/{other_token}/phone-home", b"a=%ff") == 400
+        assert server.get("/cloud-init/phone-home")[0] == 404  # GET: no such document
+
+        data = run_cloud_init(PHONE_HOME, own_seed)
+        assert data["phone_home"]["url"] == f"{server.url}/cloud-init/phone-home"
+        assert data["phone_home"]["tries"] == 3 and data["packages"] == ["htop"]  # the site's part is merged
+
+        async def ready():
+            answer = await api.get("/boot/v1/stages", params={"componentId": "node-ph"})
+            items = answer.json()["items"]
+            return items[0] if items and items[0]["stage"] == "ready" else None
+
+        item = await until(ready, timeout=10)
+        stamps = item["stamps"]
+        assert list(stamps) == ["ipxe", "script", "kernel-booted", "cloud-init", "ready"]
+        assert stamps["ipxe"] <= stamps["script"] <= stamps["kernel-booted"] <= stamps["cloud-init"] <= stamps["ready"]
+        # node-other's script was asked for (its seed URL above); none of the refused posts made it ready.
+        other = await conn.fetchrow("SELECT stage, ready_at FROM bss.boot_stages WHERE component_id = 'node-other'")
+        assert other["stage"] == 2 and other["ready_at"] is None
+        summary = (await api.get("/boot/v1/stages/summary", params={"group": "storm"})).json()
+        assert summary["nodes"] == 1 and summary["byStage"]["ready"] == 1 and summary["readyInWindow"] == 1
+    finally:
+        server.stop()
+
+
+async def test_stage_counts_stuck_nodes_and_time_to_ready(conn, dsn, api):
+    for i in range(8):
+        await add_node(conn, f"n{i}", groups=["even" if i % 2 == 0 else "odd"])
+    await add_node(conn, "n-never")
+    recorder = BootTelemetry(dsn)
+    now = time.time()
+    durations = [30.0, 42.5, 55.0, 61.0, 90.0]  # n0..n4 boot to ready in these many seconds
+    for i, seconds in enumerate(durations):
+        start = now - 600 + i
+        for stage, at in ((IPXE, 0), (SCRIPT, 1), (KERNEL_BOOTED, 10), (CLOUD_INIT, 12), (READY, seconds)):
+            recorder.record_stage(f"n{i}", stage, start + at)
+    recorder.record_stage("n5", SCRIPT, now - 120)  # stuck at script for two minutes
+    recorder.record_stage("n6", SCRIPT, now - 300)
+    recorder.record_stage("n6", KERNEL_BOOTED, now - 200)  # stuck at kernel-booted
+    recorder.record_stage("n7", IPXE, now - 5)  # just started
+    assert await recorder.flush_stages() == 8 and recorder.pending_stages == 0
+    # A lease Kea gave n7 before its first stage, and a renewal n0 got once ready (no new boot).
+    await conn.execute("SELECT bss.apply_boot_stages($1, $2, $3)", ["n7", "n0"], [0, 0], [now - 8, now - 1])
+
+    summary = (await api.get("/boot/v1/stages/summary", params={"windowMinutes": 60})).json()
+    assert summary["byStage"] == {"dhcp": 0, "ipxe": 1, "script": 1, "kernel-booted": 1, "cloud-init": 0, "ready": 5}
+    assert summary["nodes"] == 9 and summary["notSeen"] == 1 and summary["readyInWindow"] == 5
+    for key, fraction in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        assert abs(summary["timeToReadySeconds"][key] - percentile_cont(durations, fraction)) < 0.01, key
+    even = (await api.get("/boot/v1/stages/summary", params={"group": "even"})).json()
+    assert even["nodes"] == 4 and even["readyInWindow"] == 3  # n0, n2, n4
+    assert abs(even["timeToReadySeconds"]["p50"] - 55.0) < 0.01
+
+    stuck = (await api.get("/boot/v1/stages", params={"stuckFor": 60, "limit": 1})).json()
+    assert stuck["total"] == 2 and [i["componentId"] for i in stuck["items"]] == ["n6"]  # longest at its stage first
+    page2 = (await api.get("/boot/v1/stages", params={"stuckFor": 60, "limit": 1, "offset": 1})).json()
+    assert page2["items"][0]["componentId"] == "n5" and page2["items"][0]["secondsAtStage"] >= 119
+    assert (await api.get("/boot/v1/stages", params={"stuckFor": 60, "stage": "script"})).json()["total"] == 1
+    n7 = (await api.get("/boot/v1/stages", params={"componentId": "n7"})).json()["items"][0]
+    assert n7["stage"] == "ipxe" and "dhcp" in n7["stamps"]
+    n0 = (await api.get("/boot/v1/stages", params={"componentId": "n0"})).json()["items"][0]
+    assert n0["stage"] == "ready" and "dhcp" not in n0["stamps"]  # the renewal did not become this boot's lease
+    bad = await api.get("/boot/v1/stages", params={"stage": "booting"})
+    assert bad.status_code == 400 and "booting" in bad.json()["detail"]
+
+    # n0 reboots: its script after ready begins a new boot, and what it had is gone.
+    recorder.record_stage("n0", SCRIPT, now)
+    await recorder.flush_stages()
+    n0 = (await api.get("/boot/v1/stages", params={"componentId": "n0"})).json()["items"][0]
+    assert n0["stage"] == "script" and list(n0["stamps"]) == ["dhcp", "script"]  # the lease after ready: this boot's
+    await recorder.stop()
+
+
+async def test_stages_wait_for_the_database_and_a_new_boot_within_one_flush(conn, dsn):
+    await add_node(conn, "n1")
+    recorder = BootTelemetry("postgresql://postgres@127.0.0.1:1/nowhere")
+    now = time.time()
+    recorder.record_stage("n1", SCRIPT, now - 50)
+    recorder.record_stage("n1", READY, now - 40)
+    assert await recorder.flush_stages() == 0 and recorder.pending_stages == 1
+    recorder.record_stage("n1", SCRIPT, now - 30)  # rebooted while the database was away
+    recorder.record_stage("n1", KERNEL_BOOTED, now - 20)
+    recorder.dsn = dsn
+    assert await recorder.flush_stages() == 1
+    row = await conn.fetchrow("SELECT * FROM bss.boot_stages WHERE component_id = 'n1'")
+    assert row["stage"] == 4 - 1 and row["ready_at"] is None
+    assert abs(row["script_at"].timestamp() - (now - 30)) < 0.001
+    await recorder.stop()
