@@ -5,7 +5,9 @@ becomes a reservation (hw-address, ip-address, hostname, next-server),
 marked `user-context: {"chamicore": true}` so that only ours are ever
 touched.  Boot files come from client classes the sync also maintains:
 iPXE clients (user class "iPXE") get the boot path's first-stage script,
-other PXE firmware gets the iPXE binary for its architecture.
+UEFI HTTP boot clients (vendor class "HTTPClient") the URL of iPXE's EFI
+program for their architecture (no TFTP), other PXE firmware the iPXE
+binary for its architecture, by TFTP from next-server.
 
 Stock Kea 2.2 has no host_cmds hook, so the sync goes through the control
 agent: config-get, reconcile, config-test, config-set, config-write, and
@@ -31,7 +33,13 @@ from sync.service import Job
 log = logging.getLogger("chamicore.sync.kea")
 
 MARK = {"chamicore": True}
-CLASSES = ("chamicore-ipxe", "chamicore-pxe-efi", "chamicore-pxe-bios")
+CLASSES = ("chamicore-ipxe", "chamicore-http-x86-64", "chamicore-http-arm64", "chamicore-pxe-efi",
+           "chamicore-pxe-bios")
+
+# UEFI's HTTP boot client sends vendor class (option 60) "HTTPClient:Arch:xxxxx:UNDI:yyyzzz" and its processor
+# architecture (option 93, IANA "Processor Architecture Types"): 0x0010 x64 UEFI HTTP, 0x0013 arm64 UEFI HTTP.
+HTTP_CLIENT = "substring(option[60].hex,0,10) == 'HTTPClient'"
+HTTP_ARCHES = (("chamicore-http-x86-64", "0x0010", "ipxe.efi"), ("chamicore-http-arm64", "0x0013", "ipxe-arm64.efi"))
 
 INTERFACES = """
 SELECT i.mac, i.ip_addrs, c.id FROM smd.ethernet_interfaces i
@@ -44,14 +52,23 @@ class KeaError(RuntimeError):
     pass
 
 
-def client_classes(boot_url: str, next_server: str) -> list[dict]:
+def client_classes(boot_url: str, next_server: str, efi_url: str | None = None) -> list[dict]:
+    """Kea's classes, first match first: `efi_url` is where the EFI programs are (CHAMICORE_EFI_URL), by default
+    the boot path's /boot/v1/ipxe (hotpath/efi.py)."""
+    efi_base = efi_url or f"{boot_url}/boot/v1/ipxe"
+    # The firmware takes the reply as an HTTP boot offer only when it carries option 60 "HTTPClient" too.
+    http_offer = [{"name": "vendor-class-identifier", "data": "HTTPClient", "always-send": True}]
     return [
         {"name": "chamicore-ipxe", "test": "option[77].hex == 'iPXE'",
          "boot-file-name": f"{boot_url}/boot/v1/boot.ipxe", "user-context": MARK},
+        *({"name": name, "test": f"not member('chamicore-ipxe') and {HTTP_CLIENT} and option[93].hex == {arch}",
+           "boot-file-name": f"{efi_base}/{program}", "option-data": http_offer, "user-context": MARK}
+          for name, arch, program in HTTP_ARCHES),
         {"name": "chamicore-pxe-efi", "test": "not member('chamicore-ipxe') and "
                                               "(option[93].hex == 0x0007 or option[93].hex == 0x0009)",
          "next-server": next_server, "boot-file-name": "ipxe.efi", "user-context": MARK},
-        {"name": "chamicore-pxe-bios", "test": "not member('chamicore-ipxe') and not member('chamicore-pxe-efi')",
+        {"name": "chamicore-pxe-bios", "test": "not member('chamicore-ipxe') and not member('chamicore-pxe-efi') "
+                                               f"and not ({HTTP_CLIENT})",
          "next-server": next_server, "boot-file-name": "undionly.kpxe", "user-context": MARK},
     ]
 
@@ -102,10 +119,11 @@ class KeaSync(Job):
     period_s = 60.0
     debounce_s = 0.2
 
-    def __init__(self, dsn: str, kea_url: str, boot_url: str, next_server: str = "") -> None:
+    def __init__(self, dsn: str, kea_url: str, boot_url: str, next_server: str = "", efi_url: str | None = None) -> None:
         super().__init__(dsn)
         self.kea_url = kea_url
         self.boot_url = boot_url
+        self.efi_url = efi_url
         self.next_server = next_server or str(ipaddress.ip_address("0.0.0.0"))
         self.problems: list[str] = []
         self.reservations = 0
@@ -141,7 +159,7 @@ class KeaSync(Job):
             self.reservations = sum(len(v) for v in by_subnet.values())
             for problem in problems:
                 log.warning("kea: %s", problem)
-            classes = client_classes(self.boot_url, self.next_server)
+            classes = client_classes(self.boot_url, self.next_server, self.efi_url)
             if host_cmds:
                 await self._sync_host_cmds(session, dhcp4, by_subnet)
                 # Reservations live in the host database here; the config carries only the classes.

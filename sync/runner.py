@@ -39,7 +39,7 @@ def enabled_jobs(config: Config) -> list[Job]:
             raise ConfigError("BOOT_URL", f"the Kea sync hands nodes the boot path's URL, and CHAMICORE_BOOT_LISTEN "
                                           f"({config.boot_listen}) listens on every address: set CHAMICORE_BOOT_URL "
                                           "to the URL nodes reach it at, e.g. http://10.0.0.1:27778")
-        jobs.append(KeaSync(dsn, config.kea_url, config.node_boot_url))
+        jobs.append(KeaSync(dsn, config.kea_url, config.node_boot_url, efi_url=config.efi_url))
     return jobs
 
 

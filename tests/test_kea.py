@@ -1,9 +1,13 @@
 """Kea reservations from the inventory, against Debian's kea-dhcp4 and kea-ctrl-agent."""
 
 import asyncio
+import json
+import os
+import shutil
+import subprocess
 import time
 
-from sync.kea import KeaSync
+from sync.kea import KeaSync, client_classes
 from tests.helpers.kea import eventually
 from tests.helpers.seed import add_node
 from tests.helpers.tasks import stop_task
@@ -48,3 +52,22 @@ async def test_reservations_follow_the_inventory(conn, dsn, kea):
         assert any("outside every Kea subnet" in p for p in reported["counts"]["problems"])
     finally:
         await stop_task(task)
+
+
+def test_kea_accepts_the_generated_classes(tmp_path):
+    # Kea's own configuration check (`kea-dhcp4 -t`), the classes as the sync writes them.
+    classes = client_classes("http://10.0.0.1:27778", "10.0.0.1", "https://boot.example:27780/efi")
+    assert [c["boot-file-name"] for c in classes[1:3]] == ["https://boot.example:27780/efi/ipxe.efi",
+                                                           "https://boot.example:27780/efi/ipxe-arm64.efi"]
+    checked = tmp_path / "kea-dhcp4.conf"
+    checked.write_text(json.dumps({"Dhcp4": {
+        "interfaces-config": {"interfaces": []}, "lease-database": {"type": "memfile", "persist": False},
+        "subnet4": [{"id": 1, "subnet": "10.1.0.0/16"}], "client-classes": classes}}))
+    env = dict(os.environ, KEA_LOCKFILE_DIR=str(tmp_path), KEA_PIDFILE_DIR=str(tmp_path))
+    binary = shutil.which("kea-dhcp4") or "/usr/sbin/kea-dhcp4"
+    result = subprocess.run([binary, "-t", str(checked)], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The check can fail: a broken test expression is refused.
+    classes[1]["test"] += " and"
+    checked.write_text(json.dumps({"Dhcp4": {"interfaces-config": {"interfaces": []}, "client-classes": classes}}))
+    assert subprocess.run([binary, "-t", str(checked)], env=env, capture_output=True, timeout=30).returncode != 0

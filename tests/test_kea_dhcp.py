@@ -77,8 +77,8 @@ def udhcpc(client_ns, client_if, workdir, *extra) -> dict:
     out = workdir / f"lease-{secrets.token_hex(2)}.json"
     script = workdir / "udhcpc.sh"
     script.write_text('#!/bin/sh\n[ "$1" = bound ] || exit 0\n'
-                      f'printf \'{{"ip":"%s","boot_file":"%s","siaddr":"%s","hostname":"%s"}}\' '
-                      f'"$ip" "$boot_file" "$siaddr" "$hostname" > {out}\n')
+                      f'printf \'{{"ip":"%s","boot_file":"%s","siaddr":"%s","hostname":"%s","vendor":"%s"}}\' '
+                      f'"$ip" "$boot_file" "$siaddr" "$hostname" "$vendor" > {out}\n')
     script.chmod(0o755)
     subprocess.run(["ip", "netns", "exec", client_ns, "busybox", "udhcpc", "-i", client_if, "-f", "-q", "-n",
                     "-t", "5", "-T", "1", "-s", str(script), *extra], capture_output=True, timeout=30)
@@ -90,7 +90,8 @@ async def test_a_real_client_gets_its_reserved_address_and_boot_file(conn, dsn, 
     workdir = tmp_root() / "kea-dhcp"
     workdir.mkdir(parents=True)
     kea_url, processes = start_kea(workdir, server_ns, server_if)
-    sync = KeaSync(dsn, kea_url, "http://10.77.0.1:27778", next_server="10.77.0.1")
+    sync = KeaSync(dsn, kea_url, "http://10.77.0.1:27778", next_server="10.77.0.1",
+                   efi_url="https://10.77.0.1:27780/boot/v1/ipxe")
     task = asyncio.create_task(sync.run())
     try:
         await add_node(conn, "node-dhcp", [MAC], ips=["10.77.0.42"])
@@ -104,6 +105,18 @@ async def test_a_real_client_gets_its_reserved_address_and_boot_file(conn, dsn, 
         # The same machine once iPXE runs: user class (option 77) "iPXE".
         ipxe = await asyncio.to_thread(udhcpc, client_ns, client_if, workdir, "-x", "0x4d:69505845")
         assert ipxe.get("ip") == "10.77.0.42" and ipxe["boot_file"] == "http://10.77.0.1:27778/boot/v1/boot.ipxe"
+        # UEFI HTTP boot firmware: vendor class HTTPClient and its architecture (option 93, 0x5d) get the URL of
+        # iPXE's EFI program for it, and option 60 "HTTPClient" back (busybox calls it `vendor`), unasked.
+        for arch, program in (("0010", "ipxe.efi"), ("0013", "ipxe-arm64.efi")):
+            uefi = await asyncio.to_thread(udhcpc, client_ns, client_if, workdir, "-V",
+                                           f"HTTPClient:Arch:000{int(arch, 16)}:UNDI:003001", "-x", f"0x5d:{arch}")
+            assert uefi.get("ip") == "10.77.0.42", uefi
+            assert uefi["boot_file"] == f"https://10.77.0.1:27780/boot/v1/ipxe/{program}"
+            assert uefi["vendor"] == "HTTPClient", uefi
+        # UEFI PXE firmware (arch 0x0007) still gets the TFTP file.
+        pxe = await asyncio.to_thread(udhcpc, client_ns, client_if, workdir, "-V", "PXEClient:Arch:00007:UNDI:003016",
+                                      "-x", "0x5d:0007")
+        assert pxe["boot_file"] == "ipxe.efi" and pxe["siaddr"] == "10.77.0.1" and pxe["vendor"] == ""
     finally:
         await stop_task(task)
         for process in processes:
