@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # Real parts the tests start: iPXE firmware in QEMU, cloud-init's client, Kea (and busybox udhcpc), nginx and wrk for bench/, Prometheus and promtool for deploy/prometheus.
-SYSTEM_PACKAGES := qemu-system-x86 ipxe-qemu cloud-init nginx wrk kea-dhcp4-server kea-ctrl-agent busybox iproute2 chromium prometheus openipmi
+SYSTEM_PACKAGES := qemu-system-x86 ipxe-qemu ovmf ipxe cloud-init nginx wrk kea-dhcp4-server kea-ctrl-agent busybox iproute2 chromium prometheus openipmi
 
 # Every Python package, with its hashes: what CI tested is what a fresh clone installs.
 LOCK := requirements.lock
