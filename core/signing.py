@@ -71,8 +71,9 @@ def _read(name: str, path: str) -> bytes:
 
 
 def _certificates(name: str, path: str) -> list[x509.Certificate]:
+    data = _read(name, path)  # outside the try: a ConfigError is a ValueError too
     try:
-        certs = x509.load_pem_x509_certificates(_read(name, path))
+        certs = x509.load_pem_x509_certificates(data)
     except ValueError:
         raise ConfigError(name, f"{path} holds no PEM certificate") from None
     return certs

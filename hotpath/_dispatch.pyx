@@ -37,13 +37,14 @@ from urllib.parse import unquote_plus
 
 import msgspec
 
-from hotpath._render import render_bootscript, render_first_stage, render_wait_script
+from hotpath._render import render_bootscript, render_first_stage, render_first_stage_signed, render_wait_script
 
 # Content types, endpoints and outcomes travel as small ints; app.py maps them.
 CT_TEXT = 0
 CT_PROBLEM = 1
 CT_JSON = 2
 CT_EFI = 3  # an EFI program (iPXE for UEFI HTTP boot)
+CT_SIGNATURE = 4  # a detached CMS signature (DER) of a script, for iPXE's imgverify
 
 EP_BOOTSCRIPT = 0
 EP_FIRST_STAGE = 1
@@ -64,6 +65,7 @@ cdef frozenset _HEX = frozenset("0123456789abcdef")
 cdef frozenset _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 cdef frozenset _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
 cdef frozenset _DOCUMENTS = frozenset(("user-data", "meta-data", "vendor-data"))
+cdef str _UNSIGNED = "scripts are not signed here (CHAMICORE_BOOT_SIGNING_KEY is unset)"
 
 
 cpdef str normalize_mac(str value):
@@ -150,6 +152,8 @@ cdef class Dispatcher:
     cdef public str scheme
     cdef public dict files
     cdef dict _first_stage
+    # core.signing.ScriptSigner when scripts are signed (set once, before serving), else None.
+    cdef public object signer
 
     def __init__(self, index, base_url, str fallback_base, double retry_base, double retry_max,
                  double unknown_delay, str scheme="http://", dict files=None):
@@ -209,6 +213,10 @@ cdef class Dispatcher:
         body = self.files.get(path)
         if body is not None:
             return (200, CT_EFI, body, None, EP_OTHER, OUT_OK)
+        if path == "/boot/v1/bootscript.sig":
+            return self.script_signature(query, host)
+        if path == "/boot/v1/boot.ipxe.sig":
+            return self.first_stage_signature(self.base_for(host))
         return self._not_found(EP_OTHER, "no such boot-path resource: " + path[:128])
 
     cpdef tuple cloud_init_by_ip(self, str client_ip, str path):
@@ -228,10 +236,55 @@ cdef class Dispatcher:
     cpdef bytes first_stage(self, str base):
         cdef bytes body = self._first_stage.get(base)
         if body is None:
-            body = render_first_stage(base)
+            body = render_first_stage(base) if self.signer is None else render_first_stage_signed(base)
             if len(self._first_stage) < MAX_CACHED_VARIANTS:
                 self._first_stage[base] = body
+                if self.signer is not None:
+                    self._first_stage[body] = self.signer.value(body)  # signed when rendered, kept with it
         return body
+
+    cpdef tuple first_stage_signature(self, str base):
+        """boot.ipxe.sig: the signature of the first stage this Host gets."""
+        if self.signer is None:
+            return self._not_found(EP_OTHER, _UNSIGNED)
+        cdef bytes body = self.first_stage(base)
+        cdef object value = self._first_stage.get(body)
+        if value is None:
+            value = self.signer.value(body)  # past the cache bound: signed now, like its render
+        return (200, CT_SIGNATURE, self.signer.der(value), None, EP_OTHER, OUT_OK)
+
+    cpdef tuple script_signature(self, str query, str host):
+        """bootscript.sig: the signature of exactly the bytes bootscript answers to the same query and
+        Host, made when those bytes were rendered.  A script that only says wait has none."""
+        if self.signer is None:
+            return self._not_found(EP_OTHER, _UNSIGNED)
+        cdef tuple answer = self.bootscript(query, host)
+        if answer[5] != OUT_OK:
+            if answer[0] == 400:
+                return (400, CT_PROBLEM, answer[2], None, EP_OTHER, OUT_BAD_REQUEST)
+            return self._not_found(EP_OTHER, "no signed script for this node: it must wait (unknown, disabled or "
+                                   "without boot parameters); boot.ipxe tries again")
+        cdef bytes body = answer[2]
+        cdef dict params = parse_query(query)
+        cdef object raw = params.get("mac")
+        cdef object entry
+        if raw is not None:
+            entry = self.index.by_mac.get(normalize_mac(raw))
+        elif params.get("name") is not None:
+            entry = self.index.by_id.get(params["name"])
+        else:
+            entry = self.index.by_nid.get(int(params["nid"]))
+        cdef object value = None
+        cdef object cache
+        if entry.body is body:
+            value = entry.signature
+        else:
+            cache = entry.cache
+            if cache is not None:
+                value = cache.get(body)
+        if value is None:
+            value = self.signer.value(body)  # rendered past the cache bound: signed now, like its render
+        return (200, CT_SIGNATURE, self.signer.der(value), None, EP_OTHER, OUT_OK)
 
     cdef tuple _cloud_init(self, object entry, str document, str who):
         if entry is None:
@@ -323,4 +376,6 @@ cdef class Dispatcher:
                 cache = entry.cache = {}
             if len(cache) < MAX_CACHED_VARIANTS:
                 cache[key] = body
+                if self.signer is not None:
+                    cache[body] = self.signer.value(body)  # signed when rendered, kept with it
         return (200, CT_TEXT, body, entry.node_id, EP_BOOTSCRIPT, OUT_OK)

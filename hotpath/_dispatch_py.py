@@ -11,9 +11,14 @@ from urllib.parse import unquote_plus
 import msgspec
 
 from core.mac import try_normalize_mac as normalize_mac
-from hotpath._render_py import render_bootscript, render_first_stage, render_wait_script
+from hotpath._render_py import (
+    render_bootscript,
+    render_first_stage,
+    render_first_stage_signed,
+    render_wait_script,
+)
 
-CT_TEXT, CT_PROBLEM, CT_JSON, CT_EFI = 0, 1, 2, 3
+CT_TEXT, CT_PROBLEM, CT_JSON, CT_EFI, CT_SIGNATURE = 0, 1, 2, 3, 4
 EP_BOOTSCRIPT, EP_FIRST_STAGE, EP_CLOUD_INIT, EP_OTHER = 0, 1, 2, 3
 OUT_OK, OUT_WAIT, OUT_BAD_REQUEST, OUT_NOT_FOUND, OUT_NEEDS_CLIENT_IP = 0, 1, 2, 3, 4
 MAX_RETRY = 64
@@ -22,6 +27,7 @@ MAX_CACHED_VARIANTS = 16
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
 _DOCUMENTS = frozenset(("user-data", "meta-data", "vendor-data"))
+_UNSIGNED = "scripts are not signed here (CHAMICORE_BOOT_SIGNING_KEY is unset)"
 
 __all__ = ["Dispatcher", "normalize_mac", "parse_query"]
 
@@ -52,6 +58,8 @@ def _bad_request(detail: str) -> tuple:
 
 
 class Dispatcher:
+    signer = None  # core.signing.ScriptSigner when scripts are signed
+
     def __init__(self, index, base_url, fallback_base, retry_base, retry_max, unknown_delay, scheme="http://",
                  files=None):
         self.index = index
@@ -98,6 +106,10 @@ class Dispatcher:
         body = self.files.get(path)
         if body is not None:
             return (200, CT_EFI, body, None, EP_OTHER, OUT_OK)
+        if path == "/boot/v1/bootscript.sig":
+            return self.script_signature(query, host)
+        if path == "/boot/v1/boot.ipxe.sig":
+            return self.first_stage_signature(self.base_for(host))
         return self._not_found(EP_OTHER, "no such boot-path resource: " + path[:128])
 
     def cloud_init_by_ip(self, client_ip: str, path: str) -> tuple:
@@ -113,10 +125,46 @@ class Dispatcher:
     def first_stage(self, base: str) -> bytes:
         body = self._first_stage.get(base)
         if body is None:
-            body = render_first_stage(base)
+            body = render_first_stage(base) if self.signer is None else render_first_stage_signed(base)
             if len(self._first_stage) < MAX_CACHED_VARIANTS:
                 self._first_stage[base] = body
+                if self.signer is not None:
+                    self._first_stage[body] = self.signer.value(body)
         return body
+
+    def first_stage_signature(self, base: str) -> tuple:
+        if self.signer is None:
+            return self._not_found(EP_OTHER, _UNSIGNED)
+        body = self.first_stage(base)
+        value = self._first_stage.get(body)
+        if value is None:
+            value = self.signer.value(body)
+        return (200, CT_SIGNATURE, self.signer.der(value), None, EP_OTHER, OUT_OK)
+
+    def script_signature(self, query: str, host: str) -> tuple:
+        if self.signer is None:
+            return self._not_found(EP_OTHER, _UNSIGNED)
+        answer = self.bootscript(query, host)
+        if answer[5] != OUT_OK:
+            if answer[0] == 400:
+                return (400, CT_PROBLEM, answer[2], None, EP_OTHER, OUT_BAD_REQUEST)
+            return self._not_found(EP_OTHER, "no signed script for this node: it must wait (unknown, disabled or "
+                                   "without boot parameters); boot.ipxe tries again")
+        body = answer[2]
+        params = parse_query(query)
+        if params.get("mac") is not None:
+            entry = self.index.by_mac.get(normalize_mac(params["mac"]))
+        elif params.get("name") is not None:
+            entry = self.index.by_id.get(params["name"])
+        else:
+            entry = self.index.by_nid.get(int(params["nid"]))
+        if entry.body is body:
+            value = entry.signature
+        else:
+            value = entry.cache.get(body) if entry.cache is not None else None
+        if value is None:
+            value = self.signer.value(body)
+        return (200, CT_SIGNATURE, self.signer.der(value), None, EP_OTHER, OUT_OK)
 
     def _cloud_init(self, entry, document: str, who: str) -> tuple:
         if entry is None:
@@ -191,4 +239,6 @@ class Dispatcher:
                 cache = entry.cache = {}
             if len(cache) < MAX_CACHED_VARIANTS:
                 cache[key] = body
+                if self.signer is not None:
+                    cache[body] = self.signer.value(body)
         return (200, CT_TEXT, body, entry.node_id, EP_BOOTSCRIPT, OUT_OK)

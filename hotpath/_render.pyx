@@ -235,3 +235,37 @@ cpdef bytes render_first_stage(str base_url):
             "sleep 10\n"
             "set idx:int32 0\n"
             "goto loop\n").encode("utf-8")
+
+
+cpdef bytes render_first_stage_signed(str base_url):
+    """boot.ipxe when scripts are signed: fetches a node's script and runs it only once `imgverify`
+    accepts its signature (bootscript.sig, same query); anything else moves on to the next device."""
+    return ("#!ipxe\n"
+            "# Chamicore first stage, signed scripts: runs a node's script only once imgverify accepts it.\n"
+            "set query mac=${mac:hexhyp}&arch=${buildarch}&uuid=${uuid}\n"
+            "set resume devices\n"
+            "goto verified\n"
+            ":devices\n"
+            "set idx:int32 0\n"
+            ":loop\n"
+            "isset ${net${idx}/mac} || goto exhausted\n"
+            "ifconf --configurator dhcp net${idx} || goto next\n"
+            "set query mac=${net${idx}/mac:hexhyp}&arch=${buildarch}&uuid=${uuid}\n"
+            "set resume next\n"
+            "goto verified\n"
+            ":next\n"
+            "inc idx\n"
+            "goto loop\n"
+            ":exhausted\n"
+            "echo Chamicore: no network device got a script whose signature verifies; retrying in 10 s\n"
+            "sleep 10\n"
+            "set idx:int32 0\n"
+            "goto loop\n"
+            ":verified\n"
+            "imgfetch --name script " + base_url + "/boot/v1/bootscript?${query} || goto ${resume}\n"
+            "imgverify script " + base_url + "/boot/v1/bootscript.sig?${query} || goto refused\n"
+            "imgexec --autofree script || goto ${resume}\n"
+            "goto ${resume}\n"
+            ":refused\n"
+            "imgfree script\n"
+            "goto ${resume}\n").encode("utf-8")

@@ -24,11 +24,13 @@ from core import tracing
 from core.config import Config, in_networks, load_config
 from core.logs import configure as configure_logs
 from core.problems import problem_bytes
+from core.signing import load_signer
 from hotpath import phonehome
 from hotpath._dispatch import (
     CT_EFI,
     CT_JSON,
     CT_PROBLEM,
+    CT_SIGNATURE,
     CT_TEXT,
     EP_BOOTSCRIPT,
     EP_CLOUD_INIT,
@@ -64,6 +66,7 @@ _CONTENT_TYPES = {
     CT_TEXT: "text/plain; charset=utf-8",
     CT_PROBLEM: "application/problem+json",
     CT_JSON: "application/json",
+    CT_SIGNATURE: "application/pkcs7-signature",
     CT_EFI: "application/efi",
     _CT_ONLY_GET: "application/problem+json",
     _CT_LOADING: "application/problem+json",
@@ -103,6 +106,9 @@ class BootApp:
                                      config.retry_max_s, config.unknown_retry_s, scheme + "://",
                                      load_programs(config.ipxe_dir))
         builder = AnswerBuilder(base_url, config.retry_base_s, config.retry_max_s)
+        # Scripts signed for iPXE's imgverify (CHAMICORE_BOOT_SIGNING_*): the key and certificate are checked
+        # here, at start (a ConfigError before anything is served), and sign each answer when it is rendered.
+        builder.signer = self.dispatcher.signer = load_signer(config)
         self.feed = ChangeFeed(config.database_url, builder, self._publish, self._current_index,
                                coalesce_s=config.feed_coalesce_ms / 1000, check_interval_s=config.feed_check_s)
         self.telemetry = BootTelemetry(config.database_url, config.telemetry_flush_s,

@@ -100,3 +100,17 @@ def test_retry_delay_grows_and_caps():
     assert delays == [2, 4, 8, 16, 32, 60, 60, 60, 60, 60]
     # The chained retry number stops growing once the delay is capped.
     assert [_render.next_retry(n, 2.0, 60.0) for n in (0, 4, 5, 9)] == [1, 5, 5, 9]
+
+
+def test_signed_first_stage_runs_only_verified_scripts():
+    """With signing on, boot.ipxe fetches each node's script and its .sig (the same query) and runs the script
+    only after imgverify; a script that fails verification is freed and the next device is tried."""
+    text = _render.render_first_stage_signed("http://b:1").decode()
+    assert text == _render_py.render_first_stage_signed("http://b:1").decode()
+    lines = text.splitlines()
+    fetch = lines.index("imgfetch --name script http://b:1/boot/v1/bootscript?${query} || goto ${resume}")
+    assert lines[fetch + 1] == "imgverify script http://b:1/boot/v1/bootscript.sig?${query} || goto refused"
+    assert lines[fetch + 2] == "imgexec --autofree script || goto ${resume}"
+    assert lines[lines.index(":refused") + 1] == "imgfree script"
+    assert "chain" not in text  # nothing runs unverified
+    assert lines.count("set query mac=${net${idx}/mac:hexhyp}&arch=${buildarch}&uuid=${uuid}") == 1
