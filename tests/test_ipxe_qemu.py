@@ -3,9 +3,13 @@
 The guest reaches the host's 127.0.0.1 as 10.0.2.2 (QEMU user networking).
 It fetches boot.ipxe (the DHCP bootfile), chains to its own script with the
 MAC QEMU gave its NIC, and then asks for the kernel that script names.
+On BIOS (SeaBIOS and the NIC's iPXE ROM) and on UEFI (OVMF and the NIC's
+iPXE EFI ROM).
 """
 
 import http.server
+import os
+import re
 import shutil
 import subprocess
 import threading
@@ -18,6 +22,7 @@ from tests.helpers.ports import free_port
 from tests.helpers.seed import add_node, add_params
 
 MAC = "52:54:00:12:34:56"
+OVMF = "/usr/share/ovmf/OVMF.fd"
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
@@ -33,8 +38,9 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.qemu
-async def test_ipxe_boots_to_the_kernel_request(conn, boot_server):
+async def boot_to_the_kernel_request(conn, boot_server, *firmware: str) -> tuple:
+    """Boot QEMU (its firmware chosen by `firmware`) against the boot path until iPXE asks for the kernel:
+    (boot server, [(path, User-Agent)] of the kernel requests, console)."""
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         pytest.fail("QEMU is not installed: apt-get install -y qemu-system-x86 ipxe-qemu (make test does it)")
@@ -50,9 +56,9 @@ async def test_ipxe_boots_to_the_kernel_request(conn, boot_server):
                      initrd=f"http://10.0.2.2:{images_port}/images/{{{{id}}}}/initrd", cmdline="console=ttyS0")
     server = boot_server()
     vm = subprocess.Popen(
-        [qemu, "-nographic", "-m", "256", "-accel", "tcg", "-no-reboot",
+        [qemu, "-nographic", "-accel", "tcg", "-no-reboot", *firmware,
          "-netdev", f"user,id=n0,bootfile=http://10.0.2.2:{server.port}/boot/v1/boot.ipxe",
-         "-device", f"e1000,netdev=n0,mac={MAC}", "-boot", "n"],
+         "-device", f"e1000,netdev=n0,mac={MAC},bootindex=0", "-boot", "n"],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     try:
@@ -65,6 +71,12 @@ async def test_ipxe_boots_to_the_kernel_request(conn, boot_server):
         console = vm.communicate()[0].decode(errors="replace")
         images.shutdown()
         images.server_close()
+    return server, seen, console
+
+
+@pytest.mark.qemu
+async def test_ipxe_boots_to_the_kernel_request(conn, boot_server):
+    server, seen, console = await boot_to_the_kernel_request(conn, boot_server, "-m", "256")
     assert seen, "iPXE never asked for the kernel; console:\n" + console[-3000:]
     path, agent = seen[0]
     # The node's own script was used: the kernel URL carries its component id.
@@ -81,3 +93,17 @@ async def test_ipxe_boots_to_the_kernel_request(conn, boot_server):
             break
         time.sleep(0.1)
     assert row and row["endpoint"] == "bootscript"
+
+
+@pytest.mark.qemu
+async def test_uefi_ipxe_boots_to_the_kernel_request(conn, boot_server):
+    # OVMF (UEFI) runs the NIC's iPXE EFI ROM, which follows boot.ipxe like the BIOS one.
+    if not os.path.exists(OVMF):
+        pytest.fail("OVMF is not installed: apt-get install -y ovmf (make test does it)")
+    server, seen, console = await boot_to_the_kernel_request(conn, boot_server, "-bios", OVMF, "-m", "512")
+    assert seen, "UEFI iPXE never asked for the kernel; console:\n" + console[-3000:]
+    assert seen[0][0] == "/images/node-qemu/vmlinuz" and seen[0][1].startswith("iPXE/")
+    assert re.search(r"Features:[^\n]* EFI\b", console)  # iPXE's EFI build ran, not the BIOS one
+    metrics = samples(server.get("/metrics")[2])
+    assert metrics[key("chamicore_boot_requests_total", endpoint="boot.ipxe", outcome="ok")] == 1
+    assert metrics[key("chamicore_boot_requests_total", endpoint="bootscript", outcome="ok")] == 1
