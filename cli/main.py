@@ -20,6 +20,7 @@ from cli import (
     power,
     resources,
     serve,
+    stages,
     synccmd,
     up,
     users,
@@ -31,7 +32,7 @@ from core.config import ConfigError
 
 # Each module registers its command group; `chamicore --help` lists them in this order.
 COMMAND_GROUPS = (up, configcmd, dbcmd, serve, synccmd, authcmd, users, resources, nodes, power, console, discovery,
-                  inventory, importcmd, bootscript, mcpcmd, completion)
+                  inventory, importcmd, bootscript, stages, mcpcmd, completion)
 
 
 def _parser() -> argparse.ArgumentParser:

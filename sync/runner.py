@@ -12,6 +12,7 @@ from core.config import Config, ConfigError
 from core.crypto import device_credentials_box
 from sync.discovery.scanner import DiscoveryScanner
 from sync.kea import KeaSync
+from sync.leases import LeaseSync
 from sync.outbox import OutboxRelay
 from sync.power.engine import PowerEngine
 from sync.service import Job
@@ -40,6 +41,7 @@ def enabled_jobs(config: Config) -> list[Job]:
                                           f"({config.boot_listen}) listens on every address: set CHAMICORE_BOOT_URL "
                                           "to the URL nodes reach it at, e.g. http://10.0.0.1:27778")
         jobs.append(KeaSync(dsn, config.kea_url, config.node_boot_url, efi_url=config.efi_url))
+        jobs.append(LeaseSync(dsn, config.kea_url))  # leases as the nodes' dhcp boot stage
     return jobs
 
 

@@ -1,13 +1,17 @@
 """Boot stages per node: the boot path records them, cloud-init's phone_home ends them, the admin API counts them."""
 
 import asyncio
+import json
 import time
 import urllib.error
 import urllib.request
 
 from hotpath.telemetry import CLOUD_INIT, IPXE, KERNEL_BOOTED, READY, SCRIPT, BootTelemetry
+from sync.leases import LeaseSync
 from tests.helpers.seed import add_node, add_params, add_payload
 from tests.helpers.servers import ServiceServer
+from tests.helpers.tokens import token_for
+from tests.test_cli import chamicore
 from tests.test_cloudinit_client import run_cloud_init, seed_url
 
 # cloud-init's own code, end to end: NoCloud-net reads the seed, its user-data processor and the cloud-config
@@ -117,7 +121,7 @@ async def test_cloud_init_phones_home_and_the_node_is_ready(conn, dsn, api):
         server.stop()
 
 
-async def test_stage_counts_stuck_nodes_and_time_to_ready(conn, dsn, api):
+async def test_stage_counts_stuck_nodes_and_time_to_ready(conn, dsn, api, admin_server):
     for i in range(8):
         await add_node(conn, f"n{i}", groups=["even" if i % 2 == 0 else "odd"])
     await add_node(conn, "n-never")
@@ -157,6 +161,15 @@ async def test_stage_counts_stuck_nodes_and_time_to_ready(conn, dsn, api):
     bad = await api.get("/boot/v1/stages", params={"stage": "booting"})
     assert bad.status_code == 400 and "booting" in bad.json()["detail"]
 
+    # The same answers through the CLI.
+    server = admin_server()
+    env = {"CHAMICORE_ENDPOINT": server.url, "CHAMICORE_TOKEN": await token_for(server.url, dsn, "cli", ["admin"])}
+    shown = await asyncio.to_thread(chamicore, "stages", "summary", "--group", "even", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "3 of 4 nodes ready within 60 min; time to ready p50 55.0 s" in shown.stdout
+    listed = await asyncio.to_thread(chamicore, "stages", "list", "--stuck-for", "60", "-o", "json", env=env)
+    assert [i["componentId"] for i in json.loads(listed.stdout)["items"]] == ["n6", "n5"]
+
     # n0 reboots: its script after ready begins a new boot, and what it had is gone.
     recorder.record_stage("n0", SCRIPT, now)
     await recorder.flush_stages()
@@ -179,4 +192,34 @@ async def test_stages_wait_for_the_database_and_a_new_boot_within_one_flush(conn
     row = await conn.fetchrow("SELECT * FROM bss.boot_stages WHERE component_id = 'n1'")
     assert row["stage"] == 4 - 1 and row["ready_at"] is None
     assert abs(row["script_at"].timestamp() - (now - 30)) < 0.001
+    await recorder.stop()
+
+
+def kea_command(kea, command: str, arguments: dict) -> dict:
+    body = json.dumps({"command": command, "service": ["dhcp4"], "arguments": arguments}).encode()
+    request = urllib.request.Request(kea.url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())[0]
+
+
+async def test_kea_leases_become_the_dhcp_stage(conn, dsn, kea):
+    await add_node(conn, "n-lease", ["52:54:00:aa:dd:01"])
+    await add_node(conn, "n-booted", ["52:54:00:aa:dd:02"])
+    now = int(time.time())
+    for mac, ip, cltt in (("52:54:00:aa:dd:01", "10.1.0.11", now - 30), ("52:54:00:aa:dd:02", "10.1.0.12", now - 20),
+                          ("52:54:00:ff:ff:ff", "10.1.0.13", now)):  # the last is no node's: skipped
+        added = kea_command(kea, "lease4-add", {"ip-address": ip, "hw-address": mac, "subnet-id": 1,
+                                                "valid-lft": 3600, "expire": cltt + 3600})
+        assert added["result"] == 0, added
+    recorder = BootTelemetry(dsn)
+    recorder.record_stage("n-booted", SCRIPT, now - 10)  # n-booted asked for its script after its lease
+    await recorder.flush_stages()
+    job = LeaseSync(dsn, kea.url)
+    await job.work_once(conn)
+    rows = {r["component_id"]: r for r in await conn.fetch("SELECT * FROM bss.boot_stages")}
+    assert rows["n-lease"]["stage"] == 0 and rows["n-lease"]["dhcp_at"].timestamp() == now - 30
+    assert rows["n-booted"]["stage"] == 2 and rows["n-booted"]["dhcp_at"].timestamp() == now - 20
+    assert job.counts() == {"passes": 0, "leases": 3, "written": 2}
+    await job.work_once(conn)  # nothing changed in Kea: nothing written again
+    assert job.counts()["written"] == 2
     await recorder.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
 import os
 import shutil
@@ -14,6 +15,8 @@ import pytest
 
 from tests.helpers.paths import tmp_root
 from tests.helpers.ports import free_port
+
+LEASE_CMDS = "/usr/lib/*/kea/hooks/libdhcp_lease_cmds.so"
 
 
 class KeaNotReady(RuntimeError):
@@ -34,6 +37,8 @@ class KeaServer:
             "interfaces-config": {"interfaces": []},
             "control-socket": {"socket-type": "unix", "socket-name": socket_path},
             "lease-database": {"type": "memfile", "persist": True, "name": str(self.dir / "leases.csv")},
+            # lease_cmds (Debian's Kea ships it): the leases as JSON, for the dhcp boot stage (sync/leases.py).
+            "hooks-libraries": [{"library": path} for path in glob.glob(LEASE_CMDS)[:1]],
             "subnet4": [
                 {"id": 1, "subnet": "10.1.0.0/16", "reservations": [
                     {"hw-address": "00:00:00:00:00:99", "ip-address": "10.1.0.99", "hostname": "not-ours"}]},
