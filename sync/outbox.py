@@ -52,6 +52,12 @@ def cloud_event(row) -> bytes:
 CLOSE_TIMEOUT_S = 2.0
 
 
+async def _nats_error(exc: Exception) -> None:
+    # nats-py logs a traceback at ERROR for each server of a cluster's list that refuses a connect; the relay's own
+    # warning says whether the pass failed, so one line here.
+    log.info("NATS: %s: %s", type(exc).__name__, exc)
+
+
 class OutboxRelay(Job):
     name = "outbox"
     channel = "chamicore_outbox"
@@ -75,7 +81,7 @@ class OutboxRelay(Job):
             # per server: with a cluster's list it goes round the servers (in random order) and takes the first
             # that answers, and fails only when each one has refused twice.
             self._nc = await nats.connect(servers=self.nats_servers, connect_timeout=2, max_reconnect_attempts=1,
-                                          reconnect_time_wait=0, allow_reconnect=False)
+                                          reconnect_time_wait=0, allow_reconnect=False, error_cb=_nats_error)
             self._js = self._nc.jetstream(timeout=5)
             try:
                 await self._js.add_stream(StreamConfig(name=STREAM, subjects=SUBJECTS,
