@@ -77,7 +77,7 @@ def node_requests(index: int, registered: bool) -> list[bytes]:
 Check = Callable[[int, int, bytes], bool]
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     length = 0
@@ -105,7 +105,7 @@ async def _one_node(host: str, port: int, node: int, requests: list[bytes], resu
         for number, request in enumerate(requests):
             began = time.perf_counter()
             writer.write(request)
-            status, body = await asyncio.wait_for(_read_response(reader), timeout)
+            status, body = await asyncio.wait_for(read_response(reader), timeout)
             result.latencies_ms.append((time.perf_counter() - began) * 1000)
             result.requests += 1
             if status != 200:
