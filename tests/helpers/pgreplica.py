@@ -32,7 +32,15 @@ class ReplicatedPair:
                 "?target_session_attrs=read-write")
 
     def start(self) -> ReplicatedPair:
+        # initdb without its final fsync and the servers without fsync (a test's data need not survive a power
+        # cut), but with the default synchronous_commit: durable=False would turn that off and with it the wait for
+        # the synchronous standby.
+        self.primary._prepare_dirs()
+        self.primary._run("initdb", "-D", str(self.primary.pgdata), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                          "--locale=C", "--no-sync")
         self.primary.start()
+        self.sql(self.primary, "ALTER SYSTEM SET fsync = off")  # the standby's copy inherits it
+        self.primary._run("pg_ctl", "reload", "-D", str(self.primary.pgdata))
         # The standby's directory, made as start() makes it (owned by the service user), then filled by the copy.
         self.standby._prepare_dirs()
         self.primary._run("pg_basebackup", "-D", str(self.standby.pgdata), "-R", "-X", "stream", "-c", "fast",
