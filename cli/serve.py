@@ -178,7 +178,7 @@ class _Sibling:
     def watch(self) -> None:
         code = self.process.wait()
         if not self.stopping:  # it stopped on its own (failed, or was signalled): the HTTP listener stops too
-            self.status = code
+            self.status = code if code >= 0 else 128 - code  # killed by a signal: the shell's 128 + its number
             os.kill(os.getpid(), signal.SIGTERM)
 
 

@@ -170,6 +170,9 @@ def _say_where(config: Config, data_dir: Path, database: str, new_credentials: b
     bootfile = (f"{config.node_boot_url}/boot/v1/boot.ipxe" if config.node_boot_url
                 else "set CHAMICORE_BOOT_URL to the URL nodes reach it at")
     print(f"  boot path   {config.boot_listen.local_url}  (DHCP bootfile for iPXE: {bootfile})")
+    if config.boot_tls_listen is not None:
+        print(f"  boot path   {config.boot_tls_listen.local('https')}  (HTTPS, certificate {config.boot_tls_cert}; "
+              "for iPXE built with TLS and UEFI HTTPS boot)")
     admin = config.admin_listen.local_url
     print(f"  console     {admin}/ui/  (web console; log in with a user of `chamicore users list`)")
     print(f"  admin API   {admin}  (OpenAPI: {admin}/api/openapi.json, docs: {admin}/api/docs)")
