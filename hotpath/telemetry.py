@@ -88,7 +88,12 @@ class BootTelemetry:
         marks = self._stages.get(node_id)
         if marks is None:
             marks = self._stages[node_id] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
-        _step(marks, stage, now)
+            marks[stage] = now
+        elif stage >= CLOUD_INIT or (stage == KERNEL_BOOTED and not marks[READY]):  # forward, or again: no new boot
+            if not marks[stage]:
+                marks[stage] = now
+        else:
+            _step(marks, stage, now)
 
     @property
     def pending(self) -> int:
