@@ -296,3 +296,22 @@ async def test_sync_daemons_reelect_and_the_relay_delivers_every_event_once(pair
     print(f"\nfailover: a relay active on the new primary {elected_s:.2f} s after the promotion (leader "
           f"{leader.instance}); {len(writer.acked)} acknowledged events, {len(writer.uncertain)} uncertain, "
           f"{len(messages)} messages, none twice, none missing")
+
+
+async def test_hosts_that_all_answer_and_none_takes_writes_are_no_primary(pair):
+    """Mid-failover every host may answer as a standby: a ConnectionError (retried like a lost database) for a
+    connection and a pool alike, not asyncpg's internal error (which the feed and the admin API do not expect)."""
+    standby_only = f"postgresql://postgres@127.0.0.1:{pair.standby.port}/postgres?target_session_attrs=read-write"
+    with pytest.raises(db.NoPrimaryError):
+        await db.connect(standby_only, timeout=5)
+    pool = await db.create_pool(standby_only, min_size=0)
+    try:
+        with pytest.raises(ConnectionError):
+            async with pool.acquire():
+                pass
+    finally:
+        await pool.close()
+    await asyncio.to_thread(pair.promote)
+    conn = await db.connect(standby_only, timeout=5)
+    assert await conn.fetchval("SELECT pg_is_in_recovery()") is False
+    await conn.close()
