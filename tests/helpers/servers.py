@@ -18,14 +18,16 @@ from tests.helpers.ports import free_port
 class ServiceServer:
     """`chamicore serve boot|admin` in a child process, on a free port."""
 
-    def __init__(self, dsn: str, interface: str = "rsgi", service: str = "boot", **env: str) -> None:
+    def __init__(self, dsn: str, interface: str = "rsgi", service: str = "boot", host: str = "127.0.0.1",
+                 **env: str) -> None:
+        self.host = host  # another address only where a test's own network namespace must reach the server
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self.service = service
         self.env = dict(
             os.environ,
             CHAMICORE_DATABASE_URL=dsn,
-            **{f"CHAMICORE_{service.upper()}_LISTEN": f"127.0.0.1:{self.port}"},
+            **{f"CHAMICORE_{service.upper()}_LISTEN": f"{host}:{self.port}"},
             CHAMICORE_FEED_CHECK_S="1",
             CHAMICORE_TELEMETRY_FLUSH_S="0.2",
             CHAMICORE_LOG_LEVEL="warning",
@@ -62,7 +64,7 @@ class ServiceServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.service} server exited: {self.process.stderr.read().decode()[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection((self.host, self.port), timeout=0.5):
                     return
             except OSError:
                 time.sleep(0.05)
