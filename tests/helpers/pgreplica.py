@@ -9,7 +9,9 @@ without it, replication is asynchronous and the last commits before a crash may 
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -72,6 +74,15 @@ class ReplicatedPair:
         """A crash: no shutdown checkpoint, every connection cut at once."""
         self.primary.stop("immediate")
 
+    def freeze_primary(self, resume: bool = False) -> None:
+        """A machine that stops answering without closing anything (a hung host, a pulled cable): every process of
+        the primary stopped (SIGSTOP; `resume` sends SIGCONT).  Connections to it open at the TCP level, then hang."""
+        postmaster = int((self.primary.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        children = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/stat")
+                    if _parent_pid(p) == postmaster]
+        for pid in (postmaster, *children):
+            os.kill(pid, signal.SIGCONT if resume else signal.SIGSTOP)
+
     def promote(self) -> None:
         """The standby becomes the primary (`pg_ctl promote -w` returns once it takes writes)."""
         self.standby._run("pg_ctl", "promote", "-w", "-t", "60", "-D", str(self.standby.pgdata))
@@ -83,3 +94,11 @@ class ReplicatedPair:
             except (OSError, subprocess.SubprocessError, RuntimeError):
                 pass
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _parent_pid(stat_file: Path) -> int | None:
+    try:
+        # /proc/PID/stat: "pid (comm) state ppid ...", comm may hold spaces and parentheses.
+        return int(stat_file.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None  # the process ended meanwhile

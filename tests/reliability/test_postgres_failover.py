@@ -315,3 +315,26 @@ async def test_hosts_that_all_answer_and_none_takes_writes_are_no_primary(pair):
     conn = await db.connect(standby_only, timeout=5)
     assert await conn.fetchval("SELECT pg_is_in_recovery()") is False
     await conn.close()
+
+
+async def test_a_frozen_primary_does_not_hide_the_promoted_standby(pair):
+    """A first host that accepts TCP and never answers: each host gets the connect timeout of its own (asyncpg
+    alone spends it all on the first host and never reaches the second)."""
+    pair.freeze_primary()
+    try:
+        await asyncio.to_thread(pair.promote)
+        started = time.monotonic()
+        conn = await db.connect(pair.dsn(), timeout=2)
+        try:
+            assert conn._addr[1] == pair.standby.port  # noqa: SLF001 - which host it reached
+            assert await conn.fetchval("SELECT pg_is_in_recovery()") is False
+        finally:
+            await conn.close()
+        assert time.monotonic() - started < 10
+        pool = await db.create_pool(pair.dsn(), min_size=1, timeout=2)
+        try:
+            assert await pool.fetchval("SELECT inet_server_port()") == pair.standby.port
+        finally:
+            await pool.close()
+    finally:
+        pair.freeze_primary(resume=True)
