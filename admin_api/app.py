@@ -26,7 +26,7 @@ from admin_api import agents, console, openapi, serialconsole, service, syncstat
 from admin_api.auth import accounts, audit, credentials, tokens, users
 from admin_api.auth.guard import Authenticator
 from admin_api.auth.throttle import TokenThrottle
-from admin_api.bss import bootparams, stages, telemetry
+from admin_api.bss import bootparams, profiles, stages, telemetry
 from admin_api.bss import effective as boot_effective
 from admin_api.cloudinit import effective as cloud_init_effective
 from admin_api.cloudinit import payloads, seeds
@@ -63,6 +63,7 @@ ROUTERS: list[Router] = [
     telemetry.router,
     stages.router,
     boot_effective.router,
+    profiles.router,
     cloud_init_effective.router,
     tokens.router,
     accounts.router,

@@ -1,4 +1,4 @@
-"""`chamicore node provision|decommission`: one server-side transaction each."""
+"""`chamicore node provision|decommission`: one server-side transaction each; `node explain`: its boot profile."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ def register(commands: Commands) -> None:
     retire.add_argument("id")
     retire.add_argument("--purge", action="store_true", help="delete it and its entries entirely")
     retire.add_argument("--dry-run", action="store_true")
+    explain = handles(node.add_parser("explain", help="which boot profile the node gets and why"), explain_profile)
+    explain.add_argument("id")
 
 
 def _flag(value: bool) -> str | None:
@@ -38,4 +40,10 @@ def decommission(run: Invocation) -> int:
     node_id = urllib.parse.quote(run.args.id, safe="")
     emit(run.client.request("POST", f"/hsm/v2/nodes/{node_id}/decommission",
                             params={"dryRun": _flag(run.args.dry_run), "purge": _flag(run.args.purge)}), run.fmt)
+    return 0
+
+
+def explain_profile(run: Invocation) -> int:
+    node_id = urllib.parse.quote(run.args.id, safe="")
+    emit(run.client.request("GET", f"/boot/v1/effective/{node_id}/profile"), run.fmt)
     return 0

@@ -31,7 +31,7 @@ from core import db, events
 from core.problems import FieldError, ProblemError
 
 COMPONENT_COLUMNS = ("id, type, state, role, sub_role, nid, arch, enabled, parent_id, rack, unit, slot, sub_slot, "
-                     "created_at, updated_at")
+                     "labels, created_at, updated_at")
 INTERFACE_COLUMNS = "id, component_id, mac, ip_addrs, description, created_at, updated_at"
 
 
@@ -75,6 +75,7 @@ class Component:
     unit: int | None = None
     slot: int = 0
     sub_slot: int = 0
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)  # checked by core.profiles.check_labels
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Component:
@@ -87,7 +88,8 @@ class Component:
         """The spec as the REST API shows it (camelCase)."""
         return {"type": self.type, "state": self.state, "role": self.role or None, "subRole": self.sub_role,
                 "nid": self.nid, "arch": self.arch, "enabled": self.enabled, "parentId": self.parent_id,
-                "location": {"rack": self.rack, "unit": self.unit, "slot": self.slot, "subSlot": self.sub_slot}}
+                "location": {"rack": self.rack, "unit": self.unit, "slot": self.slot, "subSlot": self.sub_slot},
+                "labels": dict(self.labels)}
 
 
 _COMPONENT_FIELDS = tuple(f.name for f in dataclasses.fields(Component))
@@ -153,7 +155,7 @@ async def create_component(conn: db.Connection, component_id: str, component: Co
     # With exist_ok, a concurrent writer that made the same id first wins quietly (two scans, one BMC).
     row = await conn.fetchrow(
         f"INSERT INTO smd.components (id, type, state, role, sub_role, nid, arch, enabled, parent_id, rack, unit, "
-        f"slot, sub_slot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        f"slot, sub_slot, labels) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
         f"{' ON CONFLICT (id) DO NOTHING' if exist_ok else ''} RETURNING {COMPONENT_COLUMNS}",
         component_id, *component.values())
     if row is None:
@@ -169,7 +171,8 @@ async def replace_component(conn: db.Connection, component_id: str, component: C
     await check_references(conn, component_id, component, where)
     row = await conn.fetchrow(
         f"UPDATE smd.components SET type = $2, state = $3, role = $4, sub_role = $5, nid = $6, arch = $7, "
-        f"enabled = $8, parent_id = $9, rack = $10, unit = $11, slot = $12, sub_slot = $13, updated_at = now() "
+        f"enabled = $8, parent_id = $9, rack = $10, unit = $11, slot = $12, sub_slot = $13, labels = $14, "
+        f"updated_at = now() "
         f"WHERE id = $1 RETURNING {COMPONENT_COLUMNS}", component_id, *component.values())
     if row is not None:
         await _emit_component(conn, action, row, origin)
@@ -223,7 +226,7 @@ async def import_components(conn: db.Connection, nodes: Sequence[tuple[str, Comp
         """INSERT INTO smd.components (id, type, state, role, sub_role, nid, arch, enabled, rack, unit, slot, sub_slot)
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[],
                                 $8::boolean[], $9::text[], $10::int[], $11::int[], $12::int[])""",
-        ids, *([getattr(c, name) for _, c, _ in nodes] for name in _COMPONENT_FIELDS if name != "parent_id"))
+        ids, *([getattr(c, name) for _, c, _ in nodes] for name in _COMPONENT_FIELDS if name not in ("parent_id", "labels")))
     children = [(node_id, c.parent_id) for node_id, c, _ in nodes if c.parent_id is not None]
     if children:
         await conn.execute("UPDATE smd.components c SET parent_id = u.parent FROM unnest($1::text[], $2::text[]) "

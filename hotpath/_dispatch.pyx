@@ -37,6 +37,9 @@ from urllib.parse import unquote_plus
 
 import msgspec
 
+from core.arches import ALIASES as _ARCH_ALIASES
+from core.arches import printable as arch_printable
+
 from hotpath._render import render_bootscript, render_first_stage, render_first_stage_signed, render_wait_script
 
 # Content types, endpoints and outcomes travel as small ints; app.py maps them.
@@ -63,6 +66,7 @@ MAX_CACHED_VARIANTS = 16
 
 cdef frozenset _HEX = frozenset("0123456789abcdef")
 cdef frozenset _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+cdef dict _ARCHES = dict(_ARCH_ALIASES)
 cdef frozenset _HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]")
 cdef frozenset _DOCUMENTS = frozenset(("user-data", "meta-data", "vendor-data"))
 cdef str _UNSIGNED = "scripts are not signed here (CHAMICORE_BOOT_SIGNING_KEY is unset)"
@@ -126,6 +130,21 @@ cdef bint _is_id(str value):
 
 cdef bytes _problem(int status, str title, str detail):
     return msgspec.json.encode({"type": "about:blank", "title": title, "status": status, "detail": detail})
+
+
+cdef object _for_arch(dict answers, str asked):
+    """The answer for this architecture (any spelling, core.arches), else the profile's any-arch one, else None."""
+    cdef object arch = _ARCHES.get(asked.strip().lower())
+    cdef object chosen = answers.get(arch) if arch is not None else None
+    return chosen if chosen is not None else answers.get("*")
+
+
+cdef str _arch_shown(str asked):
+    """The architecture as a wait script may name it (its iPXE name, or a short plain word), or ""."""
+    cdef object arch = _ARCHES.get(asked.strip().lower())
+    if arch is not None:
+        return arch
+    return arch_printable(asked) or ""
 
 
 cdef tuple _bad_request(str detail):
@@ -349,6 +368,18 @@ cdef class Dispatcher:
             return (200, CT_TEXT,
                     render_wait_script("no node is registered for " + lookup, lookup, base, self.unknown_delay),
                     None, EP_BOOTSCRIPT, OUT_WAIT)
+        if entry.arches is not None and params.get("arch"):
+            # The node's profile answers per architecture (iPXE's ${buildarch}, hotpath/profiled.py).
+            chosen = _for_arch(entry.arches, params["arch"])
+            if chosen is None:
+                shown = _arch_shown(params["arch"])
+                return (200, CT_TEXT, render_wait_script(
+                    entry.arches[""].replace("{node}", entry.node_id).replace("{arch}", shown or "(unnamed)"),
+                    lookup + ("&arch=" + shown if shown else ""), base, self.unknown_delay),
+                    entry.node_id, EP_BOOTSCRIPT, OUT_WAIT)
+            entry = chosen
+            if not by_mac and entry.arch:
+                lookup = lookup + "&arch=" + entry.arch
         if entry.wait_message is not None:
             return (200, CT_TEXT, render_wait_script(entry.wait_message, lookup, base, self.unknown_delay),
                     entry.node_id, EP_BOOTSCRIPT, OUT_WAIT)

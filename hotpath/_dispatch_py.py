@@ -10,6 +10,8 @@ from urllib.parse import unquote_plus
 
 import msgspec
 
+from core.arches import ALIASES
+from core.arches import printable as arch_printable
 from core.mac import try_normalize_mac as normalize_mac
 from hotpath._render_py import (
     render_bootscript,
@@ -51,6 +53,19 @@ def _is_id(value: str) -> bool:
 
 def _problem(status: int, title: str, detail: str) -> bytes:
     return msgspec.json.encode({"type": "about:blank", "title": title, "status": status, "detail": detail})
+
+
+def _for_arch(answers: dict, asked: str):
+    arch = ALIASES.get(asked.strip().lower())
+    chosen = answers.get(arch) if arch is not None else None
+    return chosen if chosen is not None else answers.get("*")
+
+
+def _arch_shown(asked: str) -> str:
+    arch = ALIASES.get(asked.strip().lower())
+    if arch is not None:
+        return arch
+    return arch_printable(asked) or ""
 
 
 def _bad_request(detail: str) -> tuple:
@@ -214,6 +229,18 @@ class Dispatcher:
             return (200, CT_TEXT,
                     render_wait_script("no node is registered for " + lookup, lookup, base, self.unknown_delay),
                     None, EP_BOOTSCRIPT, OUT_WAIT)
+        if entry.arches is not None and params.get("arch"):
+            # The node's profile answers per architecture (iPXE's ${buildarch}, hotpath/profiled.py).
+            chosen = _for_arch(entry.arches, params["arch"])
+            if chosen is None:
+                shown = _arch_shown(params["arch"])
+                return (200, CT_TEXT, render_wait_script(
+                    entry.arches[""].replace("{node}", entry.node_id).replace("{arch}", shown or "(unnamed)"),
+                    lookup + ("&arch=" + shown if shown else ""), base, self.unknown_delay),
+                    entry.node_id, EP_BOOTSCRIPT, OUT_WAIT)
+            entry = chosen
+            if not by_mac and entry.arch:
+                lookup = lookup + "&arch=" + entry.arch
         if entry.wait_message is not None:
             return (200, CT_TEXT, render_wait_script(entry.wait_message, lookup, base, self.unknown_delay),
                     entry.node_id, EP_BOOTSCRIPT, OUT_WAIT)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from core.identity import is_boot_token
-from hotpath import userdata
+from hotpath import profiled, userdata
 from hotpath._render import render_bootscript
 
 if TYPE_CHECKING:
@@ -46,9 +46,10 @@ class BootEntry:
     """What one MAC (or a node looked up by name/nid) gets from /boot/v1/bootscript."""
 
     __slots__ = ("node_id", "mac", "kernel", "initrd", "cmdline", "values", "wait_message", "body", "cache",
-                 "seed_token", "signature")
+                 "seed_token", "signature", "arch", "arches")
 
-    def __init__(self, node_id, mac, kernel, initrd, cmdline, values, wait_message, body=None, seed_token=""):
+    def __init__(self, node_id, mac, kernel, initrd, cmdline, values, wait_message, body=None, seed_token="",
+                 arch=""):
         self.node_id = node_id
         self.mac = mac  # "" for a node without interfaces (looked up by name or nid)
         self.kernel = kernel
@@ -66,10 +67,15 @@ class BootEntry:
         # The signature value of `body` when scripts are signed (core/signing.py); other renders keep
         # theirs in `cache`, keyed by the rendered bytes.
         self.signature = None
+        # The architecture this answer is for ("": any), and, on the entry a node is looked up by when its
+        # profile answers per architecture, every such answer by iPXE arch name (hotpath/profiled.py).
+        self.arch = arch
+        self.arches = None
 
     @property
     def chain_query(self) -> str:
-        return "mac=" + self.mac if self.mac else "name=" + self.node_id
+        query = "mac=" + self.mac if self.mac else "name=" + self.node_id
+        return query + "&arch=" + self.arch if self.arch else query
 
 
 class CloudInitEntry:
@@ -219,6 +225,7 @@ class NodeBatch:
         self._scoped_for: tuple | None = None  # the (params, payloads) rows the two below were made from
         self._params = _Scoped((), has_mac=True)
         self._payloads = _Scoped((), has_mac=False)
+        self._profiles = profiled.Profiles()
         # One object per distinct value: every node's role, arch, groups and
         # identical user-data are the same few objects, not 100k copies.
         self._shared: dict = {}
@@ -235,6 +242,12 @@ class NodeBatch:
             self._documents.clear()
         return [self._node(node) for node in nodes]
 
+    def use_profiles(self, rows) -> None:
+        """The profiles of this load (loader.load hands them over before the first chunk)."""
+        self._profiles = profiled.Profiles(rows)
+        self._cloud.clear()
+        self._documents.clear()
+
     def _share(self, value):
         return self._shared.setdefault(value, value)
 
@@ -246,7 +259,8 @@ class NodeBatch:
         token = node["cloud_init_token"]
         if not (isinstance(token, str) and len(token) >= 16 and is_boot_token(token)):
             token = ""  # not from this schema (its CHECK allows no other): by address only
-        cloud_init, hostname = self._cloud_init(node, groups, role, token)
+        profile = self._profiles.for_node(node, groups, role)
+        cloud_init, hostname = self._cloud_init(node, groups, role, token, profile)
         values = (
             node_id,
             _text(node["nid"]),
@@ -264,13 +278,13 @@ class NodeBatch:
         enabled = node["enabled"]
         nid = node["nid"]
         params = self._params
-        by_mac = {mac: self._boot_entry(node_id, enabled, mac, params.chain(node_id, groups, role, mac, nid),
-                                        values, token) for mac in macs}
+        by_mac = {mac: self._boot_entry(node_id, enabled, mac, profiled.boot_chain(
+            params.chain(node_id, groups, role, mac, nid), profile), values, token) for mac in macs}
         if macs:
             primary = by_mac[macs[0]]
         else:
-            primary = self._boot_entry(node_id, enabled, "", params.chain(node_id, groups, role, None, nid), values,
-                                       token)
+            primary = self._boot_entry(node_id, enabled, "", profiled.boot_chain(
+                params.chain(node_id, groups, role, None, nid), profile), values, token)
         ips = [addr["ipAddress"] for addrs in node["ip_addrs"] for addr in addrs
                if isinstance(addr, dict) and isinstance(addr.get("ipAddress"), str)]
         return NodeAnswers(node_id, nid, by_mac, primary, cloud_init, ips)
@@ -282,15 +296,38 @@ class NodeBatch:
         if not chain:
             return BootEntry(node_id, mac, "", "", "", values, f"no boot parameters apply to node {node_id}")
         row = chain[0]
-        entry = BootEntry(node_id, mac, row["kernel"], row["initrd"], row["cmdline"], values, None, None, token)
+        profile = row.get("profile")
+        if profile is not None and profile.arches:
+            entry = self._arch_entries(node_id, mac, row, profile, values, token)
+        else:
+            entry = BootEntry(node_id, mac, row["kernel"], row["initrd"], row["cmdline"], values, None, None, token)
         builder = self.builder
-        if builder.base_url is not None and mac:
+        if builder.base_url is not None and mac and entry.wait_message is None:
             # The answer to the node's MAC; by name or nid (no MAC) the dispatcher renders one without the token.
             entry.body = render_bootscript(
-                entry.kernel, entry.initrd, entry.cmdline, values, node_id, mac, entry.chain_query,
+                entry.kernel, entry.initrd, entry.cmdline, entry.values, node_id, mac, entry.chain_query,
                 builder.base_url, 0, builder.retry_base, builder.retry_max, token)
             if builder.signer is not None:
                 entry.signature = self._signature(mac, entry.body)
+        return entry
+
+    def _arch_entries(self, node_id: str, mac: str, row, profile: profiled.BootProfile, values: tuple,
+                      token: str) -> BootEntry:
+        """The entry for the node's own architecture, holding the answers for the others (`arches`)."""
+        entries: dict = {}
+        for arch, boot in profile.arches.items():
+            entries[arch] = BootEntry(node_id, mac, boot["kernel"], boot["initrd"], row["cmdline"],
+                                      self._share(profiled.arch_values(values, arch)), None, None, token, arch)
+        if row["kernel"]:
+            entries[profiled.ANY_ARCH] = BootEntry(node_id, mac, row["kernel"], row["initrd"], row["cmdline"],
+                                                   values, None, None, token)
+        own = profiled.node_arch(values)
+        entry = entries.get(own) or entries.get(profiled.ANY_ARCH)
+        if entry is None:
+            entry = BootEntry(node_id, mac, "", "", "", values,
+                              profile.missing.replace("{node}", node_id).replace("{arch}", own))
+        entries[profiled.MISSING] = profile.missing
+        entry.arches = entries
         return entry
 
     def _signature(self, mac: str, body: bytes) -> bytes:
@@ -355,10 +392,11 @@ class NodeBatch:
                 del values[name]
         return v1
 
-    def _cloud_init(self, node, groups: tuple, role: str, token: str) -> tuple[CloudInitEntry, str]:
+    def _cloud_init(self, node, groups: tuple, role: str, token: str,
+                    profile: profiled.BootProfile | None = None) -> tuple[CloudInitEntry, str]:
         node_id = node["id"]
         user_bytes, vendor_bytes, payload_meta, v1 = self._resolved_payloads(
-            self._payloads.chain(node_id, groups, role), groups)
+            profiled.payload_chain(self._payloads.chain(node_id, groups, role), profile), groups)
         meta = {
             "local-hostname": _numbered_hostname(payload_meta, node["nid"]) or node_id,
             "component-id": node_id,

@@ -46,7 +46,7 @@ class FeedState(enum.StrEnum):
 
 
 class _Pending:
-    __slots__ = ("ids", "macs", "nids", "groups", "roles", "full", "first_heard", "traces")
+    __slots__ = ("ids", "macs", "nids", "groups", "roles", "selectors", "full", "first_heard", "traces")
 
     def __init__(self) -> None:
         self.ids: set[str] = set()
@@ -54,12 +54,13 @@ class _Pending:
         self.nids: set[int] = set()
         self.groups: set[str] = set()
         self.roles: set[str] = set()
+        self.selectors: list[dict] = []  # of the profiles changed: the nodes they match (old and new) re-render
         self.full = False
         self.first_heard: float | None = None
         self.traces: list[str] = []  # the writers' traceparents, when they are traced
 
     def __bool__(self) -> bool:
-        return self.full or bool(self.ids or self.macs or self.nids or self.groups or self.roles)
+        return self.full or bool(self.ids or self.macs or self.nids or self.groups or self.roles or self.selectors)
 
 
 class ChangeFeed:
@@ -165,6 +166,11 @@ class ChangeFeed:
                 pending.nids.update(int(nid) for nid in keys.get("nids", ()))
                 pending.groups.update(keys.get("groups", ()))
                 pending.roles.update(keys.get("roles", ()))
+                for selector in keys.get("selectors", ()):
+                    if not isinstance(selector, dict) or not selector:  # an empty selector matches every node
+                        pending.full = True
+                    elif selector not in pending.selectors:
+                        pending.selectors.append(selector)
                 if keys.get("site"):
                     pending.full = True
             trace = message.get("traceparent")
@@ -210,13 +216,15 @@ class ChangeFeed:
             touched = await loader.affected_components(conn, pending.ids, pending.roles, pending.groups,
                                                        pending.macs, pending.nids)
             touched |= pending.ids
+            if pending.selectors:
+                touched |= await loader.selector_components(conn, pending.selectors)
             if len(touched) > FULL_RELOAD_THRESHOLD:
                 await self._full_reload(conn)
             else:
                 answers: list = []
                 batch = self.builder.batch(self._get_index())
                 await loader.load(conn, lambda rows, params, payloads: answers.extend(batch(rows, params, payloads)),
-                                  sorted(touched))
+                                  sorted(touched), profiles=batch.use_profiles)
                 self._get_index().replace(touched, answers)
                 self.partial_updates += 1
         if pending.first_heard is not None:
@@ -231,7 +239,8 @@ class ChangeFeed:
         # growing index again and again.
         gc.disable()
         try:
-            fingerprint = await loader.load(conn, lambda rows, params, payloads: index.add(batch(rows, params, payloads)))
+            fingerprint = await loader.load(conn, lambda rows, params, payloads: index.add(batch(rows, params, payloads)),
+                                            profiles=batch.use_profiles)
         finally:
             gc.enable()
         self._fingerprint = fingerprint

@@ -15,12 +15,14 @@ from collections.abc import Callable
 
 import asyncpg
 
+from core import arches
+
 CHUNK_ROWS = 5_000
 
 # One row per node, its interfaces folded in (ordered: the first is the primary).
 _NODES = """
 SELECT c.id, c.type, c.role, c.sub_role, c.nid, c.arch, c.enabled, c.rack, c.unit, c.slot, c.sub_slot,
-       c.cloud_init_token,
+       c.cloud_init_token, c.labels,
        coalesce((SELECT array_agg(m.group_name ORDER BY m.group_name)
                  FROM smd.group_members m WHERE m.component_id = c.id), '{}') AS groups,
        coalesce(n.macs, '{}') AS macs, coalesce(n.ip_addrs, '{}') AS ip_addrs
@@ -45,6 +47,10 @@ _PAYLOADS = ("SELECT component_id, group_name, role, user_data, meta_data, vendo
              "FROM cloudinit.payloads")
 _SOME_PAYLOADS = _PAYLOADS + " WHERE component_id IS NULL OR component_id = ANY($1::text[])"
 
+# Every profile, in every load (a few rows): a node's match depends on all of them (core/profiles.py).
+PROFILES = ("SELECT id, selector, kernel, initrd, cmdline, arches, script, user_data, meta_data, vendor_data "
+            "FROM bss.profiles")
+
 # Which components a batch of change keys touches.  Deleted rows are not
 # found here; the caller adds the component ids the notification named.
 AFFECTED_COMPONENTS = """
@@ -61,11 +67,13 @@ FINGERPRINT = """
            (SELECT count(*) FROM smd.group_members),
            (SELECT count(*) FROM bss.boot_params),
            (SELECT count(*) FROM cloudinit.payloads),
+           (SELECT count(*) FROM bss.profiles),
            greatest((SELECT max(updated_at) FROM smd.components),
                     (SELECT max(updated_at) FROM smd.ethernet_interfaces),
                     (SELECT max(created_at) FROM smd.group_members),
                     (SELECT max(updated_at) FROM bss.boot_params),
-                    (SELECT max(updated_at) FROM cloudinit.payloads))
+                    (SELECT max(updated_at) FROM cloudinit.payloads),
+                    (SELECT max(updated_at) FROM bss.profiles))
 """
 
 
@@ -74,12 +82,16 @@ async def load(
     consume: Callable[[list, list, list], None],
     ids: list[str] | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    profiles: Callable[[list], None] | None = None,
 ) -> tuple | None:
-    """Read a snapshot, handing `consume(node_rows, params, payloads)` one chunk at a time.
+    """Read a snapshot, handing `consume(node_rows, params, payloads)` one chunk at a time
+    (and the profile rows to `profiles` first, when given).
 
     Returns the fingerprint of a full load (None for a partial one).
     """
     async with conn.transaction(isolation="repeatable_read", readonly=True):
+        if profiles is not None:
+            profiles(await conn.fetch(PROFILES))
         if ids is None:
             params = await conn.fetch(_PARAMS)
             payloads = await conn.fetch(_PAYLOADS)
@@ -105,3 +117,44 @@ async def fingerprint(conn: asyncpg.Connection) -> tuple:
     if row is None:  # a SELECT without FROM has its one row, always
         raise RuntimeError("the fingerprint query returned no row")
     return tuple(row)
+
+
+def selector_condition(selector: dict, args: list) -> str:
+    """SQL over smd.components `c` that holds for the nodes a profile selector matches
+    (core.profiles.unmet's rules), its values appended to `args`."""
+    terms = []
+
+    def arg(value) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    for name, value in selector.items():
+        if name == "mac":
+            terms.append(f"c.id IN (SELECT component_id FROM smd.ethernet_interfaces WHERE mac = {arg(value)})")
+        elif name == "componentId":
+            terms.append(f"c.id = {arg(value)}")
+        elif name == "arch":
+            terms.append(f"lower(c.arch) = ANY({arg(arches.spellings(value) or [value])}::text[])")
+        elif name in ("type", "role"):
+            terms.append(f"c.{name} = {arg(value)}")
+        elif name == "subRole":
+            terms.append(f"c.sub_role = {arg(value)}")
+        elif name == "groups":
+            terms.append(f"c.id IN (SELECT component_id FROM smd.group_members WHERE group_name = ANY({arg(value)}"
+                         f"::text[]) GROUP BY component_id HAVING count(*) = {len(value)})")
+        elif name == "labels":
+            terms.append(f"c.labels @> {arg(value)}::jsonb")
+        else:  # a term this version does not know: the profile matches no node here
+            terms.append("false")
+    return " AND ".join(terms) or "true"
+
+
+async def selector_components(conn: asyncpg.Connection, selectors) -> set[str]:
+    """The nodes any of these profile selectors matches (an edited profile's old and new ones)."""
+    args: list = []
+    conditions = [f"({selector_condition(s, args)})" for s in selectors if isinstance(s, dict)]
+    if not conditions:
+        return set()
+    rows = await conn.fetch(f"SELECT c.id FROM smd.components c WHERE c.type = 'Node' AND ({' OR '.join(conditions)})",
+                            *args)
+    return {row["id"] for row in rows}

@@ -16,7 +16,7 @@ from admin_api.routing import PAGING, Param, Router, one_of, sort_param
 from admin_api.scoped import entry_scopes
 from admin_api.smd import interfaces
 from admin_api.smd.schemas import ComponentCreateSpec, ComponentSpec, Location
-from core import inventory
+from core import inventory, profiles
 from core.envelope import Resource
 from core.identity import ComponentState, ComponentType, Role, generate_id, is_valid_id
 
@@ -49,6 +49,7 @@ def to_spec(row) -> ComponentSpec:
         role=Role(row["role"]) if row["role"] else None, sub_role=row["sub_role"], nid=row["nid"],
         arch=row["arch"], enabled=row["enabled"], parent_id=row["parent_id"],
         location=Location(rack=row["rack"], unit=row["unit"], slot=row["slot"], sub_slot=row["sub_slot"]),
+        labels=row["labels"] or {},
     )
 
 
@@ -62,7 +63,7 @@ def to_component(spec: ComponentSpec) -> inventory.Component:
     return inventory.Component(
         type=spec.type.value, state=spec.state.value, role=spec.role.value if spec.role else "",
         sub_role=spec.sub_role, nid=spec.nid, arch=spec.arch, enabled=spec.enabled, parent_id=spec.parent_id,
-        rack=loc.rack, unit=loc.unit, slot=loc.slot, sub_slot=loc.sub_slot)
+        rack=loc.rack, unit=loc.unit, slot=loc.slot, sub_slot=loc.sub_slot, labels=profiles.check_labels(spec.labels))
 
 
 class Components(Collection):

@@ -60,6 +60,9 @@ class ComponentSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, 
     enabled: bool = True
     parent_id: Id | None = None
     location: Location = msgspec.field(default_factory=Location)
+    # Free-form labels that profile selectors match (core/profiles.py checks them: at most 32, short, safe).
+    labels: dict[Annotated[str, msgspec.Meta(max_length=63)], Annotated[str, msgspec.Meta(max_length=128)]] = \
+        msgspec.field(default_factory=dict)
 
 
 class ComponentCreateSpec(ComponentSpec, kw_only=True):

@@ -22,7 +22,7 @@ async def test_create_get_and_envelope(api, conn):
     assert meta["createdAt"].endswith("Z") and meta["updatedAt"]
     assert body["spec"] == {"type": "Node", "state": "Ready", "role": "Compute", "subRole": "", "nid": 1,
                             "arch": "x86_64", "enabled": True, "parentId": None,
-                            "location": {"rack": "R1", "unit": 4, "slot": 0, "subSlot": 0}}
+                            "location": {"rack": "R1", "unit": 4, "slot": 0, "subSlot": 0}, "labels": {}}
     assert await conn.fetchval("SELECT mac FROM smd.ethernet_interfaces WHERE component_id = 'node-1'") == \
         "aa:bb:cc:00:00:01"
     assert await events_of(conn, "node-1") == ["chamicore.smd.components.created"]

@@ -1,0 +1,86 @@
+"""Boot profiles (core/profiles.py) as the answer builder uses them.
+
+A profile enters a node's resolution as one more row: in the boot parameter chain
+after the node's own entries (MAC, component, NID) and before group, role and site;
+in the cloud-init payload chain after the component's own payload.  Per-architecture
+answers hang off the node's entry (BootEntry.arches), one entry per architecture the
+profile names; only the node's own architecture is rendered ahead, the others on first
+request (an x86 node asked for arm64 is rare, and the index stays small).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from core import arches
+from core.profiles import NodeFacts, ProfileTable
+
+ANY_ARCH = "*"  # key of BootEntry.arches: the profile's kernel for any architecture it does not name
+MISSING = ""  # key of the wait message (with `{arch}` in it) for an architecture the profile has no answer for
+
+
+class BootProfile:
+    """One profile, prepared for a load: its rows for the two chains, made once and shared by its nodes."""
+
+    __slots__ = ("id", "boot_row", "payload_row", "arches", "missing")
+
+    def __init__(self, row: Mapping[str, Any]) -> None:
+        self.id = row["id"]
+        self.arches: dict[str, dict] = row["arches"] or {}
+        self.boot_row: dict | None = None
+        if row["kernel"] or self.arches:
+            self.boot_row = {"mac": None, "component_id": None, "nid": None, "group_name": None, "role": None,
+                             "kernel": row["kernel"], "initrd": row["initrd"], "cmdline": row["cmdline"],
+                             "profile": self}
+        self.payload_row: dict | None = None
+        if any(row[name] is not None for name in ("user_data", "meta_data", "vendor_data")):
+            self.payload_row = {"component_id": None, "group_name": None, "role": None, "description": None,
+                                "user_data": row["user_data"], "meta_data": row["meta_data"],
+                                "vendor_data": row["vendor_data"]}
+        # The wait message of an architecture with no answer; the boot path fills in {node} and {arch}.
+        self.missing = (f"node {{node}}: profile {self.id} has no kernel for architecture {{arch}} "
+                        f"(it has {', '.join(sorted(self.arches))})")
+
+
+
+class Profiles:
+    """The profiles of one load and the node each one wins."""
+
+    def __init__(self, rows=()) -> None:
+        self.table = ProfileTable(rows)
+        self.prepared = {row["id"]: BootProfile(row) for row in self.table.rows}
+
+    def for_node(self, node, groups: tuple, role: str) -> BootProfile | None:
+        if not self.table:
+            return None
+        row = self.table.match(NodeFacts(node["id"], node["macs"], node["arch"], node["type"], role,
+                                         node["sub_role"], groups, node["labels"]))
+        return None if row is None else self.prepared[row["id"]]
+
+
+def pinned(row) -> bool:
+    """A boot parameter row scoped to the node itself (MAC, component, NID): it beats any profile."""
+    return row["mac"] is not None or row["component_id"] is not None or row.get("nid") is not None
+
+
+def boot_chain(chain: tuple, profile: BootProfile | None) -> tuple:
+    if profile is None or profile.boot_row is None or (chain and pinned(chain[0])):
+        return chain
+    return (profile.boot_row, *chain)
+
+
+def payload_chain(chain: tuple, profile: BootProfile | None) -> tuple:
+    if profile is None or profile.payload_row is None:
+        return chain
+    at = 1 if chain and chain[0]["component_id"] is not None else 0
+    return (*chain[:at], profile.payload_row, *chain[at:])
+
+
+def arch_values(values: tuple, arch: str) -> tuple:
+    """The node variables with `{{arch}}` (index 5, _render.VARIABLE_NAMES) as the architecture asked for."""
+    return (*values[:5], arch, *values[6:])
+
+
+def node_arch(values: tuple) -> str:
+    return arches.node_arch(values[5])

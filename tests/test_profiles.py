@@ -1,0 +1,150 @@
+"""Boot profiles on the boot path: selectors, precedence among the boot parameter scopes, per-architecture
+answers, and a profile edit reaching the live index through the change feed (real PostgreSQL)."""
+
+import asyncio
+import json
+import time
+
+import msgspec
+
+from core import profiles
+from hotpath import loader
+from hotpath._dispatch import Dispatcher
+from hotpath.answers import AnswerBuilder
+from hotpath.feed import ChangeFeed
+from hotpath.index import Index
+from tests.helpers.seed import add_node, add_params, add_payload
+
+
+async def add_profile(conn, profile_id, selector, **fields):
+    selector = profiles.check_selector(selector)
+    names = ["id", "selector", "specificity", *fields]
+    await conn.execute(
+        f"INSERT INTO bss.profiles ({', '.join(names)}) VALUES ({', '.join(f'${i + 1}' for i in range(len(names)))})",
+        profile_id, selector, profiles.specificity(selector), *fields.values())
+
+
+async def build(conn) -> Index:
+    index = Index()
+    batch = AnswerBuilder("http://b", 2.0, 60.0).batch()
+    await loader.load(conn, lambda rows, params, payloads: index.add(batch(rows, params, payloads)),
+                      chunk_rows=2, profiles=batch.use_profiles)
+    return index
+
+
+def test_specificity_and_ties():
+    assert profiles.specificity({}) == 0
+    assert profiles.specificity({"role": "Compute", "labels": {"gpu": "a100", "tier": "prod"}}) == 3
+    assert profiles.specificity({"mac": "00:00:00:00:00:01"}) == profiles.IDENTITY_WEIGHT
+    # Same weight, and a node could have both: a tie.  A term that differs (role) or a label value that
+    # differs keeps them apart; groups never do (a node can be in both).
+    assert profiles.ties({"role": "Compute"}, [("a", {"arch": "arm64"})]) == ["a"]
+    assert profiles.ties({"role": "Compute"}, [("a", {"role": "Storage"})]) == []
+    assert profiles.ties({"labels": {"gpu": "a100"}}, [("a", {"labels": {"gpu": "h100"}})]) == []
+    assert profiles.ties({"groups": ["g1"]}, [("a", {"groups": ["g2"]})]) == ["a"]
+    assert profiles.ties({"groups": ["g1"]}, [("a", {"groups": ["g1", "g2"]})]) == []  # 2 terms outrank 1
+
+
+async def test_selector_precedence_among_the_scopes(conn):
+    await add_node(conn, "n1", ["00:00:00:00:00:01"], groups=["g1"])
+    await add_node(conn, "n2", ["00:00:00:00:00:02"], groups=["g1"])
+    await add_node(conn, "n3", ["00:00:00:00:00:03"], role="Storage", groups=["g1"])
+    await add_node(conn, "n4", ["00:00:00:00:00:04"], groups=["g1"])
+    await conn.execute("""UPDATE smd.components SET labels = '{"gpu": "a100"}' WHERE id IN ('n1', 'n2')""")
+    await add_params(conn, "g1", group="g1", kernel="http://group")
+    await add_params(conn, "pin", component_id="n2", kernel="http://pinned")
+    await add_profile(conn, "compute", {"role": "Compute"}, kernel="http://compute")
+    await add_profile(conn, "gpu", {"role": "Compute", "labels": {"gpu": "a100"}}, kernel="http://gpu",
+                      cmdline="gpu={{id}}", user_data="#cloud-config\nfrom: gpu-profile\n")
+    await add_payload(conn, "g1", group="g1", user_data="#cloud-config\nfrom: group\n", meta_data={"site": "x"})
+    index = await build(conn)
+    # Two terms beat one; the node's own entry (component) beats any profile; a profile beats the group;
+    # a node no profile matches keeps its group's parameters.
+    assert index.by_id["n1"].kernel == "http://gpu" and b"gpu=n1 " in index.by_id["n1"].body
+    assert index.by_id["n2"].kernel == "http://pinned"
+    assert index.by_id["n4"].kernel == "http://compute"
+    assert index.by_id["n3"].kernel == "http://group"
+    # cloud-init: the profile's user-data beats the group's; the group's meta-data still merges in.
+    assert index.cloud_by_id["n1"].user_data == b"#cloud-config\nfrom: gpu-profile\n"
+    assert index.cloud_by_id["n4"].user_data == b"#cloud-config\nfrom: group\n"
+    assert msgspec.json.decode(index.cloud_by_id["n1"].meta_data)["site"] == "x"
+
+
+async def test_answers_per_architecture(conn):
+    await add_node(conn, "x1", ["00:00:00:00:01:01"], arch="x86_64", groups=["mixed"])
+    await add_node(conn, "a1", ["00:00:00:00:01:02"], arch="aarch64", groups=["mixed"])
+    await add_profile(conn, "mixed", {"groups": ["mixed"]}, cmdline="console=ttyS0", arches={
+        "x86_64": {"kernel": "http://img/x86/vmlinuz", "initrd": "http://img/x86/initrd", "ipxe": ""},
+        "arm64": {"kernel": "http://img/arm/Image", "initrd": "", "ipxe": ""}})
+    index = await build(conn)
+    dispatcher = Dispatcher(index, "http://b", "http://b", 2.0, 60.0, 5.0)
+    x1, a1 = index.by_mac["00:00:00:00:01:01"], index.by_mac["00:00:00:00:01:02"]
+    assert x1.kernel == "http://img/x86/vmlinuz" and a1.kernel == "http://img/arm/Image"  # by the node's own arch
+
+    def ask(mac, arch=None):
+        query = f"mac={mac}" + (f"&arch={arch}" if arch else "")
+        status, _, body, _, _, _ = dispatcher.dispatch("/boot/v1/bootscript", query, "b")
+        assert status == 200
+        return body.decode()
+
+    assert "kernel --name kernel http://img/arm/Image " in ask("00:00:00:00:01:01", "arm64")
+    assert "chain http://b/boot/v1/bootscript?mac=00:00:00:00:01:01&arch=arm64&retry=1" in \
+        ask("00:00:00:00:01:01", "aarch64")
+    assert "http://img/x86/vmlinuz" in ask("00:00:00:00:01:02", "x86_64")
+    waiting = ask("00:00:00:00:01:02", "riscv64")
+    assert "profile mixed has no kernel for architecture riscv64 (it has arm64, x86_64)" in waiting
+    assert "chain http://b/boot/v1/bootscript?mac=00:00:00:00:01:02&arch=riscv64\n" in waiting
+    assert "kernel" not in waiting.replace("no kernel", "")
+    # Nothing from the request goes into the script unless it is a plain short word.
+    assert "(unnamed)" in ask("00:00:00:00:01:02", "x%0Aboot%20||%20shell")
+
+
+async def test_a_profile_edit_reaches_the_live_index(conn, dsn):
+    for i in range(6):
+        await add_node(conn, f"n{i}", [f"00:00:00:00:02:0{i}"], role="Compute" if i < 4 else "Storage")
+    await conn.execute("""UPDATE smd.components SET labels = '{"tier": "prod"}' WHERE id IN ('n0', 'n1', 'n4')""")
+    await add_params(conn, "site", kernel="http://site")
+    await add_profile(conn, "prod", {"labels": {"tier": "prod"}}, kernel="http://prod-1")
+    holder = {"index": Index()}
+    feed = ChangeFeed(dsn, AnswerBuilder("http://b", 2.0, 60.0), lambda index: holder.update(index=index),
+                      lambda: holder["index"], coalesce_s=0.002, check_interval_s=3600)
+    feed.start()
+    try:
+        await asyncio.wait_for(feed.ready.wait(), 10)
+
+        def kernels():
+            return {n: holder["index"].by_id[n].kernel for n in sorted(holder["index"].by_id)}
+
+        assert kernels() == {"n0": "http://prod-1", "n1": "http://prod-1", "n2": "http://site",
+                             "n3": "http://site", "n4": "http://prod-1", "n5": "http://site"}
+        reloads = feed.full_reloads
+        # The selector narrows to Compute: n4 (matched by the old selector only) falls back to the site.
+        await conn.execute("""UPDATE bss.profiles SET kernel = 'http://prod-2', specificity = 2,
+                              selector = '{"role": "Compute", "labels": {"tier": "prod"}}' WHERE id = 'prod'""")
+        await until(lambda: kernels()["n0"] == "http://prod-2" and kernels()["n4"] == "http://site")
+        assert kernels()["n1"] == "http://prod-2" and kernels()["n2"] == "http://site"
+        # A label added to a node makes it match (the component's own notification).
+        await conn.execute("""UPDATE smd.components SET labels = '{"tier": "prod"}' WHERE id = 'n3'""")
+        await until(lambda: kernels()["n3"] == "http://prod-2")
+        await conn.execute("DELETE FROM bss.profiles")
+        await until(lambda: set(kernels().values()) == {"http://site"})
+        assert feed.full_reloads == reloads  # targeted re-renders, not full reloads
+    finally:
+        await feed.stop()
+
+
+async def until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the index never showed it"
+        await asyncio.sleep(0.005)
+
+
+async def test_the_notification_names_old_and_new_selectors(conn, dsn):
+    await add_profile(conn, "pp", {"role": "Compute"}, kernel="http://k")
+    heard: list = []
+    await conn.add_listener("chamicore_boot", lambda *args: heard.append(json.loads(args[3])))
+    await conn.execute("""UPDATE bss.profiles SET selector = '{"role": "Storage"}' WHERE id = 'pp'""")
+    await until(lambda: heard)
+    assert heard[0]["table"] == "bss.profiles"
+    assert sorted(s["role"] for s in heard[0]["keys"]["selectors"]) == ["Compute", "Storage"]
