@@ -92,8 +92,12 @@ class BootTelemetry:
         elif stage >= CLOUD_INIT or (stage == KERNEL_BOOTED and not marks[READY]):  # forward, or again: no new boot
             if not marks[stage]:
                 marks[stage] = now
-        else:
-            _step(marks, stage, now)
+        elif (stage == KERNEL_BOOTED or marks[READY] or marks[CLOUD_INIT] or marks[KERNEL_BOOTED]
+              or (stage == IPXE and marks[SCRIPT])):  # _step's new boot, spelled out: this runs per request
+            marks = self._stages[node_id] = [now, 0.0, 0.0, 0.0, 0.0, 0.0]
+            marks[stage] = now
+        elif not marks[stage]:
+            marks[stage] = now
 
     @property
     def pending(self) -> int:

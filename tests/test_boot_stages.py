@@ -6,11 +6,12 @@ import time
 import urllib.error
 import urllib.request
 
-from hotpath.telemetry import CLOUD_INIT, IPXE, KERNEL_BOOTED, READY, SCRIPT, BootTelemetry
+from hotpath.telemetry import CLOUD_INIT, IPXE, KERNEL_BOOTED, READY, SCRIPT, BootTelemetry, _step
 from sync.leases import LeaseSync
 from tests.helpers.seed import add_node, add_params, add_payload
 from tests.helpers.servers import ServiceServer
 from tests.helpers.tokens import token_for
+from tests.mcp.conftest import http_session
 from tests.test_cli import chamicore
 from tests.test_cloudinit_client import run_cloud_init, seed_url
 
@@ -169,6 +170,12 @@ async def test_stage_counts_stuck_nodes_and_time_to_ready(conn, dsn, api, admin_
     assert "3 of 4 nodes ready within 60 min; time to ready p50 55.0 s" in shown.stdout
     listed = await asyncio.to_thread(chamicore, "stages", "list", "--stuck-for", "60", "-o", "json", env=env)
     assert [i["componentId"] for i in json.loads(listed.stdout)["items"]] == ["n6", "n5"]
+    # And through the agents' face (MCP), the same handler.
+    async with http_session(server.url, env["CHAMICORE_TOKEN"]) as session:
+        answer = (await session.call_tool("boot.stages.summary", {"group": "even"})).structured_content
+        assert answer["readyInWindow"] == 3 and answer["byStage"]["ready"] == 3
+        stuck = (await session.call_tool("boot.stages.list", {"stuckFor": 60})).structured_content
+        assert [i["componentId"] for i in stuck["items"]] == ["n6", "n5"]
 
     # n0 reboots: its script after ready begins a new boot, and what it had is gone.
     recorder.record_stage("n0", SCRIPT, now)
@@ -223,3 +230,20 @@ async def test_kea_leases_become_the_dhcp_stage(conn, dsn, kea):
     await job.work_once(conn)  # nothing changed in Kea: nothing written again
     assert job.counts()["written"] == 2
     await recorder.stop()
+
+
+def test_the_per_request_path_keeps_the_rules_of_the_merge_path():
+    """record_stage spells the new-boot rule out for speed; _step (used to merge after a failed flush) is the rule
+    as written in SQL.  Both give the same marks for every short sequence of stages."""
+    stages = (IPXE, SCRIPT, KERNEL_BOOTED, CLOUD_INIT, READY)
+    sequences = [[a, b, c, d] for a in stages for b in stages for c in stages for d in stages]
+    for sequence in sequences:
+        recorder = BootTelemetry("postgresql://unused")
+        expected = [0.0] * 6
+        for at, stage in enumerate(sequence, start=1):
+            recorder.record_stage("n", stage, float(at))
+            if at == 1:
+                expected[stage] = 1.0
+            else:
+                _step(expected, stage, float(at))
+        assert recorder._stages["n"] == expected, sequence

@@ -367,6 +367,16 @@ TOOLS: tuple[Tool, ...] = (
          properties={"mac": {"type": "string", "maxLength": 64}, "componentId": ID,
                      "nid": {"type": "integer", "minimum": 0}},
          targets=lambda a: [str(a[k]) for k in ("mac", "componentId", "nid") if a.get(k) is not None]),
+    Tool("boot.stages.summary",
+         "How far a boot storm is: nodes per boot stage (dhcp, ipxe, script, kernel-booted, cloud-init, ready; "
+         "notSeen: none yet) and time-to-ready p50/p90/p99 in seconds over the boots ready within windowMinutes; "
+         "group narrows it to groups' nodes.", listing("/boot/v1/stages/summary"),
+         (("GET", "/boot/v1/stages/summary"),), query_of=("GET", "/boot/v1/stages/summary")),
+    Tool("boot.stages.list",
+         "Each node's boot stage with its timestamps, longest at its stage first; stuckFor=N gives the nodes at "
+         "their stage (and not ready) for at least N seconds, the ones to look at. " + LIST_DESC.split(" Returns")[0]
+         + " Returns {total, limit, offset, items}.", listing("/boot/v1/stages"), (("GET", "/boot/v1/stages"),),
+         query_of=("GET", "/boot/v1/stages")),
     Tool("audit.list", "The audit log, newest first: who did what (REST and MCP calls alike), its status and "
          "outcome. " + LIST_DESC, listing("/auth/v1/audit"), (("GET", "/auth/v1/audit"),),
          query_of=("GET", "/auth/v1/audit")),

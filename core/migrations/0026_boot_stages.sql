@@ -16,68 +16,69 @@ CREATE TABLE bss.boot_stages (
 CREATE INDEX boot_stages_stage_idx ON bss.boot_stages (stage, stage_at);
 CREATE INDEX boot_stages_ready_idx ON bss.boot_stages (ready_at) WHERE ready_at IS NOT NULL;
 
--- One event on one node's stamps (index 1 = dhcp ... 6 = ready).  Stage -1 marks a new boot (the boot
--- path saw one start between two flushes).  Within a boot each stage keeps its first time; going back to
--- ipxe or script after a later stage, or asking meta-data again once ready (a boot from disk), starts a
--- new boot.  A lease moves no node back: Kea's lease file does not tell a reboot's new lease from a
--- renewal, and a renewal must not send a ready node back to dhcp.  The latest lease is kept; it is the
--- boot's dhcp when it came before the boot's first request (a node with nothing else is at dhcp), and a
--- new boot keeps it when it came after the old boot's last step.
-CREATE FUNCTION bss.boot_stage_step(st timestamptz[], s integer, t timestamptz) RETURNS timestamptz[]
-LANGUAGE plpgsql IMMUTABLE AS $$
-DECLARE
-    reached integer := 0;  -- the furthest boot-path stage of the current boot (1 ipxe .. 5 ready), 0: none
-    i integer;
-BEGIN
-    FOR i IN REVERSE 6 .. 2 LOOP
-        IF st[i] IS NOT NULL THEN reached := i - 1; EXIT; END IF;
-    END LOOP;
-    IF s = 0 THEN
-        st[1] := greatest(st[1], t);  -- the latest lease; it does not move the stage
-        RETURN st;
-    END IF;
-    IF s = -1 OR (s IN (1, 2) AND reached > s) OR (s = 3 AND reached = 5) THEN
-        -- A new boot: a lease newer than the old boot's last step may be this boot's; older ones go.
-        IF st[1] < greatest(st[2], st[3], st[4], st[5], st[6]) THEN st[1] := NULL; END IF;
-        st := ARRAY[st[1], NULL, NULL, NULL, NULL, NULL]::timestamptz[];
-        IF s = -1 THEN RETURN st; END IF;
-    END IF;
-    IF st[s + 1] IS NULL THEN st[s + 1] := t; END IF;
-    RETURN st;
-END $$;
-
--- Events (node, stage, unix time) of one batch, applied node by node in time order.  Rows are locked in
--- id order (two boot workers flushing at once wait for each other, never deadlock); nodes deleted
+-- The events (node, stage, unix time) of one batch, applied to each node's current boot in one statement.
+-- Stage 0 is a lease (Kea), 1..5 ipxe .. ready, -1 "a new boot began here" (the boot path saw one begin
+-- between two flushes; what it had of the boot before is not sent).  The rules:
+-- * within a boot, each stage keeps its first time;
+-- * a batch begins a new boot when it says so (-1), when its earliest stage is ipxe or script and the node
+--   had gone past it, or when it asks meta-data (kernel-booted) of a node that was ready (a boot from disk);
+-- * a lease moves no node back: Kea's lease file does not tell a reboot's new lease from a renewal, and a
+--   renewal must not send a ready node back to dhcp.  The latest lease is kept; a node with nothing else is
+--   at dhcp, and a new boot keeps the lease when it came after the old boot's last step (it is the new one's).
+-- Set-based (no loop per node): a flush after a storm carries thousands of nodes.  The rows are locked in
+-- id order first, so the latest version of each is merged whoever wrote it meanwhile.  Nodes deleted
 -- meanwhile are skipped.  Returns the rows written.
+-- enable_seqscan off: the table is empty before the first storm (no statistics yet), and the planner then
+-- joins the batch to it by scanning it once per node, minutes for 10k nodes; the key's index is always right.
 CREATE FUNCTION bss.apply_boot_stages(ids text[], stages integer[], ats float8[]) RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    r record;
-    st timestamptz[];
-    i integer;
-    reached integer;
-    written integer := 0;
-BEGIN
-    FOR r IN
-        SELECT u.id, array_agg(u.stage ORDER BY u.at, u.stage) AS ss, array_agg(to_timestamp(u.at) ORDER BY u.at, u.stage) AS ts
-        FROM unnest(ids, stages, ats) AS u(id, stage, at)
-        WHERE EXISTS (SELECT 1 FROM smd.components c WHERE c.id = u.id)
-        GROUP BY u.id ORDER BY u.id
-    LOOP
-        INSERT INTO bss.boot_stages (component_id) VALUES (r.id) ON CONFLICT DO NOTHING;
-        SELECT ARRAY[dhcp_at, ipxe_at, script_at, kernel_at, cloud_init_at, ready_at] INTO st
-        FROM bss.boot_stages WHERE component_id = r.id FOR UPDATE;
-        FOR i IN 1 .. array_length(r.ss, 1) LOOP
-            st := bss.boot_stage_step(st, r.ss[i], r.ts[i]);
-        END LOOP;
-        reached := 0;
-        FOR i IN REVERSE 6 .. 1 LOOP
-            IF st[i] IS NOT NULL THEN reached := i - 1; EXIT; END IF;
-        END LOOP;
-        UPDATE bss.boot_stages SET stage = reached, stage_at = st[reached + 1], dhcp_at = st[1], ipxe_at = st[2],
-            script_at = st[3], kernel_at = st[4], cloud_init_at = st[5], ready_at = st[6]
-        WHERE component_id = r.id;
-        written := written + 1;
-    END LOOP;
-    RETURN written;
-END $$;
+LANGUAGE sql SET enable_seqscan = off AS $$
+INSERT INTO bss.boot_stages (component_id)
+SELECT DISTINCT u.id FROM unnest(ids) AS u(id)
+WHERE EXISTS (SELECT 1 FROM smd.components c WHERE c.id = u.id)
+ORDER BY u.id
+ON CONFLICT DO NOTHING;
+
+WITH events AS (
+    SELECT u.id, u.stage, to_timestamp(u.at) AS at FROM unnest(ids, stages, ats) AS u(id, stage, at)
+), b AS (  -- one row per node: where a new boot began, the latest lease, the first time of each stage
+    SELECT id, max(at) FILTER (WHERE stage = -1) AS began, max(at) FILTER (WHERE stage = 0) AS lease,
+           min(at) FILTER (WHERE stage = 1) AS ipxe, min(at) FILTER (WHERE stage = 2) AS script,
+           min(at) FILTER (WHERE stage = 3) AS kernel, min(at) FILTER (WHERE stage = 4) AS cloud_init,
+           min(at) FILTER (WHERE stage = 5) AS ready
+    FROM events GROUP BY id
+), o AS (
+    SELECT s.* FROM bss.boot_stages s WHERE s.component_id = ANY(ids) ORDER BY s.component_id FOR UPDATE
+), j AS (
+    SELECT o.*, b.*, least(b.ipxe, b.script, b.kernel, b.cloud_init, b.ready) AS first_at
+    FROM o JOIN b ON b.id = o.component_id
+), k AS (
+    SELECT j.*, (j.began IS NOT NULL
+                 OR (j.ipxe = j.first_at AND coalesce(j.script_at, j.kernel_at, j.cloud_init_at, j.ready_at) IS NOT NULL)
+                 OR (j.script = j.first_at AND j.ipxe IS NULL
+                     AND coalesce(j.kernel_at, j.cloud_init_at, j.ready_at) IS NOT NULL)
+                 OR (j.kernel IS NOT NULL AND j.ready_at IS NOT NULL)) AS new_boot
+    FROM j
+), n AS (
+    SELECT k.component_id AS id,
+           greatest(CASE WHEN NOT k.new_boot OR k.dhcp_at >= coalesce(
+                             greatest(k.ipxe_at, k.script_at, k.kernel_at, k.cloud_init_at, k.ready_at), '-infinity')
+                         THEN k.dhcp_at END, k.lease) AS dhcp_at,
+           CASE WHEN k.new_boot THEN k.ipxe ELSE coalesce(k.ipxe_at, k.ipxe) END AS ipxe_at,
+           CASE WHEN k.new_boot THEN k.script ELSE coalesce(k.script_at, k.script) END AS script_at,
+           CASE WHEN k.new_boot THEN k.kernel ELSE coalesce(k.kernel_at, k.kernel) END AS kernel_at,
+           CASE WHEN k.new_boot THEN k.cloud_init ELSE coalesce(k.cloud_init_at, k.cloud_init) END AS cloud_init_at,
+           CASE WHEN k.new_boot THEN k.ready ELSE coalesce(k.ready_at, k.ready) END AS ready_at
+    FROM k
+), written AS (
+    UPDATE bss.boot_stages t SET
+        stage = CASE WHEN n.ready_at IS NOT NULL THEN 5 WHEN n.cloud_init_at IS NOT NULL THEN 4
+                     WHEN n.kernel_at IS NOT NULL THEN 3 WHEN n.script_at IS NOT NULL THEN 2
+                     WHEN n.ipxe_at IS NOT NULL THEN 1 ELSE 0 END,
+        stage_at = coalesce(n.ready_at, n.cloud_init_at, n.kernel_at, n.script_at, n.ipxe_at, n.dhcp_at),
+        dhcp_at = n.dhcp_at, ipxe_at = n.ipxe_at, script_at = n.script_at, kernel_at = n.kernel_at,
+        cloud_init_at = n.cloud_init_at, ready_at = n.ready_at
+    FROM n WHERE t.component_id = n.id
+    RETURNING 1
+)
+SELECT count(*)::integer FROM written;
+$$;

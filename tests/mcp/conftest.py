@@ -21,7 +21,7 @@ READ_TOOLS = {
     "bss.bootparams.list", "bss.bootparams.get", "cloudinit.payloads.list", "cloudinit.payloads.get",
     "power.status.get", "power.transitions.list", "power.transitions.get", "discovery.targets.list",
     "discovery.targets.get", "discovery.scans.list", "discovery.scans.get", "discovery.drivers.list",
-    "boot.script.preview", "audit.list",
+    "boot.script.preview", "boot.stages.summary", "boot.stages.list", "audit.list",
 }
 WRITE_TOOLS = {
     "smd.groups.members.add", "smd.groups.members.remove", "bss.bootparams.upsert", "bss.bootparams.delete",
