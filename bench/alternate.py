@@ -1,0 +1,99 @@
+"""Two boot paths compared in one run, for the benchmarks of what a feature costs (bench.metrics, bench.stages,
+bench.bootfeatures).
+
+Both boot paths (`chamicore serve boot`, one worker each) run at once, pinned to CPU 0; wrk (on CPU 1) drives
+the usual mix of bootscript and cloud-init requests at each in turn, off-on-on-off for every round, so the
+machine's drift falls on both alike.  On a quiet 2-core machine one run of wrk varies by about 10% from the
+next: use several rounds, and an A/A run (the same setting on both) to see the drift alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import statistics
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from bench import fleet
+from bench.bootstorm import BASE_URL, Server, cpus, free_port, run_wrk
+from core import db, migrate
+from core.embedded import EmbeddedPostgres, pgserver_bin_dir, system_bin_dir
+
+ORDER = ("off", "on", "on", "off")
+
+
+@contextlib.contextmanager
+def private_cluster(prefix: str) -> Iterator[tuple[EmbeddedPostgres, Path]]:
+    """A throwaway PostgreSQL (not durable) and a work directory, both removed at exit."""
+    work = Path(tempfile.mkdtemp(prefix=f"chamicore-{prefix}-", dir="/tmp"))
+    work.chmod(0o711)  # the PostgreSQL service user must reach its cluster below
+    cluster = EmbeddedPostgres(work / "pg", port=free_port(), bin_dir=pgserver_bin_dir() or system_bin_dir(),
+                               durable=False)
+    cluster.start()
+    try:
+        yield cluster, work
+    finally:
+        cluster.destroy()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def seed(dsn: str, nodes: int) -> None:
+    """N nodes of bench.fleet in a migrated database."""
+    conn = await db.connect(dsn)
+    await migrate.migrate(conn)
+    await conn.execute("SET session_replication_role = replica")  # no one listens to the seed's NOTIFYs
+    await fleet.seed(conn, nodes)
+    await conn.execute("RESET session_replication_role")
+    await conn.execute("VACUUM ANALYZE")
+    await conn.close()
+
+
+def boot_env(dsn: str, **settings: str) -> dict[str, str]:
+    """One boot path's settings: one worker, quiet logs, the benchmarks' boot URL."""
+    return {"CHAMICORE_DATABASE_URL": dsn, "CHAMICORE_BOOT_URL": BASE_URL, "CHAMICORE_LOG_LEVEL": "warning",
+            "CHAMICORE_BOOT_WORKERS": "1", **settings}
+
+
+def alternate(feature: str, envs: dict[str, dict[str, str]], *, nodes: int, connections: int, duration: int,
+              rounds: int, work: Path, during: Callable[[dict[str, int]], dict] | None = None) -> dict:
+    """Runs of wrk at the `off` and `on` boot paths (settings in `envs`), then `during(ports)` while both still
+    run (its figures are added to the result).  Returns every run and their summary."""
+    server_cpu, client_cpu = cpus()
+    ports = {setting: free_port() for setting in ("on", "off")}
+    servers = {setting: Server(f"boot path, {feature} {setting}",
+                               [*server_cpu, sys.executable, "-m", "cli.main", "serve", "boot"], port, "/readiness",
+                               {**envs[setting], "CHAMICORE_BOOT_LISTEN": f"127.0.0.1:{port}"})
+               for setting, port in ports.items()}
+    runs: dict[str, list[dict]] = {"on": [], "off": []}
+    extra: dict = {}
+    with servers["on"], servers["off"]:
+        for _ in range(rounds):
+            for setting in ORDER:
+                run = run_wrk(ports[setting], nodes, connections, duration, client_cpu, work)
+                runs[setting].append(run)
+                print(f"{feature} {setting:3}: {run}", flush=True)
+        if during is not None:
+            extra = during(ports)
+    return {"runs": runs, **summary(runs), **extra}
+
+
+def _ms(text: str) -> float:
+    return float(text.removesuffix("ms"))
+
+
+def summary(runs: dict[str, list[dict]]) -> dict:
+    """Mean requests per second and p99 of each setting, their ratios (on / off), and how far the runs of one
+    setting spread (max - min over the mean): the resolution the ratio is read with."""
+    def mean(setting: str, figure: Callable[[dict], float]) -> float:
+        return statistics.mean(figure(run) for run in runs[setting])
+
+    on, off = mean("on", lambda r: r["req_per_s"]), mean("off", lambda r: r["req_per_s"])
+    p99_on, p99_off = mean("on", lambda r: _ms(r["p99"])), mean("off", lambda r: _ms(r["p99"]))
+    spread = {s: round((max(r["req_per_s"] for r in runs[s]) - min(r["req_per_s"] for r in runs[s]))
+                       / statistics.mean(r["req_per_s"] for r in runs[s]), 3) for s in runs}
+    return {"on_req_per_s": round(on), "off_req_per_s": round(off), "ratio": round(on / off, 3),
+            "p99_on_ms": round(p99_on, 2), "p99_off_ms": round(p99_off, 2), "p99_ratio": round(p99_on / p99_off, 3),
+            "spread_within_setting": spread}
