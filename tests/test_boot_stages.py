@@ -247,3 +247,20 @@ def test_the_per_request_path_keeps_the_rules_of_the_merge_path():
             else:
                 _step(expected, stage, float(at))
         assert recorder._stages["n"] == expected, sequence
+
+
+async def test_phone_home_over_asgi_by_token(conn, boot_server):
+    """The ASGI face reads the body its own way (receive()): bounded the same, and a token is enough."""
+    await add_node(conn, "node-a", ["52:54:00:aa:ee:01"], ips=["10.0.0.21"])
+    await add_params(conn, "site", kernel="http://images/vmlinuz")
+    await add_payload(conn, "site", user_data="#cloud-config\n")
+    server = boot_server("asgi")
+    token = seed_url(server, "52:54:00:aa:ee:01").rstrip("/").rsplit("/", 1)[1]
+    assert post(f"{server.url}/cloud-init/node-a/{token}/phone-home", b"x" * 9000) == 413
+    assert post(f"{server.url}/cloud-init/node-a/phone-home", b"instance_id=node-a-0123456789abcdef") == 404
+    assert post(f"{server.url}/cloud-init/node-a/{token}/phone-home", b"instance_id=node-a-0123456789abcdef") == 204
+
+    async def ready():
+        return await conn.fetchval("SELECT stage = 5 FROM bss.boot_stages WHERE component_id = 'node-a'")
+
+    assert await until(ready, timeout=10)
