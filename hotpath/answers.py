@@ -226,6 +226,9 @@ class NodeBatch:
         self._params = _Scoped((), has_mac=True)
         self._payloads = _Scoped((), has_mac=False)
         self._profiles = profiled.Profiles()
+        # The template context of the node being built and why its templates failed (None: they did not).
+        self._context: dict | None = None
+        self._template_problem: str | None = None
         # One object per distinct value: every node's role, arch, groups and
         # identical user-data are the same few objects, not 100k copies.
         self._shared: dict = {}
@@ -297,10 +300,17 @@ class NodeBatch:
             return BootEntry(node_id, mac, "", "", "", values, f"no boot parameters apply to node {node_id}")
         row = chain[0]
         profile = row.get("profile")
+        cmdline = row["cmdline"]
+        if profile is not None and profile.templated:
+            cmdline, problem = profiled.rendered(profile, "cmdline", profile.cmdline,
+                                                 self._context and {**self._context, "mac": mac})
+            problem = problem or self._template_problem
+            if problem is not None:
+                return BootEntry(node_id, mac, "", "", "", values, f"node {node_id}: {problem}")
         if profile is not None and profile.arches:
-            entry = self._arch_entries(node_id, mac, row, profile, values, token)
+            entry = self._arch_entries(node_id, mac, row, cmdline, profile, values, token)
         else:
-            entry = BootEntry(node_id, mac, row["kernel"], row["initrd"], row["cmdline"], values, None, None, token)
+            entry = BootEntry(node_id, mac, row["kernel"], row["initrd"], cmdline, values, None, None, token)
         builder = self.builder
         if builder.base_url is not None and mac and entry.wait_message is None:
             # The answer to the node's MAC; by name or nid (no MAC) the dispatcher renders one without the token.
@@ -311,15 +321,15 @@ class NodeBatch:
                 entry.signature = self._signature(mac, entry.body)
         return entry
 
-    def _arch_entries(self, node_id: str, mac: str, row, profile: profiled.BootProfile, values: tuple,
+    def _arch_entries(self, node_id: str, mac: str, row, cmdline: str, profile: profiled.BootProfile, values: tuple,
                       token: str) -> BootEntry:
         """The entry for the node's own architecture, holding the answers for the others (`arches`)."""
         entries: dict = {}
         for arch, boot in profile.arches.items():
-            entries[arch] = BootEntry(node_id, mac, boot["kernel"], boot["initrd"], row["cmdline"],
+            entries[arch] = BootEntry(node_id, mac, boot["kernel"], boot["initrd"], cmdline,
                                       self._share(profiled.arch_values(values, arch)), None, None, token, arch)
         if row["kernel"]:
-            entries[profiled.ANY_ARCH] = BootEntry(node_id, mac, row["kernel"], row["initrd"], row["cmdline"],
+            entries[profiled.ANY_ARCH] = BootEntry(node_id, mac, row["kernel"], row["initrd"], cmdline,
                                                    values, None, None, token)
         own = profiled.node_arch(values)
         entry = entries.get(own) or entries.get(profiled.ANY_ARCH)
@@ -392,11 +402,30 @@ class NodeBatch:
                 del values[name]
         return v1
 
+    def _templated_documents(self, node, groups: tuple, role: str, hostname: str, profile: profiled.BootProfile,
+                             chain: tuple, user_bytes: bytes, vendor_bytes: bytes) -> tuple[bytes, bytes]:
+        """The node's user-data and vendor-data rendered from its profile's templates, where the profile is what
+        gives them; the context is kept for the node's cmdline.  A template that fails makes the node wait."""
+        context = self._context = profiled.node_context(node, groups, role, hostname, profile)
+        documents = [user_bytes, vendor_bytes]
+        for at, (what, compiled, sources) in enumerate((
+                ("user-data", profile.user_data, _user_data_sources(chain)),
+                ("vendor-data", profile.vendor_data,
+                 next(((row,) for row in chain if row["vendor_data"] is not None), ())))):
+            if sources != (profile.payload_row,):
+                continue  # a more specific payload gives this document
+            text, problem = profiled.rendered(profile, what, compiled, context)
+            if problem is not None:
+                self._template_problem = self._template_problem or problem
+                text = f"#cloud-config\n# Chamicore: {problem}\n"
+            documents[at] = (text or "").encode()
+        return documents[0], documents[1]
+
     def _cloud_init(self, node, groups: tuple, role: str, token: str,
                     profile: profiled.BootProfile | None = None) -> tuple[CloudInitEntry, str]:
         node_id = node["id"]
-        user_bytes, vendor_bytes, payload_meta, v1 = self._resolved_payloads(
-            profiled.payload_chain(self._payloads.chain(node_id, groups, role), profile), groups)
+        chain = profiled.payload_chain(self._payloads.chain(node_id, groups, role), profile)
+        user_bytes, vendor_bytes, payload_meta, v1 = self._resolved_payloads(chain, groups)
         meta = {
             "local-hostname": _numbered_hostname(payload_meta, node["nid"]) or node_id,
             "component-id": node_id,
@@ -414,6 +443,10 @@ class NodeBatch:
         }
         hostname = str(meta.get("local-hostname") or node_id)
         meta.setdefault("hostname", hostname)
+        self._context = self._template_problem = None
+        if profile is not None and profile.templated:
+            user_bytes, vendor_bytes = self._templated_documents(node, groups, role, hostname, profile, chain,
+                                                                 user_bytes, vendor_bytes)
         if "cloud-provider" not in meta and (provider := _cloud_provider(meta)):
             meta["cloud-provider"] = provider
         if "instance_data" not in meta:

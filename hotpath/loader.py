@@ -48,7 +48,7 @@ _PAYLOADS = ("SELECT component_id, group_name, role, user_data, meta_data, vendo
 _SOME_PAYLOADS = _PAYLOADS + " WHERE component_id IS NULL OR component_id = ANY($1::text[])"
 
 # Every profile, in every load (a few rows): a node's match depends on all of them (core/profiles.py).
-PROFILES = ("SELECT id, selector, kernel, initrd, cmdline, arches, script, user_data, meta_data, vendor_data "
+PROFILES = ("SELECT id, selector, kernel, initrd, cmdline, arches, user_data, meta_data, vendor_data "
             "FROM bss.profiles")
 
 # Which components a batch of change keys touches.  Deleted rows are not

@@ -10,12 +10,15 @@ request (an x86 node asked for arm64 is rare, and the index stays small).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from core import arches
+from core import arches, templates
 from core.profiles import NodeFacts, ProfileTable
+from hotpath._render import VARIABLE_NAMES
 
+_SIMPLE = re.compile(r"(?:[^{]|\{(?![{%#])|\{\{\s*(?:" + "|".join(VARIABLE_NAMES + ("mac",)) + r")\s*\}\})*")
 ANY_ARCH = "*"  # key of BootEntry.arches: the profile's kernel for any architecture it does not name
 MISSING = ""  # key of the wait message (with `{arch}` in it) for an architecture the profile has no answer for
 
@@ -23,7 +26,8 @@ MISSING = ""  # key of the wait message (with `{arch}` in it) for an architectur
 class BootProfile:
     """One profile, prepared for a load: its rows for the two chains, made once and shared by its nodes."""
 
-    __slots__ = ("id", "boot_row", "payload_row", "arches", "missing")
+    __slots__ = ("id", "boot_row", "payload_row", "arches", "missing", "cmdline", "user_data", "vendor_data",
+                 "templated")
 
     def __init__(self, row: Mapping[str, Any]) -> None:
         self.id = row["id"]
@@ -38,6 +42,15 @@ class BootProfile:
             self.payload_row = {"component_id": None, "group_name": None, "role": None, "description": None,
                                 "user_data": row["user_data"], "meta_data": row["meta_data"],
                                 "vendor_data": row["vendor_data"]}
+        # Templates compiled once per load (core/templates.py): a Template, plain text, or "!why" it is broken.
+        # A cmdline whose only markers are plain `{{name}}` of the renderer's node variables is filled by the
+        # renderer itself, as boot parameters are (same result, each value checked; no Jinja per node).
+        cmdline = row["cmdline"]
+        self.cmdline = cmdline if _SIMPLE.fullmatch(cmdline) else templates.compile_stored(cmdline)
+        self.user_data = templates.compile_stored(row["user_data"])
+        self.vendor_data = templates.compile_stored(row["vendor_data"])
+        self.templated = any(not isinstance(t, str | None) or (isinstance(t, str) and t.startswith("!"))
+                             for t in (self.cmdline, self.user_data, self.vendor_data))
         # The wait message of an architecture with no answer; the boot path fills in {node} and {arch}.
         self.missing = (f"node {{node}}: profile {self.id} has no kernel for architecture {{arch}} "
                         f"(it has {', '.join(sorted(self.arches))})")
@@ -84,3 +97,24 @@ def arch_values(values: tuple, arch: str) -> tuple:
 
 def node_arch(values: tuple) -> str:
     return arches.node_arch(values[5])
+
+
+def node_context(node, groups: tuple, role: str, hostname: str, profile: BootProfile) -> dict:
+    """What a template of this node's profile sees (core/templates.VARIABLES), and nothing of another node."""
+    return {"id": node["id"], "nid": node["nid"], "mac": node["macs"][0] if node["macs"] else "",
+            "arch": arches.node_arch(node["arch"]), "role": role, "subRole": node["sub_role"], "type": node["type"],
+            "hostname": hostname, "groups": list(groups), "labels": dict(node["labels"] or {}),
+            "location": {"rack": node["rack"], "unit": node["unit"], "slot": node["slot"],
+                         "subSlot": node["sub_slot"]}, "profile": profile.id}
+
+
+def rendered(profile: BootProfile, what: str, compiled, context: dict | None) -> tuple[str | None, str | None]:
+    """(text, None) or (None, why this node cannot have it): a template rendered for the node, or plain text."""
+    if compiled is None or (isinstance(compiled, str) and not compiled.startswith("!")):
+        return compiled, None
+    if isinstance(compiled, str):
+        return None, f"profile {profile.id} {what}: the template does not compile (fix it through the admin API)"
+    if context is None:
+        return None, f"profile {profile.id} {what}: no node to render it for"
+    text, problem = templates.render(compiled, context)
+    return text, None if problem is None else f"profile {profile.id} {what} template failed: {problem}"

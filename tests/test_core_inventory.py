@@ -25,7 +25,8 @@ async def test_defaults_and_one_event_shape_for_every_writer(conn):
     assert created == ["components", "created"] and updated == ["components", "updated"]
     assert created_data == {"type": "Node", "state": "Empty", "role": None, "subRole": "", "nid": 1, "arch": "x86_64",
                             "enabled": True, "parentId": "bmc-1",
-                            "location": {"rack": None, "unit": None, "slot": 0, "subSlot": 0}, "source": "admin"}
+                            "location": {"rack": None, "unit": None, "slot": 0, "subSlot": 0}, "labels": {},
+                            "source": "admin"}
     assert updated_data == {**created_data, "state": "On", "source": "power"}
     [(kind, nic_data)] = await _events(conn, "aa0000000001")
     assert kind == ["ethernetinterfaces", "created"]

@@ -1,7 +1,8 @@
 """/boot/v1/profiles: boot profiles matched to nodes by selectors (core/profiles.py).
 
 A profile bundles what a node boots (kernel, initrd and command line, or per
-architecture), an optional iPXE script and cloud-init documents.  Where it stands
+architecture) and cloud-init documents; its cmdline and documents are templates
+(core/templates.py, checked here when written, rendered per node by the boot path).  Where it stands
 among the boot parameter scopes (bss.boot_params) on the boot path:
 
     MAC > component > NID > profile (the most specific that matches) > group > role > site
@@ -28,13 +29,13 @@ from admin_api.http import field_problem, json_response, problem
 from admin_api.resources import metadata, path_key
 from admin_api.routing import PAGING, Router, sort_param
 from admin_api.smd.schemas import Id
-from core import arches, events, profiles
+from core import arches, events, profiles, templates
 from core.envelope import Resource
 
 KIND, API_VERSION = "BootProfile", "boot/v1"
 BASE = "/boot/v1/profiles"
 router = Router("profiles")
-COLUMNS = ("id, description, selector, specificity, kernel, initrd, cmdline, arches, script, user_data, meta_data, "
+COLUMNS = ("id, description, selector, specificity, kernel, initrd, cmdline, arches, user_data, meta_data, "
            "vendor_data, created_at, updated_at")
 Uri = Annotated[str, msgspec.Meta(max_length=2048)]
 Document = Annotated[str, msgspec.Meta(max_length=65_536)]
@@ -69,7 +70,6 @@ class ProfileSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw
     cmdline: Annotated[str, msgspec.Meta(max_length=4096)] = ""
     arches: Annotated[dict[Annotated[str, msgspec.Meta(max_length=32)], ArchBoot],
                       msgspec.Meta(max_length=len(arches.IPXE_ARCHES))] = msgspec.field(default_factory=dict)
-    script: Annotated[str, msgspec.Meta(max_length=16_384)] = ""
     user_data: Document | None = None
     meta_data: dict[str, Any] | None = None
     vendor_data: Document | None = None
@@ -109,7 +109,7 @@ class Profiles(Collection):
     def to_resource(self, row) -> Resource[ProfileSpec]:
         spec = msgspec.convert({
             "description": row["description"], "selector": row["selector"], "kernel": row["kernel"],
-            "initrd": row["initrd"], "cmdline": row["cmdline"], "arches": row["arches"], "script": row["script"],
+            "initrd": row["initrd"], "cmdline": row["cmdline"], "arches": row["arches"],
             "userData": row["user_data"], "metaData": row["meta_data"], "vendorData": row["vendor_data"]},
             ProfileSpec)
         return Resource(kind=KIND, api_version=API_VERSION, metadata=metadata(row["id"], row), spec=spec)
@@ -125,7 +125,10 @@ class Profiles(Collection):
         check_uri(spec.kernel, "$.spec.kernel", False)
         check_uri(spec.initrd, "$.spec.initrd", False)
         per_arch = checked_arches(spec)
-        check_text(spec.cmdline, "$.spec.cmdline")
+        if templates.check(spec.cmdline, "$.spec.cmdline") is None:
+            check_text(spec.cmdline, "$.spec.cmdline")  # a template's output is checked per node, when rendered
+        templates.check(spec.user_data or "", "$.spec.userData")
+        templates.check(spec.vendor_data or "", "$.spec.vendorData")
         # Serialise profile writes: the tie check must see every profile, including one being written now.
         await conn.execute("LOCK TABLE bss.profiles IN SHARE ROW EXCLUSIVE MODE")
         others = await conn.fetch("SELECT id, selector FROM bss.profiles WHERE id <> $1", profile_id)
@@ -135,7 +138,7 @@ class Profiles(Collection):
                                f"could match both, so neither would win; add a term to one of them, or change one")
         values = {"description": spec.description, "selector": selector,
                   "specificity": profiles.specificity(selector), "kernel": spec.kernel, "initrd": spec.initrd,
-                  "cmdline": spec.cmdline, "arches": per_arch, "script": spec.script, "user_data": spec.user_data,
+                  "cmdline": spec.cmdline, "arches": per_arch, "user_data": spec.user_data,
                   "meta_data": spec.meta_data, "vendor_data": spec.vendor_data}
         names = list(values)
         if create:

@@ -8,7 +8,7 @@ CREATE INDEX components_labels_idx ON smd.components USING gin (labels jsonb_pat
 -- A profile: what a node boots and the cloud-init documents it gets, for the nodes its selector matches
 -- (the most specific profile wins; ties are refused when written).  `kernel`, `initrd` and `cmdline` serve
 -- any architecture; `arches` ({arch: {kernel, initrd, ipxe}}) gives per-architecture answers instead.
--- The cmdline, script and cloud-init documents are templates (core/templates.py), rendered per node by
+-- The cmdline and the cloud-init documents are templates (core/templates.py), rendered per node by
 -- the boot path when it builds its answers.
 CREATE TABLE bss.profiles (
     id           varchar(255) PRIMARY KEY
@@ -20,7 +20,6 @@ CREATE TABLE bss.profiles (
     initrd       text NOT NULL DEFAULT '',
     cmdline      text NOT NULL DEFAULT '',
     arches       jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(arches) = 'object'),
-    script       text NOT NULL DEFAULT '',
     user_data    text,
     meta_data    jsonb CHECK (meta_data IS NULL OR jsonb_typeof(meta_data) = 'object'),
     vendor_data  text,

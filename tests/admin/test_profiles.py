@@ -62,6 +62,15 @@ async def test_ties_are_refused_when_written_and_explained(api, conn):
     assert bad["errors"][0]["field"] == "$.spec.selector.arch"
     problem_of(await api.post(PROFILES, json=profile("bad", {}, kernel="http://k\nshell")), 422)
     problem_of(await api.post(PROFILES, json=profile("bad", {}, arches={"mips": {"kernel": "http://k"}})), 422)
+    # Templates are compiled when written: the problem names the field and the line; nothing is stored.
+    bad = problem_of(await api.post(PROFILES, json=profile("bad", {}, kernel="http://k",
+                                                           cmdline="quiet\n{{ nope }}")), 422)
+    assert bad["errors"][0]["field"] == "$.spec.cmdline" and bad["errors"][0]["detail"].startswith("line 2: unknown")
+    bad = problem_of(await api.post(PROFILES, json=profile("bad", {}, userData="#cloud-config\n{% include 'x' %}")),
+                     422)
+    assert bad["errors"][0]["field"] == "$.spec.userData" and bad["errors"][0]["detail"].startswith("line 2: ")
+    problem_of(await api.post(PROFILES, json=profile("bad", {}, vendorData="{{ ''.__class__ }}")), 422)
+    assert not await conn.fetchval("SELECT count(*) FROM bss.profiles WHERE id = 'bad'")
 
     explained = (await api.get("/boot/v1/effective/n1/profile")).json()
     assert explained["profile"] == "gpu" and explained["specificity"] == 2

@@ -1,0 +1,161 @@
+"""Boot profiles at scale: full reload with and without templates, index memory, and how fast a profile
+edit reaches the live index through the change feed.
+
+    python -m bench.profiles --nodes 10000 [--rss-only CONFIG]
+
+Starts its own throwaway PostgreSQL, seeds bench.fleet's cluster (role boot parameters and payloads),
+labels every node with its rack, and prints one JSON line per figure.  Configurations: `scopes` (no
+profile: today's resolution), `plain` (one profile for every node, plain text), `templates` (the same
+profile with a templated cmdline, user-data and vendor-data), `arches` (per-architecture kernels for
+x86_64 and arm64).  `--rss-only CONFIG` builds one configuration in this fresh process and reports the
+bytes per node the index adds (run once per configuration: RSS is only clean in a new process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+
+from bench import fleet
+from core import db, migrate, profiles
+from core.embedded import EmbeddedPostgres, pgserver_bin_dir, system_bin_dir
+from hotpath import loader
+from hotpath.answers import AnswerBuilder
+from hotpath.feed import ChangeFeed
+from hotpath.index import Index
+from tests.helpers.paths import tmp_root
+from tests.helpers.ports import free_port
+
+BASE_URL = "http://boot.cluster:27778"
+CMDLINE = "console=ttyS0,115200 root=live:http://images.cluster/compute/rootfs.squashfs rd.neednet=1 ip=dhcp quiet"
+CONFIGS = {
+    "scopes": None,
+    "plain": {"kernel": "http://images.cluster/p/vmlinuz", "initrd": "http://images.cluster/p/initrd",
+              "cmdline": CMDLINE + " nid={{nid}}", "user_data": "#cloud-config\npackages: [htop]\n",
+              "vendor_data": "#cloud-config\nntp: {enabled: true}\n"},
+    "templates": {"kernel": "http://images.cluster/p/vmlinuz", "initrd": "http://images.cluster/p/initrd",
+                  "cmdline": CMDLINE + " nid={{ nid }} rack={{ labels.rack }}{% if 'Compute' == role %} slurm{% endif %}",
+                  "user_data": "#cloud-config\nhostname: {{ hostname }}\nwrite_files:\n  - path: /etc/rack\n"
+                               "    content: {{ labels.rack }}\n",
+                  "vendor_data": "#cloud-config\n# {{ id }} in {{ location.rack }}\n"},
+    "arches": {"kernel": "", "initrd": "", "cmdline": CMDLINE, "arches": {
+        "x86_64": {"kernel": "http://images.cluster/x86/vmlinuz", "initrd": "http://images.cluster/x86/initrd"},
+        "arm64": {"kernel": "http://images.cluster/arm/Image", "initrd": "http://images.cluster/arm/initrd"}}},
+}
+
+
+async def set_profile(conn, profile_id: str, selector: dict, fields: dict) -> None:
+    await conn.execute("DELETE FROM bss.profiles WHERE id = $1", profile_id)
+    columns = {"id": profile_id, "selector": selector, "specificity": profiles.specificity(selector), **fields}
+    await conn.execute(f"INSERT INTO bss.profiles ({', '.join(columns)}) VALUES "
+                       f"({', '.join(f'${i + 1}' for i in range(len(columns)))})", *columns.values())
+
+
+async def configure(conn, config: str) -> None:
+    await conn.execute("DELETE FROM bss.profiles")
+    if CONFIGS[config] is not None:
+        await set_profile(conn, "all", {"type": "Node"}, CONFIGS[config])
+
+
+async def full_reload(conn) -> tuple[Index, float]:
+    index = Index()
+    batch = AnswerBuilder(BASE_URL, 2.0, 60.0).batch()
+    gc.disable()
+    started = time.perf_counter()
+    await loader.load(conn, lambda rows, params, payloads: index.add(batch(rows, params, payloads)),
+                      profiles=batch.use_profiles)
+    elapsed = time.perf_counter() - started
+    gc.enable()
+    return index, elapsed
+
+
+async def propagation(dsn: str, conn, rounds: int = 5) -> dict:
+    """First notification to swapped in, for an edit of a 40-node profile (one rack) and of the all-nodes one."""
+    holder = {"index": Index()}
+    feed = ChangeFeed(dsn, AnswerBuilder(BASE_URL, 2.0, 60.0), lambda index: holder.update(index=index),
+                      lambda: holder["index"], check_interval_s=3600)
+    feed.start()
+    await asyncio.wait_for(feed.ready.wait(), 120)
+    figures: dict = {}
+    try:
+        for name, profile_id, probe in (("one_rack_40_nodes", "rack-r7", "node-280"), ("all_nodes", "all", "node-1")):
+            seen = []
+            for i in range(rounds):
+                kernel = f"http://images.cluster/{profile_id}/{i}/vmlinuz"
+                started = time.perf_counter()
+                await conn.execute("UPDATE bss.profiles SET kernel = $1 WHERE id = $2", kernel, profile_id)
+                while holder["index"].by_id[probe].kernel != kernel:
+                    await asyncio.sleep(0.0005)
+                seen.append(round((time.perf_counter() - started) * 1000, 1))
+            figures[name] = {"ms": seen, "feed_lag_ms": round(feed.last_lag_s * 1000, 1),
+                             "full_reloads": feed.full_reloads}
+    finally:
+        await feed.stop()
+    return figures
+
+
+async def rss_only(dsn: str, config: str) -> dict:
+    conn = await db.connect(dsn)
+    await configure(conn, config)
+    process = psutil.Process()
+    gc.collect()
+    before = process.memory_info().rss
+    index, elapsed = await full_reload(conn)
+    gc.collect()
+    after = process.memory_info().rss
+    await conn.close()
+    return {"config": config, "nodes": len(index), "reload_s": round(elapsed, 3),
+            "index_bytes_per_node": round((after - before) / max(1, len(index)))}
+
+
+async def main_async(args) -> None:
+    if args.rss_only:
+        print(json.dumps(await rss_only(args.dsn, args.rss_only)))
+        return
+    # The service user must traverse the data directory's parents: tmp_root() is made for that.
+    cluster = EmbeddedPostgres(tmp_root() / f"bench-profiles-{os.getpid()}", port=free_port(),
+                               bin_dir=pgserver_bin_dir() or system_bin_dir(), durable=False)
+    cluster.start()
+    try:
+        dsn = cluster.dsn
+        conn = await db.connect(dsn)
+        await migrate.migrate(conn)
+        await fleet.seed(conn, args.nodes)
+        await conn.execute("UPDATE smd.components SET labels = jsonb_build_object('rack', rack)")
+        await conn.execute("ANALYZE")
+        for config in CONFIGS:
+            await configure(conn, config)
+            times = [(await full_reload(conn))[1] for _ in range(args.rounds)]
+            print(json.dumps({"nodes": args.nodes, "config": config,
+                              "full_reload_s": sorted(round(t, 3) for t in times)}), flush=True)
+        for config in CONFIGS:
+            out = subprocess.run([sys.executable, "-m", "bench.profiles", "--dsn", dsn, "--rss-only", config],
+                                 capture_output=True, text=True, check=True)
+            print(out.stdout.strip(), flush=True)
+        await configure(conn, "templates")
+        await set_profile(conn, "rack-r7", {"type": "Node", "labels": {"rack": "R7"}}, CONFIGS["plain"])
+        print(json.dumps({"nodes": args.nodes, "propagation": await propagation(dsn, conn)}), flush=True)
+        await conn.close()
+    finally:
+        cluster.destroy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nodes", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--dsn")
+    parser.add_argument("--rss-only", choices=sorted(CONFIGS))
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
