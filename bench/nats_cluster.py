@@ -4,11 +4,12 @@
 
 Throughput: a burst of `--events` outbox rows relayed to one server (stream replicas 1) and to the cluster
 (replicas 3), the two alternating in each round so that the machine's load falls on both; events/s from the
-relay's start to the last row marked sent.  Failover: in each round, the node that is both the relay's server
-and the stream's leader is SIGKILLed after 1000 events; the figures are the time from the kill until the relay's
-pass fails (at once when the lost connection fails the publish in flight, else its 5 s ack timeout), until a
-new pass through another node has marked a batch of 500 sent (reconnect, the stream's election), until the
-burst is drained, and the stream's count and distinct ids (every event, none twice).
+relay's start to the last row marked sent.  Failover: in each round, the relay's server is SIGKILLed in the
+middle of a batch (1250 events stored), once while it leads the stream and once while another node does; the figures are the time from
+the kill until the relay's pass fails (at once when the lost connection fails the publish in flight, else its
+5 s ack timeout), until a new pass through another node has marked a batch of 500 sent (reconnect, and the
+stream's election when the leader died), until the burst is drained, and the stream's count and distinct ids
+(every event, none twice).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from bench.bootstorm import RESULTS, ROOT, free_port
 from core import db, events, migrate
 from core.embedded import EmbeddedPostgres, pgserver_bin_dir, system_bin_dir
 from sync.outbox import STREAM, OutboxRelay
-from tests.helpers.natscluster import NatsCluster, move_leader
+from tests.helpers.natscluster import NatsCluster, move_leader, stored_count
 
-KILL_AFTER = 1000
+KILL_AFTER = 1250  # events in the stream: mid-batch (the relay marks rows sent after each batch of 500)
 
 
 async def sent_count(conn) -> int:
@@ -91,7 +92,9 @@ async def throughput(dsn: str, conn, size: int, replicas: int, count: int) -> fl
         cluster.stop()
 
 
-async def failover(dsn: str, conn, count: int) -> dict:
+async def failover(dsn: str, conn, count: int, leader: bool) -> dict:
+    """Kill the relay's server, which leads the stream (`leader`: a reconnect and an election) or does not (a
+    reconnect only)."""
     cluster = NatsCluster(3).start()
     try:
         await burst(conn, 1)
@@ -102,10 +105,10 @@ async def failover(dsn: str, conn, count: int) -> dict:
             await until(lambda: _all_sent(conn, 1))
             assert relay._nc is not None and relay._nc.connected_url is not None
             victim = cluster.name_of(relay._nc.connected_url.port)
-            await move_leader(observer, STREAM, victim)
+            await move_leader(observer, STREAM, victim if leader else next(n for n in cluster.names if n != victim))
             await events.emit_many(conn, "smd", "components", "updated", [f"node-{i % 97}" for i in range(1, count)],
                                    [{"n": i} for i in range(1, count)])
-            await until(lambda: _sent_at_least(conn, KILL_AFTER))
+            await until(lambda: _stored_at_least(observer.jetstream(), KILL_AFTER))
             killed = time.monotonic()
             cluster.kill(victim)
             noticed = await until(lambda: _failed(relay))  # the pass failed (the rows it got acks for are marked)
@@ -124,6 +127,10 @@ async def failover(dsn: str, conn, count: int) -> dict:
         cluster.stop()
 
 
+async def _stored_at_least(js, count: int) -> bool:
+    return await stored_count(js, STREAM) >= count
+
+
 async def _failed(relay: OutboxRelay) -> bool:
     return relay.last_error is not None
 
@@ -140,14 +147,15 @@ async def run(dsn: str, count: int, rounds: int) -> dict:
     conn = await db.connect(dsn)
     await migrate.migrate(conn)
     rates: dict[str, list[float]] = {"one server, replicas 1": [], "three-node cluster, replicas 3": []}
-    kills = []
+    kills: dict[str, list[dict]] = {"relay's server and stream leader": [], "relay's server, not the leader": []}
     try:
         for round_ in range(rounds):
             order = [(1, 1), (3, 3)] if round_ % 2 == 0 else [(3, 3), (1, 1)]
             for size, replicas in order:
                 label = "one server, replicas 1" if size == 1 else "three-node cluster, replicas 3"
                 rates[label].append(await throughput(dsn, conn, size, replicas, count))
-            kills.append(await failover(dsn, conn, count))
+            for label, leader in (("relay's server and stream leader", True), ("relay's server, not the leader", False)):
+                kills[label].append(await failover(dsn, conn, count, leader))
     finally:
         await conn.close()
     return {

@@ -84,6 +84,14 @@ async def stream_leader(js, stream: str) -> str | None:
         return None
 
 
+async def stored_count(js, stream: str) -> int:
+    """Messages the stream holds (0 while it cannot say)."""
+    try:
+        return (await js.stream_info(stream)).state.messages
+    except (TimeoutError, nats.errors.Error):
+        return 0
+
+
 async def move_leader(nc, stream: str, name: str, timeout: float = 20) -> None:
     """Make server `name` the stream's leader (a stepdown naming it, nats-server 2.11+), and wait until it is."""
     js = nc.jetstream(timeout=5)

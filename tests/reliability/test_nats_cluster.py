@@ -2,13 +2,15 @@
 
 import asyncio
 import json
+import time
 
 import nats
 import pytest
 
 from core import events
 from sync.outbox import STREAM, OutboxRelay
-from tests.helpers.natscluster import NatsCluster, move_leader, stream_leader
+from tests.helpers.natscluster import NatsCluster, move_leader, stored_count, stream_leader
+from tests.helpers.ports import free_port
 from tests.helpers.tasks import stop_task
 from tests.reliability.test_outbox_faults import stream_messages, unsent, wait_drained, wait_for
 
@@ -42,9 +44,11 @@ async def test_a_node_killed_mid_relay_loses_and_duplicates_nothing(conn, dsn, n
 
         await events.emit_many(conn, "smd", "components", "updated", [f"node-{i % 97}" for i in range(1, total)],
                                [{"n": i} for i in range(1, total)])
-        await wait_for(lambda: _published_at_least(relay, 1001), 30)
+        # Mid-batch (the relay marks rows sent after each batch of 500): a publish is in flight, and rows
+        # JetStream has stored are not marked yet.
+        await wait_for(lambda: _stored_at_least(js, 1250), 30)
         nats_cluster.kill(victim)
-        assert await unsent(conn) > 0  # it was killed mid-relay
+        assert await unsent(conn) > 0
         await wait_drained(conn, stall_s=30, limit_s=50)  # it carried on through the nodes left ...
         noticed = await conn.fetchval("SELECT last_error FROM sync.status WHERE job = 'outbox'")
         assert noticed is not None  # ... after a failed pass (the kill did reach it)
@@ -68,8 +72,36 @@ async def test_a_node_killed_mid_relay_loses_and_duplicates_nothing(conn, dsn, n
     assert all(values == sorted(values) for values in per_node.values())  # in order per resource
 
 
+async def test_servers_that_refuse_are_passed_over_at_once(dsn):
+    """Connecting through a list whose first servers (in nats-py's random order) refuse: the relay goes on to the
+    next at once instead of failing the pass, and fails at once only when every server refuses."""
+    server = NatsCluster(size=1).start()
+    refusing = [f"nats://127.0.0.1:{free_port()}" for _ in range(2)]
+    relay = OutboxRelay(dsn, ",".join([*refusing, server.url("n0")]))
+    try:
+        for _ in range(6):  # 2 in 3 connects try a refusing server first: all six skipping none is 1 in 729
+            started = time.monotonic()
+            await relay._jetstream()
+            assert relay._nc is not None and relay._nc.connected_url is not None
+            assert relay._nc.connected_url.port == server.ports["n0"][0] and time.monotonic() - started < 2
+            await relay._close()
+        alone = OutboxRelay(dsn, ",".join(refusing))
+        started = time.monotonic()
+        with pytest.raises(nats.errors.NoServersError):
+            async with asyncio.timeout(10):  # a connect that retries for ever would fail here, as a TimeoutError
+                await alone._jetstream()
+        assert time.monotonic() - started < 2
+    finally:
+        await relay._close()
+        server.stop()
+
+
 async def _published_at_least(relay, count) -> bool:
     return relay.published >= count
+
+
+async def _stored_at_least(js, count) -> bool:
+    return await stored_count(js, STREAM) >= count
 
 
 async def _led_by_other_than(js, name) -> bool:
