@@ -107,19 +107,17 @@ async def test_https_answers_what_http_answers_with_https_urls(tls_boot, pki):
     assert isinstance(refused.value.reason, ssl.SSLCertVerificationError)
 
 
-async def test_cloud_init_follows_an_https_seed(tls_boot, pki):
+async def test_cloud_init_follows_an_https_seed(tls_boot, pki, monkeypatch):
     _, https, trusting = tls_boot
     script = fetch(f"{https}/boot/v1/bootscript?mac={MAC}", trusting)[2].decode()
     seed = re.search(r" ds=nocloud-net;s=(\S+)", script)[1]
-    ca_path = str(pki[0].path)
-    os.environ["REQUESTS_CA_BUNDLE"] = ca_path  # the child's environment: cloud-init's requests reads it
-    try:
-        result = run_cloud_init_process(READ_SEEDED, seed)
-    finally:
-        del os.environ["REQUESTS_CA_BUNDLE"]
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki[0].path))  # cloud-init's child inherits it; requests reads it
+    result = run_cloud_init_process(READ_SEEDED, seed)
     assert result.returncode == 0, result.stderr
     assert "packages: [htop]" in result.stdout and '"cluster": "tls"' in result.stdout
     # Verification is on: without the CA, cloud-init gets nothing.
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     refused = run_cloud_init_process(READ_SEEDED, seed)
     assert refused.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
     assert "htop" not in refused.stdout
