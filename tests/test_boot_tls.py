@@ -15,6 +15,7 @@ import sys
 import urllib.error
 import urllib.request
 
+import psutil
 import pytest
 
 from tests.helpers.paths import ROOT, tmp_root
@@ -105,6 +106,11 @@ async def test_https_answers_what_http_answers_with_https_urls(tls_boot, pki):
     with pytest.raises(urllib.error.URLError) as refused:
         fetch(https + "/boot/v1/boot.ipxe", ssl.create_default_context(cafile=str(stranger.path)))
     assert isinstance(refused.value.reason, ssl.SSLCertVerificationError)
+
+    # The two listeners live and die together: the HTTPS one stopping stops `serve boot`.
+    [sibling] = [p for p in psutil.Process(server.process.pid).children() if "https" in p.cmdline()]
+    sibling.terminate()
+    wait_until(lambda: server.process.poll() is not None, timeout=20, interval=0.05)
 
 
 async def test_cloud_init_follows_an_https_seed(tls_boot, pki, monkeypatch):
