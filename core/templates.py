@@ -18,7 +18,6 @@ node wait, it is not booted.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, nodes
@@ -103,11 +102,16 @@ def compile_stored(source: str | None) -> Template | str | None:
         return f"!the template does not compile: {exc}"
 
 
-def render(template: Template, context: Mapping[str, Any]) -> tuple[str | None, str | None]:
+def render(template: Template, context: dict[str, Any]) -> tuple[str | None, str | None]:
     """(text, None), or (None, why it failed, with the line, as one plain line: it goes into a wait script's
     echo and a YAML comment)."""
     try:
-        return template.render(context), None
+        try:
+            # Template.render without its copy of Jinja's globals (3x faster per node): a checked template
+            # names none of them (they are not in VARIABLES).
+            return ENVIRONMENT.concat(template.root_render_func(template.new_context(context, shared=True))), None
+        except Exception:  # noqa: BLE001
+            ENVIRONMENT.handle_exception()  # re-raises with the template's own line numbers
     except Exception as exc:  # noqa: BLE001 - any failure of one node's render makes that node wait, never a 5xx
         line = _template_line(exc)
         why = (f"line {line}: " if line else "") + f"{type(exc).__name__}: {str(exc)[:200]}"
