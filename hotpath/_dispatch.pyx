@@ -258,8 +258,6 @@ cdef class Dispatcher:
             body = render_first_stage(base) if self.signer is None else render_first_stage_signed(base)
             if len(self._first_stage) < MAX_CACHED_VARIANTS:
                 self._first_stage[base] = body
-                if self.signer is not None:
-                    self._first_stage[body] = self.signer.value(body)  # signed when rendered, kept with it
         return body
 
     cpdef tuple first_stage_signature(self, str base):
@@ -269,12 +267,17 @@ cdef class Dispatcher:
         cdef bytes body = self.first_stage(base)
         cdef object value = self._first_stage.get(body)
         if value is None:
-            value = self.signer.value(body)  # past the cache bound: signed now, like its render
+            value = self.signer.value(body)  # once per first stage, when first asked for; kept beside it
+            if len(self._first_stage) < 2 * MAX_CACHED_VARIANTS:
+                self._first_stage[body] = value
         return (200, CT_SIGNATURE, self.signer.der(value), None, EP_OTHER, OUT_OK)
 
     cpdef tuple script_signature(self, str query, str host):
         """bootscript.sig: the signature of exactly the bytes bootscript answers to the same query and
-        Host, made when those bytes were rendered.  A script that only says wait has none."""
+        Host.  A node's prerendered script is signed when the feed renders it (off the event loop); a
+        variant (another Host or retry count) when its signature is first asked for, then kept beside it:
+        signing costs about 1 ms, rendering microseconds, and most variants are never verified.  A script
+        that only says wait has no signature."""
         if self.signer is None:
             return self._not_found(EP_OTHER, _UNSIGNED)
         cdef tuple answer = self.bootscript(query, host)
@@ -302,7 +305,14 @@ cdef class Dispatcher:
             if cache is not None:
                 value = cache.get(body)
         if value is None:
-            value = self.signer.value(body)  # rendered past the cache bound: signed now, like its render
+            value = self.signer.value(body)
+            if entry.body is body:
+                entry.signature = value
+            else:
+                if cache is None:
+                    cache = entry.cache = {}
+                if len(cache) < 2 * MAX_CACHED_VARIANTS:
+                    cache[body] = value
         return (200, CT_SIGNATURE, self.signer.der(value), None, EP_OTHER, OUT_OK)
 
     cdef tuple _cloud_init(self, object entry, str document, str who):
@@ -407,6 +417,4 @@ cdef class Dispatcher:
                 cache = entry.cache = {}
             if len(cache) < MAX_CACHED_VARIANTS:
                 cache[key] = body
-                if self.signer is not None:
-                    cache[body] = self.signer.value(body)  # signed when rendered, kept with it
         return (200, CT_TEXT, body, entry.node_id, EP_BOOTSCRIPT, OUT_OK)

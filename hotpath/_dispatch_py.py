@@ -143,8 +143,6 @@ class Dispatcher:
             body = render_first_stage(base) if self.signer is None else render_first_stage_signed(base)
             if len(self._first_stage) < MAX_CACHED_VARIANTS:
                 self._first_stage[base] = body
-                if self.signer is not None:
-                    self._first_stage[body] = self.signer.value(body)
         return body
 
     def first_stage_signature(self, base: str) -> tuple:
@@ -154,6 +152,8 @@ class Dispatcher:
         value = self._first_stage.get(body)
         if value is None:
             value = self.signer.value(body)
+            if len(self._first_stage) < 2 * MAX_CACHED_VARIANTS:
+                self._first_stage[body] = value
         return (200, CT_SIGNATURE, self.signer.der(value), None, EP_OTHER, OUT_OK)
 
     def script_signature(self, query: str, host: str) -> tuple:
@@ -179,6 +179,13 @@ class Dispatcher:
             value = entry.cache.get(body) if entry.cache is not None else None
         if value is None:
             value = self.signer.value(body)
+            if entry.body is body:
+                entry.signature = value
+            else:
+                if entry.cache is None:
+                    entry.cache = {}
+                if len(entry.cache) < 2 * MAX_CACHED_VARIANTS:
+                    entry.cache[body] = value
         return (200, CT_SIGNATURE, self.signer.der(value), None, EP_OTHER, OUT_OK)
 
     def _cloud_init(self, entry, document: str, who: str) -> tuple:
@@ -266,6 +273,4 @@ class Dispatcher:
                 cache = entry.cache = {}
             if len(cache) < MAX_CACHED_VARIANTS:
                 cache[key] = body
-                if self.signer is not None:
-                    cache[body] = self.signer.value(body)
         return (200, CT_TEXT, body, entry.node_id, EP_BOOTSCRIPT, OUT_OK)

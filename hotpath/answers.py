@@ -222,6 +222,7 @@ class NodeBatch:
     def __init__(self, builder: AnswerBuilder, previous=None) -> None:
         self.builder = builder
         self._previous = previous.by_mac if previous is not None and builder.signer is not None else None
+        self._unsigned: list[BootEntry] = []  # rendered scripts waiting for their signature (take_unsigned)
         self._scoped_for: tuple | None = None  # the (params, payloads) rows the two below were made from
         self._params = _Scoped((), has_mac=True)
         self._payloads = _Scoped((), has_mac=False)
@@ -318,7 +319,7 @@ class NodeBatch:
                 entry.kernel, entry.initrd, entry.cmdline, entry.values, node_id, mac, entry.chain_query,
                 builder.base_url, 0, builder.retry_base, builder.retry_max, token)
             if builder.signer is not None:
-                entry.signature = self._signature(mac, entry.body)
+                self._sign_later(mac, entry)
         return entry
 
     def _arch_entries(self, node_id: str, mac: str, row, cmdline: str, profile: profiled.BootProfile, values: tuple,
@@ -340,15 +341,20 @@ class NodeBatch:
         entry.arches = entries
         return entry
 
-    def _signature(self, mac: str, body: bytes) -> bytes:
-        """A signature made when the answer is rendered (about 1 ms of RSA-2048), or the replaced index's when
-        the script is unchanged: a reload re-signs only what changed."""
+    def _sign_later(self, mac: str, entry: BootEntry) -> None:
+        """The replaced index's signature when the script is unchanged (a reload re-signs only what changed);
+        else the entry waits for take_unsigned: about 1 ms of RSA-2048 each, made off the event loop."""
         old = self._previous.get(mac) if self._previous is not None else None
-        if old is not None and old.signature is not None and old.body == body:
-            return old.signature
-        signer = self.builder.signer
-        assert signer is not None  # only called when signing
-        return signer.value(body)
+        if old is not None and old.signature is not None and old.body == entry.body:
+            entry.signature = old.signature
+        else:
+            self._unsigned.append(entry)
+
+    def take_unsigned(self, shares: int) -> list[list[BootEntry]]:
+        """The entries rendered since the last call that still need a signature, in `shares` lists for
+        worker threads (sign_entries)."""
+        pending, self._unsigned = self._unsigned, []
+        return [share for share in (pending[i::shares] for i in range(shares)) if share]
 
     def _resolved_payloads(self, chain: tuple, groups: tuple) -> tuple:
         """(user-data bytes, vendor-data bytes, merged meta-data, instance_data.v1 but the node's address)
@@ -463,3 +469,10 @@ class NodeBatch:
         # Spliced in front rather than re-encoded: key order means nothing to a YAML/JSON reader.
         meta_bytes = b'{"instance-id":"' + f"{node_id}-{digest.hexdigest()}".encode() + b'",' + meta_bytes[1:]
         return CloudInitEntry(node_id, user_bytes, meta_bytes, vendor_bytes, token), hostname
+
+
+def sign_entries(signer: ScriptSigner, entries: list[BootEntry]) -> None:
+    """Signs rendered entries before they are published; runs in a worker thread (the RSA signing releases
+    the GIL, so threads sign in parallel and the event loop keeps answering meanwhile)."""
+    for entry in entries:
+        entry.signature = signer.value(entry.body)

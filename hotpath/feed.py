@@ -17,6 +17,7 @@ import enum
 import gc
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -25,7 +26,7 @@ import asyncpg
 from core import db, sdnotify, tracing
 from core.backoff import Backoff
 from hotpath import loader
-from hotpath.answers import AnswerBuilder
+from hotpath.answers import AnswerBuilder, NodeBatch, sign_entries
 from hotpath.index import Index
 
 log = logging.getLogger("chamicore.hotpath.feed")
@@ -225,6 +226,7 @@ class ChangeFeed:
                 batch = self.builder.batch(self._get_index())
                 await loader.load(conn, lambda rows, params, payloads: answers.extend(batch(rows, params, payloads)),
                                   sorted(touched), profiles=batch.use_profiles)
+                await self._sign(batch)
                 self._get_index().replace(touched, answers)
                 self.partial_updates += 1
         if pending.first_heard is not None:
@@ -243,6 +245,7 @@ class ChangeFeed:
                                             profiles=batch.use_profiles)
         finally:
             gc.enable()
+        await self._sign(batch)
         self._fingerprint = fingerprint
         self._heard_since_check = 0
         self._publish(index)
@@ -256,6 +259,14 @@ class ChangeFeed:
         self.ready.set()
         log.info("change feed: loaded %d nodes (%d MACs) in %.3f s", len(index), index.mac_count,
                  self.last_full_reload_s)
+
+    async def _sign(self, batch: NodeBatch) -> None:
+        """Signs the scripts this batch rendered (CHAMICORE_BOOT_SIGNING_*) in worker threads, one share per
+        CPU, before they are served; the current index keeps answering meanwhile."""
+        signer = self.builder.signer
+        if signer is not None:
+            shares = batch.take_unsigned(len(os.sched_getaffinity(0)))
+            await asyncio.gather(*(asyncio.to_thread(sign_entries, signer, share) for share in shares))
 
     async def _check_drift(self, conn: asyncpg.Connection) -> None:
         current = await loader.fingerprint(conn)

@@ -22,7 +22,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from core.config import ConfigError, load_config
 from core.signing import load_signer
 from hotpath import _dispatch, _dispatch_py, _render
-from hotpath.answers import AnswerBuilder
+from hotpath.answers import AnswerBuilder, sign_entries
 from hotpath.app import BootApp
 from hotpath.index import Index
 from tests.helpers.polling import wait_until
@@ -156,12 +156,22 @@ def test_every_variant_is_signed_when_rendered(pki, module):
 @pytest.mark.parametrize("module", [_dispatch, _dispatch_py], ids=["compiled", "twin"])
 def test_signing_off_changes_no_answer(pki, module):
     signer = load_signer(load_config(_env(pki)))
-    signed, plain = (Index.from_answers(AnswerBuilder("http://b", 2.0, 60.0, s).batch()(NODES, PARAMS, PAYLOADS))
-                     for s in (signer, None))
+    batch = AnswerBuilder("http://b", 2.0, 60.0, signer).batch()
+    signed = Index.from_answers(batch(NODES, PARAMS, PAYLOADS))
+    for share in batch.take_unsigned(2):  # what the feed runs in worker threads before it publishes
+        sign_entries(signer, share)
+    rendered = [entry for entry in signed.by_mac.values() if entry.body is not None]
+    assert rendered and all(entry.signature is not None for entry in rendered)
+    # A reload whose scripts come out the same signs nothing again.
+    again = AnswerBuilder("http://b", 2.0, 60.0, signer).batch(signed)
+    assert Index.from_answers(again(NODES, PARAMS, PAYLOADS)).by_mac[MAC].signature is signed.by_mac[MAC].signature
+    assert again.take_unsigned(2) == []
+    plain = Index.from_answers(AnswerBuilder("http://b", 2.0, 60.0).batch()(NODES, PARAMS, PAYLOADS))
     assert all(entry.signature is None for entry in plain.by_mac.values())
     on = module.Dispatcher(signed, "http://b", "http://b", 2.0, 60.0, 10)
     on.signer = signer
     off = module.Dispatcher(plain, "http://b", "http://b", 2.0, 60.0, 10)
+    assert on.dispatch("/boot/v1/bootscript.sig", f"mac={MAC}", "")[2] == signer.der(signed.by_mac[MAC].signature)
     for query in (f"mac={MAC}", f"mac={MAC}&retry=2", "name=node-1", "mac=aa:bb:cc:00:00:03"):
         assert on.dispatch("/boot/v1/bootscript", query, "")[2] == off.dispatch("/boot/v1/bootscript", query, "")[2]
     assert off.dispatch("/boot/v1/boot.ipxe", "", "")[2] == _render.render_first_stage("http://b")
