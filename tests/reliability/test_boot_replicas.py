@@ -28,12 +28,14 @@ import urllib.request
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from bench import fleet
 from bench.storm import node_requests, read_response, run_storm
 from core import db
 from tests.helpers.polling import wait_until
 from tests.helpers.ports import free_port
+from tests.helpers.servers import ServiceServer
 from tests.helpers.tokens import token_for
 
 NODES = 3000  # booting nodes in the storm, each asking its script and its three cloud-init documents
@@ -161,23 +163,30 @@ def percentile(values: list[float], p: float) -> float:
     return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))], 1)
 
 
-def test_a_killed_replica_behind_nginx_costs_no_node_an_answer(dsn, boot_server, admin_server, tmp_path):
+@pytest.fixture
+def replicas(dsn):
+    """Three boot-path replicas, not started: the test starts them (and one again) with room for a loaded machine."""
+    servers = [ServiceServer(dsn, CHAMICORE_BOOT_URL=BOOT_URL, CHAMICORE_BOOT_WORKERS="1") for _ in range(3)]
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+def test_a_killed_replica_behind_nginx_costs_no_node_an_answer(dsn, replicas, admin_server, tmp_path):
     async def seed():
         conn = await db.connect(dsn)
         await fleet.seed(conn, PROBE)
         await conn.close()
 
     asyncio.run(seed())
-    with concurrent.futures.ThreadPoolExecutor() as pool:  # five seconds each on a loaded machine: at once
-        starting = [pool.submit(boot_server, wait_ready=False, CHAMICORE_BOOT_URL=BOOT_URL,
-                                CHAMICORE_BOOT_WORKERS="1") for _ in range(3)]
-        admin = admin_server()
-        replicas = [future.result() for future in starting]
+    admin = admin_server()
+    with concurrent.futures.ThreadPoolExecutor() as pool:  # several seconds each on a loaded machine: at once
+        list(pool.map(lambda replica: replica.start(wait_ready=False, timeout=60), replicas))
     token = asyncio.run(token_for(admin.url, dsn))
     call(admin.url, token, "POST", "/boot/v1/bootparams", {"metadata": {"id": "probe"}, "spec": {
         "componentId": f"node-{PROBE}", "kernel": "http://images/k-0/vmlinuz", "initrd": "http://images/initrd"}})
     for replica in replicas:
-        replica.wait_ready(timeout=30)
+        replica.wait_ready(timeout=60)
     direct = [Direct(replica.port) for replica in replicas]
     probe_path = f"/boot/v1/bootscript?mac={fleet.mac_of(PROBE)}"
 
@@ -248,7 +257,7 @@ def test_a_killed_replica_behind_nginx_costs_no_node_an_answer(dsn, boot_server,
         lock_loop.run_until_complete(lock_conn.execute("BEGIN"))
         lock_loop.run_until_complete(lock_conn.execute("LOCK TABLE cloudinit.payloads IN ACCESS EXCLUSIVE MODE"))
         mark("restarted")
-        victim.start(wait_ready=False, timeout=30)
+        victim.start(wait_ready=False, timeout=60)
         mark("listening")
         restarted = Direct(victim.port)
         direct[1].close()
