@@ -16,6 +16,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 import threading
 import time
 
@@ -61,6 +62,20 @@ def lab():
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
+# iPXE configures IPv6 too and waits some 15 s for a router advertisement no one sends on this bridge: an
+# advertisement every second (no prefix, not a default router: nothing to configure) ends that wait.
+ROUTER_ADVERTISEMENTS = """
+import socket, struct, sys, time
+sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)  # the kernel fills the checksum
+index = socket.if_nametoindex(sys.argv[1])
+sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+while True:
+    sock.sendto(struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 0, 0, 0), ("ff02::1", 0, 0, index))
+    time.sleep(1)
+"""
+
+
 def start_kea(workdir, ns: str, net: str, boot_url: str) -> subprocess.Popen:
     config = workdir / "kea-dhcp4.conf"
     config.write_text(json.dumps({"Dhcp4": {
@@ -92,6 +107,8 @@ async def test_ovmf_http_boot_loads_ipxe_from_the_boot_path(conn, boot_server, l
     server = boot_server(host=f"{net}.1", CHAMICORE_IPXE_DIR=IPXE_DIR)
     workdir = tmp_root()
     kea = start_kea(workdir, ns, net, server.url)
+    advertiser = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", ROUTER_ADVERTISEMENTS, "br0"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     vm = subprocess.Popen(
         ["ip", "netns", "exec", ns, qemu, "-nographic", "-accel", "tcg", "-no-reboot", "-m", "512", "-bios", OVMF,
          # Only HTTP boot: OVMF's PXE clients would first wait for a TFTP server that is not there.
@@ -109,8 +126,9 @@ async def test_ovmf_http_boot_loads_ipxe_from_the_boot_path(conn, boot_server, l
     finally:
         vm.kill()
         console = vm.communicate()[0].decode(errors="replace")
-        kea.terminate()
-        kea.wait(timeout=10)
+        for process in (kea, advertiser):
+            process.terminate()
+            process.wait(timeout=10)
         images.shutdown()
         images.server_close()
         shutil.rmtree(workdir, ignore_errors=True)
