@@ -22,6 +22,7 @@ from core import tracing
 from core.config import Address, Config, ConfigError
 from core.logs import configure as configure_logs
 from core.logs import granian_logging
+from core.signing import load_signer
 from core.tls import check_certificate, expiry_warning
 
 log = logging.getLogger("chamicore.boot")
@@ -122,6 +123,7 @@ def _granian(config: Config, service: str, module: str, listen: Address, interfa
 def serve_boot(run: Invocation) -> int:
     config = run.config
     _database_url(config, "boot")
+    load_signer(config)  # CHAMICORE_BOOT_SIGNING_*: a key or certificate iPXE would refuse stops here, before listening
     interface = run.args.interface or config.boot_interface
     listener = run.args.listener
     if config.boot_tls_listen is None:

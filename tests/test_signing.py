@@ -9,7 +9,9 @@ codeSigning usage iPXE insists on is checked on the certificate the signature ca
 from __future__ import annotations
 
 import datetime
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,13 +21,16 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from cli.errors import EXIT_CONFIG
 from core.config import ConfigError, load_config
 from core.signing import load_signer
 from hotpath import _dispatch, _dispatch_py, _render
 from hotpath.answers import AnswerBuilder, sign_entries
 from hotpath.app import BootApp
 from hotpath.index import Index
+from tests.helpers.paths import ROOT
 from tests.helpers.polling import wait_until
+from tests.helpers.ports import free_port
 from tests.helpers.seed import add_node, add_params
 from tests.test_dispatch import NODES, PARAMS, PAYLOADS
 
@@ -124,6 +129,17 @@ def test_configuration_refuses_what_ipxe_would(pki):
         assert key_text.splitlines()[1] not in str(raised.value)
     with pytest.raises(ConfigError, match="go together"):
         load_config(_env(pki, CHAMICORE_BOOT_SIGNING_CERT=None))
+
+
+def test_serve_boot_stops_before_listening_on_a_certificate_ipxe_refuses(pki):
+    env = dict(os.environ, CHAMICORE_BOOT_LISTEN=f"127.0.0.1:{free_port()}",
+               **_env(pki, CHAMICORE_BOOT_SIGNING_CERT=pki["web_cert"]))
+    result = subprocess.run([sys.executable, "-m", "cli.main", "serve", "boot"], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == EXIT_CONFIG
+    assert "CHAMICORE_BOOT_SIGNING_CERT: lacks the codeSigning extended key usage" in result.stderr
+    secret = "".join(Path(pki["key"]).read_text().splitlines()[1:-1])
+    assert secret[:40] not in result.stderr + result.stdout
 
 
 @pytest.mark.parametrize("module", [_dispatch, _dispatch_py], ids=["compiled", "twin"])
