@@ -328,7 +328,7 @@ class NodeBatch:
         entries: dict = {}
         for arch, boot in profile.arches.items():
             entries[arch] = BootEntry(node_id, mac, boot["kernel"], boot["initrd"], cmdline,
-                                      self._share(profiled.arch_values(values, arch)), None, None, token, arch)
+                                      values, None, None, token, arch)
         if row["kernel"]:
             entries[profiled.ANY_ARCH] = BootEntry(node_id, mac, row["kernel"], row["initrd"], cmdline,
                                                    values, None, None, token)

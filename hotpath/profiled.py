@@ -5,7 +5,8 @@ after the node's own entries (MAC, component, NID) and before group, role and si
 in the cloud-init payload chain after the component's own payload.  Per-architecture
 answers hang off the node's entry (BootEntry.arches), one entry per architecture the
 profile names; only the node's own architecture is rendered ahead, the others on first
-request (an x86 node asked for arm64 is rare, and the index stays small).
+request (an x86 node asked for arm64 is rare, and the index stays small: they share the node's
+variables, so `{{arch}}` is the node's recorded architecture in every one of them).
 """
 
 from __future__ import annotations
@@ -88,11 +89,6 @@ def payload_chain(chain: tuple, profile: BootProfile | None) -> tuple:
         return chain
     at = 1 if chain and chain[0]["component_id"] is not None else 0
     return (*chain[:at], profile.payload_row, *chain[at:])
-
-
-def arch_values(values: tuple, arch: str) -> tuple:
-    """The node variables with `{{arch}}` (index 5, _render.VARIABLE_NAMES) as the architecture asked for."""
-    return (*values[:5], arch, *values[6:])
 
 
 def node_arch(values: tuple) -> str:
