@@ -58,9 +58,9 @@ def boot_env(dsn: str, **settings: str) -> dict[str, str]:
 
 
 def alternate(feature: str, envs: dict[str, dict[str, str]], *, nodes: int, connections: int, duration: int,
-              rounds: int, work: Path, during: Callable[[dict[str, int]], dict] | None = None) -> dict:
-    """Runs of wrk at the `off` and `on` boot paths (settings in `envs`), then `during(ports)` while both still
-    run (its figures are added to the result).  Returns every run and their summary."""
+              rounds: int, work: Path, during: Callable[[dict[str, Server]], dict] | None = None) -> dict:
+    """Runs of wrk at the `off` and `on` boot paths (settings in `envs`), then `during(servers)` while both
+    still run (its figures are added to the result).  Returns every run and their summary."""
     server_cpu, client_cpu = cpus()
     ports = {setting: free_port() for setting in ("on", "off")}
     servers = {setting: Server(f"boot path, {feature} {setting}",
@@ -76,7 +76,7 @@ def alternate(feature: str, envs: dict[str, dict[str, str]], *, nodes: int, conn
                 runs[setting].append(run)
                 print(f"{feature} {setting:3}: {run}", flush=True)
         if during is not None:
-            extra = during(ports)
+            extra = during(servers)
     return {"runs": runs, **summary(runs), **extra}
 
 
@@ -97,3 +97,12 @@ def summary(runs: dict[str, list[dict]]) -> dict:
     return {"on_req_per_s": round(on), "off_req_per_s": round(off), "ratio": round(on / off, 3),
             "p99_on_ms": round(p99_on, 2), "p99_off_ms": round(p99_off, 2), "p99_ratio": round(p99_on / p99_off, 3),
             "spread_within_setting": spread}
+
+
+def resident_mb(server: Server) -> float:
+    """Resident memory of a running boot path: `chamicore serve`'s process, granian's and its worker's."""
+    import psutil
+
+    assert server.process is not None
+    top = psutil.Process(server.process.pid)
+    return round(sum(p.memory_info().rss for p in (top, *top.children(recursive=True))) / 2**20, 1)

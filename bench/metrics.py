@@ -52,7 +52,7 @@ def main() -> None:
                                   else "false") for setting in ("on", "off")}
         results = alternate("metrics", envs, nodes=args.nodes, connections=args.connections, duration=args.duration,
                             rounds=args.rounds, work=work,
-                            during=lambda ports: {"counted_on": 0 if args.control else counted(ports["on"])})
+                            during=lambda servers: {"counted_on": 0 if args.control else counted(servers["on"].port)})
     sent_on = sum(round(run["req_per_s"] * args.duration) for run in results["runs"]["on"])
     results.update(nodes=args.nodes, duration_s=args.duration, connections=args.connections, control=args.control,
                    target=TARGET)
