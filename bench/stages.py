@@ -2,7 +2,7 @@
 off, in one run, and the memory the pending stages take per node.
 
     python -m bench.stages [--nodes 10000] [--duration 8] [--connections 1000] [--rounds 2] [--control]
-                           [--memory-nodes 100000]
+                           [--storm] [--memory-nodes 100000] [--micro-only]
 
 Two boot paths (`chamicore serve boot`, one worker each, both pinned to CPU 0) serve the same N seeded nodes,
 one recording each node's stage (script, kernel-booted, cloud-init: every request of wrk's mix records one)
@@ -34,7 +34,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from bench.bootstorm import BASE_URL, RESULTS, ROOT, Server, cpus, free_port, run_wrk
+from bench.bootstorm import BASE_URL, RESULTS, ROOT, Server, cpus, free_port, run_storm, run_wrk
 from bench.metrics import seed
 from core.config import load_config
 from core.embedded import EmbeddedPostgres, pgserver_bin_dir, system_bin_dir
@@ -101,6 +101,10 @@ def main() -> None:
     parser.add_argument("--control", action="store_true", help="both paths with stages off: the drift alone")
     parser.add_argument("--memory-nodes", type=int, default=100_000)
     parser.add_argument("--micro-only", action="store_true", help="only the in-process cost of record()")
+    parser.add_argument("--storm", action="store_true",
+                        help="bench.storm instead of wrk: every node boots once a run (its script, then its three "
+                             "cloud-init documents), as in a real storm; wrk's random mix makes most nodes begin a "
+                             "new boot in every flush")
     args = parser.parse_args()
     micro = record_cost(300_000, 3)
     print(f"record() per request: stages on {micro['record_ns_on']} ns, off {micro['record_ns_off']} ns, "
@@ -109,7 +113,7 @@ def main() -> None:
         print(json.dumps(micro))
         return
     results: dict = {"nodes": args.nodes, "duration_s": args.duration, "connections": args.connections,
-                     "control": args.control, "runs": {"on": [], "off": []},
+                     "control": args.control, "storm": args.storm, "runs": {"on": [], "off": []},
                      "pending_bytes_per_node": round(pending_bytes_per_node(args.memory_nodes), 1),
                      "memory_nodes": args.memory_nodes, **micro}
     print(f"pending stages: {results['pending_bytes_per_node']} bytes/node at {args.memory_nodes:,} nodes "
@@ -133,7 +137,12 @@ def main() -> None:
         with servers["on"], servers["off"]:
             for _ in range(args.rounds):
                 for setting in ("off", "on", "on", "off"):
-                    run = run_wrk(ports[setting], args.nodes, args.connections, args.duration, client_cpu, work)
+                    if args.storm:
+                        storm = run_storm(ports[setting], args.nodes, args.nodes, client_cpu)
+                        run = {"req_per_s": storm.get("req_per_s", 0), "p99": f"{storm.get('p99_ms', 0)}ms",
+                               "errors": storm.get("errors"), "answered": storm.get("answered_connections")}
+                    else:
+                        run = run_wrk(ports[setting], args.nodes, args.connections, args.duration, client_cpu, work)
                     results["runs"][setting].append(run)
                     print(f"stages {setting:3}: {run}", flush=True)
     finally:
@@ -153,7 +162,8 @@ def main() -> None:
     print(f"{label}stages on: {on:,.0f} req/s   off: {off:,.0f} req/s   ratio {on / off:.3f} (target >= {TARGET}); "
           f"p99 on {p99_on:.2f} ms off {p99_off:.2f} ms; spread of runs within a setting {spread}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / ("stages-control.json" if args.control else "stages.json")).write_text(json.dumps(results, indent=2))
+    name = "stages" + ("-storm" if args.storm else "") + ("-control" if args.control else "")
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
