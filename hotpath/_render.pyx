@@ -161,7 +161,7 @@ cpdef str kernel_cmdline(str cmdline, bint has_initrd, str mac, str seed_url):
 
 cpdef bytes render_bootscript(str kernel, str initrd, str cmdline, tuple values, str node_id,
                               str mac, str chain_query, str base_url, int retry,
-                              double retry_base, double retry_max, str seed_token=""):
+                              double retry_base, double retry_max, str seed_token="", bint signed=False):
     """The iPXE script of a node that has boot parameters.
 
     The cloud-init seed URL is `<base_url>/cloud-init/<node_id>/<seed_token>/`
@@ -171,6 +171,11 @@ cpdef bytes render_bootscript(str kernel, str initrd, str cmdline, tuple values,
     wrong (`{{hostname}}`, `cmdline` ...) but never the value itself, then
     `sleep` and `chain` back here with the usual back-off, so the node boots
     as soon as the data is fixed.
+
+    `signed` (scripts signed for imgverify): where the script would `chain`
+    back here it does `exit 1` instead, back to the signed boot.ipxe, which
+    fetches the script again and runs it only once it verifies; a chain from
+    here would run whatever answered, unverified.
     """
     cdef dict variables = node_variables(values, mac)
     cdef list refused = []
@@ -190,11 +195,12 @@ cpdef bytes render_bootscript(str kernel, str initrd, str cmdline, tuple values,
     elif not _safe_text(args, False):
         reason = "boot parameter cmdline"
     if reason is not None:
-        return render_wait_script(
-            ("node " + node_id if _is_token(node_id) else "this node") + " cannot boot: " + reason
-            + " is not safe in a boot script (fix it through the admin API)",
-            chain_query + "&retry=" + str(next_retry(retry, retry_base, retry_max)), base_url,
-            retry_delay(retry, retry_base, retry_max))
+        reason = (("node " + node_id if _is_token(node_id) else "this node") + " cannot boot: " + reason
+                  + " is not safe in a boot script (fix it through the admin API)")
+        if signed:
+            return _verified_wait(reason, retry_delay(retry, retry_base, retry_max))
+        return render_wait_script(reason, chain_query + "&retry=" + str(next_retry(retry, retry_base, retry_max)),
+                                  base_url, retry_delay(retry, retry_base, retry_max))
     cdef list lines = ["#!ipxe"]
     lines.append("kernel --name kernel " + kernel_uri + (" " + args if args else "") + " || goto retry")
     if initrd_uri:
@@ -202,9 +208,18 @@ cpdef bytes render_bootscript(str kernel, str initrd, str cmdline, tuple values,
     lines.append("boot || goto retry")
     lines.append(":retry")
     lines.append("sleep " + str(retry_delay(retry, retry_base, retry_max)))
-    lines.append("chain " + base_url + "/boot/v1/bootscript?" + chain_query + "&retry="
-                 + str(next_retry(retry, retry_base, retry_max)))
+    if signed:
+        lines.append("exit 1")
+    else:
+        lines.append("chain " + base_url + "/boot/v1/bootscript?" + chain_query + "&retry="
+                     + str(next_retry(retry, retry_base, retry_max)))
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+cdef bytes _verified_wait(str message, int delay):
+    """render_wait_script for a signed script: it waits, then returns to boot.ipxe instead of chaining."""
+    return ("#!ipxe\necho Chamicore: " + message + "; asking again in " + str(delay) + " s\n"
+            + "sleep " + str(delay) + "\nexit 1\n").encode("utf-8")
 
 
 cpdef bytes render_wait_script(str message, str chain_query, str base_url, int delay):

@@ -81,7 +81,7 @@ def kernel_cmdline(cmdline: str, has_initrd: bool, mac: str, seed_url: str) -> s
 
 
 def render_bootscript(kernel, initrd, cmdline, values, node_id, mac, chain_query, base_url, retry,
-                      retry_base, retry_max, seed_token="") -> bytes:
+                      retry_base, retry_max, seed_token="", signed=False) -> bytes:
     variables = node_variables(values, mac)
     refused: list = []
     kernel_uri = _fill(kernel, variables, refused)
@@ -100,11 +100,12 @@ def render_bootscript(kernel, initrd, cmdline, values, node_id, mac, chain_query
     elif boot_text_problem(args, one_word=False):
         reason = "boot parameter cmdline"
     if reason is not None:
-        return render_wait_script(
-            ("node " + node_id if is_boot_token(node_id) else "this node") + " cannot boot: " + reason
-            + " is not safe in a boot script (fix it through the admin API)",
-            chain_query + "&retry=" + str(next_retry(retry, retry_base, retry_max)), base_url,
-            retry_delay(retry, retry_base, retry_max))
+        reason = (("node " + node_id if is_boot_token(node_id) else "this node") + " cannot boot: " + reason
+                  + " is not safe in a boot script (fix it through the admin API)")
+        if signed:
+            return _verified_wait(reason, retry_delay(retry, retry_base, retry_max))
+        return render_wait_script(reason, chain_query + "&retry=" + str(next_retry(retry, retry_base, retry_max)),
+                                  base_url, retry_delay(retry, retry_base, retry_max))
     lines = ["#!ipxe", "kernel --name kernel " + kernel_uri + (" " + args if args else "") + " || goto retry"]
     if initrd_uri:
         lines.append("initrd --name initrd " + initrd_uri + " || goto retry")
@@ -112,10 +113,15 @@ def render_bootscript(kernel, initrd, cmdline, values, node_id, mac, chain_query
         "boot || goto retry",
         ":retry",
         "sleep " + str(retry_delay(retry, retry_base, retry_max)),
-        "chain " + base_url + "/boot/v1/bootscript?" + chain_query + "&retry="
+        "exit 1" if signed else "chain " + base_url + "/boot/v1/bootscript?" + chain_query + "&retry="
         + str(next_retry(retry, retry_base, retry_max)),
     ]
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _verified_wait(message: str, delay: int) -> bytes:
+    return ("#!ipxe\necho Chamicore: " + message + "; asking again in " + str(delay) + " s\n"
+            + "sleep " + str(delay) + "\nexit 1\n").encode("utf-8")
 
 
 def render_wait_script(message: str, chain_query: str, base_url: str, delay: int) -> bytes:

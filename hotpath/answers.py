@@ -317,7 +317,7 @@ class NodeBatch:
             # The answer to the node's MAC; by name or nid (no MAC) the dispatcher renders one without the token.
             entry.body = render_bootscript(
                 entry.kernel, entry.initrd, entry.cmdline, entry.values, node_id, mac, entry.chain_query,
-                builder.base_url, 0, builder.retry_base, builder.retry_max, token)
+                builder.base_url, 0, builder.retry_base, builder.retry_max, token, builder.signer is not None)
             if builder.signer is not None:
                 self._sign_later(mac, entry)
         return entry

@@ -114,3 +114,18 @@ def test_signed_first_stage_runs_only_verified_scripts():
     assert lines[lines.index(":refused") + 1] == "imgfree script"
     assert "chain" not in text  # nothing runs unverified
     assert lines.count("set query mac=${net${idx}/mac:hexhyp}&arch=${buildarch}&uuid=${uuid}") == 1
+
+
+def test_a_signed_script_returns_to_boot_ipxe_instead_of_chaining():
+    """A chain from a verified script would run whatever answered, unverified: a signed script waits, then
+    `exit 1` back to the signed boot.ipxe, which fetches and verifies again."""
+    args = ("http://k/{{id}}", "http://i", "quiet", NO_VALUES[:0] + ("n1",) + NO_VALUES[1:], "n1", "aa:bb:cc:00:00:01",
+            "mac=aa:bb:cc:00:00:01", "http://b", 2, 2.0, 60.0, "t" * 32)
+    for module in (_render, _render_py):
+        plain, signed = module.render_bootscript(*args), module.render_bootscript(*args, True)
+        assert plain.endswith(b"sleep 8\nchain http://b/boot/v1/bootscript?mac=aa:bb:cc:00:00:01&retry=3\n")
+        assert signed == plain[:plain.rindex(b"chain ")] + b"exit 1\n"
+        unsafe = module.render_bootscript("http://k/{{id}}", "", "a;b ; c", *args[3:], True)
+        assert unsafe.startswith(b"#!ipxe\necho Chamicore: node n1 cannot boot: boot parameter cmdline")
+        assert unsafe.endswith(b"sleep 8\nexit 1\n") and b"chain" not in unsafe
+    assert _render.render_bootscript(*args, True) == _render_py.render_bootscript(*args, True)
