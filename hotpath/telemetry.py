@@ -10,10 +10,10 @@ due, not by how many keep asking.  If the database is away the batch is kept
 
 Boot stages ride on the same flushes: record_stage() keeps, per node, the
 first time of each stage seen since the last flush (and whether a new boot
-began meanwhile), and flush() hands those few events to
-bss.apply_boot_stages, which applies the stage rules (migration 0026) in
-time order, together with what other workers and the Kea lease sync saw.
-Nothing of it stays in memory after a flush.
+began meanwhile), and flush() hands them, a row per node, to
+bss.apply_boot_stages, which merges them with each node's current boot by the
+stage rules (migration 0026), together with what other workers and the Kea
+lease sync wrote.  Nothing of it stays in memory after a flush.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ FLUSH_SLICE = 2_000
 # Boot stages, in order (bss.boot_stages.stage).  DHCP comes from Kea's leases, not from the boot path.
 STAGES = ("dhcp", "ipxe", "script", "kernel-booted", "cloud-init", "ready")
 DHCP, IPXE, SCRIPT, KERNEL_BOOTED, CLOUD_INIT, READY = range(6)
-_NEW_BOOT = 0  # index of a node's marks that holds when a new boot began since the last flush (-1 in SQL)
-_APPLY_STAGES = "SELECT bss.apply_boot_stages($1::text[], $2::int[], $3::float8[])"
+_NEW_BOOT = 0  # index of a node's marks that holds when a new boot began since the last flush
+_APPLY_STAGES = "SELECT bss.apply_boot_stages($1::text[], $2, $3, $4, $5, $6, $7, $8)"
 
 
 # The conversions (endpoint names, "ip:port" to inet, unix time to timestamptz) happen
@@ -165,17 +165,12 @@ class BootTelemetry:
         if not self._stages:
             return 0
         pending, self._stages = self._stages, {}
-        ids: list[str] = []
-        stages: list[int] = []
-        ats: list[float] = []
-        for node_id, marks in pending.items():
-            for stage, at in enumerate(marks):
-                if at:
-                    ids.append(node_id)
-                    stages.append(-1 if stage == _NEW_BOOT else stage)
-                    ats.append(at)
+        # One row per node, a column per mark (None where absent): the merge is set-based, per node.
+        began, ipxe, script, kernel, cloud_init, ready = ([at or None for at in column]
+                                                          for column in zip(*pending.values(), strict=True))
         try:
-            written = await (await self._connection()).fetchval(_APPLY_STAGES, ids, stages, ats)
+            written = await (await self._connection()).fetchval(
+                _APPLY_STAGES, list(pending), began, [None] * len(pending), ipxe, script, kernel, cloud_init, ready)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             self._lost_connection(exc)
             log.warning("boot stages: could not write %d nodes (%s); keeping them", len(pending), self.last_error)

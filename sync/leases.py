@@ -31,10 +31,16 @@ log = logging.getLogger("chamicore.sync.leases")
 PAGE = 1000
 RESULT_UNSUPPORTED = 2  # Kea's answer to a command no loaded hook provides
 RESULT_EMPTY = 3  # Kea's "no leases" answer to lease4-get-page past the last one
+# A node with several interfaces: its latest lease.
 _APPLY = """
-SELECT bss.apply_boot_stages(array_agg(i.component_id), array_agg(0), array_agg(l.cltt))
-FROM unnest($1::text[], $2::float8[]) AS l(mac, cltt)
-JOIN smd.ethernet_interfaces i ON i.mac = l.mac
+WITH latest AS (
+    SELECT i.component_id AS id, max(l.cltt) AS cltt FROM unnest($1::text[], $2::float8[]) AS l(mac, cltt)
+    JOIN smd.ethernet_interfaces i ON i.mac = l.mac GROUP BY i.component_id
+)
+SELECT bss.apply_boot_stages(array_agg(id), array_agg(NULL::float8), array_agg(cltt), array_agg(NULL::float8),
+                             array_agg(NULL::float8), array_agg(NULL::float8), array_agg(NULL::float8),
+                             array_agg(NULL::float8))
+FROM latest
 """
 
 

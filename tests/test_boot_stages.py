@@ -139,7 +139,9 @@ async def test_stage_counts_stuck_nodes_and_time_to_ready(conn, dsn, api, admin_
     recorder.record_stage("n7", IPXE, now - 5)  # just started
     assert await recorder.flush_stages() == 8 and recorder.pending_stages == 0
     # A lease Kea gave n7 before its first stage, and a renewal n0 got once ready (no new boot).
-    await conn.execute("SELECT bss.apply_boot_stages($1, $2, $3)", ["n7", "n0"], [0, 0], [now - 8, now - 1])
+    nothing = [None, None]
+    await conn.execute("SELECT bss.apply_boot_stages($1, $2, $3, $4, $5, $6, $7, $8)", ["n7", "n0"], nothing,
+                       [now - 8, now - 1], nothing, nothing, nothing, nothing, nothing)
 
     summary = (await api.get("/boot/v1/stages/summary", params={"windowMinutes": 60})).json()
     assert summary["byStage"] == {"dhcp": 0, "ipxe": 1, "script": 1, "kernel-booted": 1, "cloud-init": 0, "ready": 5}

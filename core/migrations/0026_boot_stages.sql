@@ -17,12 +17,13 @@ CREATE TABLE bss.boot_stages (
 -- nothing indexed changing PostgreSQL updates a row in place on its page (HOT), with no index to touch.
 -- The admin API's counts and stuck lists read the whole table: ~100 bytes a node, a few ms at 100k.
 
--- The events (node, stage, unix time) of one batch, applied to each node's current boot in one statement.
--- Stage 0 is a lease (Kea), 1..5 ipxe .. ready, -1 "a new boot began here" (the boot path saw one begin
--- between two flushes; what it had of the boot before is not sent).  The rules:
+-- One batch, one row per node (unix times, NULL where absent): where a new boot began in it (the boot path
+-- saw one begin between two flushes; what it had of the boot before is not sent), the latest lease (Kea),
+-- and the first time of each stage ipxe .. ready in it, applied to each node's current boot in one
+-- statement.  The rules:
 -- * within a boot, each stage keeps its first time;
--- * a batch begins a new boot when it says so (-1), when its earliest stage is ipxe or script and the node
---   had gone past it, or when it asks meta-data (kernel-booted) of a node that was ready (a boot from disk);
+-- * a batch begins a new boot when it says so, when its earliest stage is ipxe or script and the node had
+--   gone past it, or when it asks meta-data (kernel-booted) of a node that was ready (a boot from disk);
 -- * a lease moves no node back: Kea's lease file does not tell a reboot's new lease from a renewal, and a
 --   renewal must not send a ready node back to dhcp.  The latest lease is kept; a node with nothing else is
 --   at dhcp, and a new boot keeps the lease when it came after the old boot's last step (it is the new one's).
@@ -31,22 +32,21 @@ CREATE TABLE bss.boot_stages (
 -- meanwhile are skipped.  Returns the rows written.
 -- enable_seqscan off: the table is empty before the first storm (no statistics yet), and the planner then
 -- joins the batch to it by scanning it once per node, minutes for 10k nodes; the key's index is always right.
-CREATE FUNCTION bss.apply_boot_stages(ids text[], stages integer[], ats float8[]) RETURNS integer
+CREATE FUNCTION bss.apply_boot_stages(ids text[], began float8[], lease float8[], ipxe float8[], script float8[],
+                                      kernel float8[], cloud_init float8[], ready float8[]) RETURNS integer
 LANGUAGE sql SET enable_seqscan = off AS $$
 INSERT INTO bss.boot_stages (component_id)
-SELECT DISTINCT u.id FROM unnest(ids) AS u(id)
+SELECT u.id FROM unnest(ids) AS u(id)
 WHERE EXISTS (SELECT 1 FROM smd.components c WHERE c.id = u.id)
 ORDER BY u.id
 ON CONFLICT DO NOTHING;
 
-WITH events AS (
-    SELECT u.id, u.stage, to_timestamp(u.at) AS at FROM unnest(ids, stages, ats) AS u(id, stage, at)
-), b AS (  -- one row per node: where a new boot began, the latest lease, the first time of each stage
-    SELECT id, max(at) FILTER (WHERE stage = -1) AS began, max(at) FILTER (WHERE stage = 0) AS lease,
-           min(at) FILTER (WHERE stage = 1) AS ipxe, min(at) FILTER (WHERE stage = 2) AS script,
-           min(at) FILTER (WHERE stage = 3) AS kernel, min(at) FILTER (WHERE stage = 4) AS cloud_init,
-           min(at) FILTER (WHERE stage = 5) AS ready
-    FROM events GROUP BY id
+WITH b AS (
+    SELECT u.id, to_timestamp(u.began) AS began, to_timestamp(u.lease) AS lease, to_timestamp(u.ipxe) AS ipxe,
+           to_timestamp(u.script) AS script, to_timestamp(u.kernel) AS kernel,
+           to_timestamp(u.cloud_init) AS cloud_init, to_timestamp(u.ready) AS ready
+    FROM unnest(ids, began, lease, ipxe, script, kernel, cloud_init, ready)
+         AS u(id, began, lease, ipxe, script, kernel, cloud_init, ready)
 ), o AS (
     SELECT s.* FROM bss.boot_stages s WHERE s.component_id = ANY(ids) ORDER BY s.component_id FOR UPDATE
 ), j AS (
