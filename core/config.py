@@ -208,6 +208,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BOOT_STAGES", "true", _bool,
             "the boot path records how far each node's boot went (ipxe, script, kernel-booted, cloud-init, ready), "
             "written with its telemetry"),
+    Setting("BOOT_STAGES_FLUSH_S", "10", _positive_float,
+            "how often boot stages are written to the database; a node's stages in between are one row (a storm "
+            "costs PostgreSQL fewer writes; `chamicore stages` lags by up to this long)"),
     Setting("PHONE_HOME", "false", _bool,
             "add cloud-init's phone_home module to every node's user-data, so a booted node reports itself ready "
             "(needs CHAMICORE_BOOT_URL; turning it on changes every node's instance-id)"),
@@ -302,6 +305,7 @@ class Config:
     telemetry_flush_s: float
     telemetry_node_interval_s: float
     boot_stages: bool
+    boot_stages_flush_s: float
     phone_home: bool
     nats_url: str | None
     nats_stream_replicas: int

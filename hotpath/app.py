@@ -112,7 +112,7 @@ class BootApp:
         self.feed = ChangeFeed(config.database_url, builder, self._publish, self._current_index,
                                coalesce_s=config.feed_coalesce_ms / 1000, check_interval_s=config.feed_check_s)
         self.telemetry = BootTelemetry(config.database_url, config.telemetry_flush_s,
-                                       config.telemetry_node_interval_s)
+                                       config.telemetry_node_interval_s, config.boot_stages_flush_s)
         self.stages = config.boot_stages
         if config.phone_home:  # the same URL from either listener: a node's user-data (and instance-id) is one
             builder.phone_home_url = f"{config.boot_url}{phonehome.PATH}"

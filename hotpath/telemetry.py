@@ -8,9 +8,11 @@ meanwhile), so the rows per flush stay bounded by how many nodes are new or
 due, not by how many keep asking.  If the database is away the batch is kept
 (merged with newer requests) and tried again on the next flush.
 
-Boot stages ride on the same flushes: record_stage() keeps, per node, the
-first time of each stage seen since the last flush (and whether a new boot
-began meanwhile), and flush() hands them, a row per node, to
+Boot stages ride on the same flushes, every `stages_interval_s` (10 s by
+default: during a storm a node goes through several stages within that time,
+and they are then one row, not one per stage): record_stage() keeps, per node,
+the first time of each stage seen since the last stage flush (and whether a
+new boot began meanwhile), and flush() hands them, a row per node, to
 bss.apply_boot_stages, which merges them with each node's current boot by the
 stage rules (migration 0026), together with what other workers and the Kea
 lease sync wrote.  Nothing of it stays in memory after a flush.
@@ -64,10 +66,13 @@ def client_host(client: str) -> str | None:
 
 
 class BootTelemetry:
-    def __init__(self, dsn: str, flush_interval_s: float = 2.0, node_interval_s: float = 30.0) -> None:
+    def __init__(self, dsn: str, flush_interval_s: float = 2.0, node_interval_s: float = 30.0,
+                 stages_interval_s: float = 10.0) -> None:
         self.dsn = dsn
         self.flush_interval_s = flush_interval_s
         self.node_interval_s = node_interval_s
+        self.stages_interval_s = stages_interval_s
+        self._stages_flushed_at = time.monotonic()
         self._written_at: dict[str, float] = {}  # node id -> when its row was last written
         self._last: dict[str, tuple] = {}  # node id -> (endpoint, unix time, client)
         self._counts: dict[str, int] = {}
@@ -162,6 +167,7 @@ class BootTelemetry:
     async def flush_stages(self) -> int:
         """Every node's stage events since the last flush, in one call (a few events a node a boot: no
         per-node interval here).  Returns the nodes written; kept and merged if the database is away."""
+        self._stages_flushed_at = time.monotonic()
         if not self._stages:
             return 0
         pending, self._stages = self._stages, {}
@@ -185,7 +191,8 @@ class BootTelemetry:
 
     async def flush(self, force: bool = False) -> int:
         """Write what is due (everything when `force`, as on stop); returns the telemetry rows written."""
-        await self.flush_stages()
+        if force or time.monotonic() - self._stages_flushed_at >= self.stages_interval_s:
+            await self.flush_stages()
         if not self._last:
             return 0
         last, counts = await self._due(force)

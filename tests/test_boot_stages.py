@@ -266,3 +266,20 @@ async def test_phone_home_over_asgi_by_token(conn, boot_server):
         return await conn.fetchval("SELECT stage = 5 FROM bss.boot_stages WHERE component_id = 'node-a'")
 
     assert await until(ready, timeout=10)
+
+
+async def test_a_nodes_stages_between_two_stage_flushes_are_one_row(conn, dsn):
+    """Telemetry flushes every few seconds; stages only every stages_interval_s, so a node that went through
+    several stages meanwhile is written once, with each stage's first time.  Stopping writes what waits."""
+    await add_node(conn, "n1")
+    recorder = BootTelemetry(dsn, stages_interval_s=3600)
+    now = time.time()
+    for stage, at in ((SCRIPT, now - 30), (KERNEL_BOOTED, now - 20), (CLOUD_INIT, now - 10)):
+        recorder.record_stage("n1", stage, at)
+        await recorder.flush()  # a telemetry flush: the stages are not due yet
+    assert recorder.pending_stages == 1
+    assert await conn.fetchval("SELECT count(*) FROM bss.boot_stages") == 0
+    await recorder.stop()
+    row = await conn.fetchrow("SELECT * FROM bss.boot_stages WHERE component_id = 'n1'")
+    assert row["stage"] == CLOUD_INIT and abs(row["script_at"].timestamp() - (now - 30)) < 0.001
+    assert abs(row["cloud_init_at"].timestamp() - (now - 10)) < 0.001

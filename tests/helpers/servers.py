@@ -29,7 +29,7 @@ class ServiceServer:
             CHAMICORE_DATABASE_URL=dsn,
             **{f"CHAMICORE_{service.upper()}_LISTEN": f"{host}:{self.port}"},
             CHAMICORE_FEED_CHECK_S="1",
-            CHAMICORE_TELEMETRY_FLUSH_S="0.2",
+            CHAMICORE_TELEMETRY_FLUSH_S="0.2", CHAMICORE_BOOT_STAGES_FLUSH_S="0.2",
             CHAMICORE_LOG_LEVEL="warning",
             **SECRETS,
         )
