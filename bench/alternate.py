@@ -9,6 +9,7 @@ next: use several rounds, and an A/A run (the same setting on both) to see the d
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import shutil
 import statistics
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from bench import fleet
-from bench.bootstorm import BASE_URL, Server, cpus, free_port, run_wrk
+from bench.bootstorm import BASE_URL, Server, cpus, free_port, run_storm, run_wrk
 from core import db, migrate
 from core.embedded import EmbeddedPostgres, pgserver_bin_dir, system_bin_dir
 
@@ -57,8 +58,24 @@ def boot_env(dsn: str, **settings: str) -> dict[str, str]:
             "CHAMICORE_BOOT_WORKERS": "1", **settings}
 
 
+def arguments(description: str | None, feature: str) -> argparse.ArgumentParser:
+    """The options every such comparison takes."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=10_000)
+    parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per run")
+    parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2, help="off-on-on-off rounds")
+    parser.add_argument("--control", action="store_true", help=f"{feature} off on both paths: the drift alone")
+    parser.add_argument("--storm", action="store_true",
+                        help="bench.storm instead of wrk: every node boots once a run (its script, then its three "
+                             "cloud-init documents), as in a real storm; wrk's random mix asks random nodes again "
+                             "and again")
+    return parser
+
+
 def alternate(feature: str, envs: dict[str, dict[str, str]], *, nodes: int, connections: int, duration: int,
-              rounds: int, work: Path, during: Callable[[dict[str, Server]], dict] | None = None) -> dict:
+              rounds: int, work: Path, storm: bool = False,
+              during: Callable[[dict[str, Server]], dict] | None = None) -> dict:
     """Runs of wrk at the `off` and `on` boot paths (settings in `envs`), then `during(servers)` while both
     still run (its figures are added to the result).  Returns every run and their summary."""
     server_cpu, client_cpu = cpus()
@@ -72,7 +89,12 @@ def alternate(feature: str, envs: dict[str, dict[str, str]], *, nodes: int, conn
     with servers["on"], servers["off"]:
         for _ in range(rounds):
             for setting in ORDER:
-                run = run_wrk(ports[setting], nodes, connections, duration, client_cpu, work)
+                if storm:
+                    result = run_storm(ports[setting], nodes, nodes, client_cpu)
+                    run = {"req_per_s": result.get("req_per_s", 0), "p99": f"{result.get('p99_ms', 0)}ms",
+                           "errors": result.get("errors"), "answered": result.get("answered_connections")}
+                else:
+                    run = run_wrk(ports[setting], nodes, connections, duration, client_cpu, work)
                 runs[setting].append(run)
                 print(f"{feature} {setting:3}: {run}", flush=True)
         if during is not None:

@@ -11,19 +11,19 @@ records boot stages; the `off` one does neither (CHAMICORE_BOOT_STAGES=false), a
 #21.  bench.alternate drives wrk's usual mix at each in turn.  Printed: requests per second and p99 of each
 setting and their ratios (the issue's target: within 5%), the spread of runs within a setting, and each
 server's resident memory once loaded (the features' added bytes per node).  `--control` runs the `off`
-settings on both databases: the drift alone, and what the profiles' data costs without the features.
+settings on both databases: the drift alone, and what the profiles' data costs without the features;
+`--only signing|stages` turns on only one of the two.
 
 Writes bench/results/bootfeatures.json.  No figure is asserted.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
 
-from bench.alternate import alternate, boot_env, private_cluster, resident_mb, seed
+from bench.alternate import alternate, arguments, boot_env, private_cluster, resident_mb, seed
 from bench.bootstorm import RESULTS, ROOT
 from core import db, profiles
 from tests.helpers.tls import TestCA
@@ -65,12 +65,9 @@ async def seed_features(dsn: str) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", type=int, default=10_000)
-    parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per run")
-    parser.add_argument("--connections", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=2, help="off-on-on-off rounds")
-    parser.add_argument("--control", action="store_true", help="the features off on both paths: the drift alone")
+    parser = arguments(__doc__, "the features")
+    parser.add_argument("--only", choices=("signing", "stages"),
+                        help="of signing and stage tracking, only this one on (the profiles' data is always there)")
     args = parser.parse_args()
     with private_cluster("featuresbench") as (cluster, work):
         featured_dsn = cluster.dsn.rsplit("/", 1)[0] + "/featured"
@@ -86,15 +83,17 @@ def main() -> None:
         arch_profiles = asyncio.run(prepare())
         ca = TestCA(work)
         cert, key = ca.issue_code_signing()
-        features = {"CHAMICORE_BOOT_STAGES": "true", "CHAMICORE_BOOT_SIGNING_KEY": str(key),
-                    "CHAMICORE_BOOT_SIGNING_CERT": str(cert)}
+        features = {"CHAMICORE_BOOT_STAGES": "false" if args.only == "signing" else "true"}
+        if args.only != "stages":
+            features.update(CHAMICORE_BOOT_SIGNING_KEY=str(key), CHAMICORE_BOOT_SIGNING_CERT=str(cert))
         envs = {"off": boot_env(cluster.dsn, CHAMICORE_BOOT_STAGES="false"),
                 "on": boot_env(featured_dsn, **({"CHAMICORE_BOOT_STAGES": "false"} if args.control else features))}
         results = alternate("features", envs, nodes=args.nodes, connections=args.connections,
-                            duration=args.duration, rounds=args.rounds, work=work,
+                            duration=args.duration, rounds=args.rounds, work=work, storm=args.storm,
                             during=lambda servers: {"rss_mb": {s: resident_mb(server) for s, server in servers.items()}})
     rss = results["rss_mb"]
     results.update(nodes=args.nodes, duration_s=args.duration, connections=args.connections, control=args.control,
+                   only=args.only,
                    arch_profiles=arch_profiles, target=TARGET,
                    added_bytes_per_node=round((rss["on"] - rss["off"]) * 2**20 / args.nodes))
     label = "control (features off on both): " if args.control else ""

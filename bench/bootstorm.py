@@ -117,11 +117,13 @@ end
 """
 
 
-def run_wrk(port: int, nodes: int, connections: int, duration: int, prefix: list[str], workdir: Path) -> dict:
+def run_wrk(target: int | str, nodes: int, connections: int, duration: int, prefix: list[str], workdir: Path) -> dict:
+    """wrk's boot mix at a port of 127.0.0.1 (http) or a URL (https://127.0.0.1:PORT, say)."""
     script = workdir / "mix.lua"
     script.write_text(WRK_SCRIPT % {"nodes": nodes})
+    url = target if isinstance(target, str) else f"http://127.0.0.1:{target}"
     out = subprocess.run([*prefix, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s",
-                          "-s", str(script), f"http://127.0.0.1:{port}"], capture_output=True, text=True).stdout
+                          "-s", str(script), url], capture_output=True, text=True).stdout
     [line] = [line for line in out.splitlines() if line.startswith("WRK_JSON ")]
     figures = json.loads(line.removeprefix("WRK_JSON "))
     return {"req_per_s": round(figures["requests"] / (figures["duration_us"] / 1e6)),

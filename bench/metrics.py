@@ -15,7 +15,6 @@ Writes bench/results/metrics.json.  No figure is asserted.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
@@ -23,7 +22,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.alternate import alternate, boot_env, private_cluster, seed
+from bench.alternate import alternate, arguments, boot_env, private_cluster, seed
 from bench.bootstorm import RESULTS, ROOT
 
 TARGET = 0.97
@@ -39,19 +38,13 @@ def counted(port: int) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", type=int, default=10_000)
-    parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per run")
-    parser.add_argument("--connections", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=2, help="off-on-on-off rounds")
-    parser.add_argument("--control", action="store_true", help="both paths with metrics off: the drift alone")
-    args = parser.parse_args()
+    args = arguments(__doc__, "metrics").parse_args()
     with private_cluster("metricsbench") as (cluster, work):
         asyncio.run(seed(cluster.dsn, args.nodes))
         envs = {setting: boot_env(cluster.dsn, CHAMICORE_METRICS="true" if setting == "on" and not args.control
                                   else "false") for setting in ("on", "off")}
         results = alternate("metrics", envs, nodes=args.nodes, connections=args.connections, duration=args.duration,
-                            rounds=args.rounds, work=work,
+                            rounds=args.rounds, work=work, storm=args.storm,
                             during=lambda servers: {"counted_on": 0 if args.control else counted(servers["on"].port)})
     sent_on = sum(round(run["req_per_s"] * args.duration) for run in results["runs"]["on"])
     results.update(nodes=args.nodes, duration_s=args.duration, connections=args.connections, control=args.control,

@@ -22,22 +22,17 @@ Writes bench/results/stages.json.  No figure is asserted.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 import tracemalloc
-from pathlib import Path
 
-from bench.bootstorm import BASE_URL, RESULTS, ROOT, Server, cpus, free_port, run_storm, run_wrk
-from bench.metrics import seed
+from bench.alternate import alternate, arguments, boot_env, private_cluster, seed
+from bench.bootstorm import BASE_URL, RESULTS, ROOT
 from core.config import load_config
-from core.embedded import EmbeddedPostgres, pgserver_bin_dir, system_bin_dir
 from hotpath._dispatch import EP_BOOTSCRIPT, EP_CLOUD_INIT, OUT_OK
 from hotpath.app import BootApp
 from hotpath.telemetry import CLOUD_INIT, IPXE, KERNEL_BOOTED, READY, SCRIPT, BootTelemetry
@@ -88,23 +83,10 @@ def record_cost(calls: int, rounds: int) -> dict:
             "runs_ns": {k: [round(v) for v in vs] for k, vs in runs.items()}}
 
 
-def ms(text: str) -> float:
-    return float(text.removesuffix("ms"))
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", type=int, default=10_000)
-    parser.add_argument("--duration", type=int, default=8, help="seconds of wrk per run")
-    parser.add_argument("--connections", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=2, help="off-on-on-off rounds")
-    parser.add_argument("--control", action="store_true", help="both paths with stages off: the drift alone")
+    parser = arguments(__doc__, "stages")
     parser.add_argument("--memory-nodes", type=int, default=100_000)
     parser.add_argument("--micro-only", action="store_true", help="only the in-process cost of record()")
-    parser.add_argument("--storm", action="store_true",
-                        help="bench.storm instead of wrk: every node boots once a run (its script, then its three "
-                             "cloud-init documents), as in a real storm; wrk's random mix makes most nodes begin a "
-                             "new boot in every flush")
     args = parser.parse_args()
     micro = record_cost(300_000, 3)
     print(f"record() per request: stages on {micro['record_ns_on']} ns, off {micro['record_ns_off']} ns, "
@@ -118,46 +100,15 @@ def main() -> None:
                      "memory_nodes": args.memory_nodes, **micro}
     print(f"pending stages: {results['pending_bytes_per_node']} bytes/node at {args.memory_nodes:,} nodes "
           f"(held until the next flush only)", flush=True)
-    server_cpu, client_cpu = cpus()
-    work = Path(tempfile.mkdtemp(prefix="chamicore-stagesbench-", dir="/tmp"))
-    work.chmod(0o711)  # the PostgreSQL service user must reach its cluster below
-    cluster = EmbeddedPostgres(work / "pg", port=free_port(), bin_dir=pgserver_bin_dir() or system_bin_dir(),
-                               durable=False)
-    cluster.start()
-    try:
+    with private_cluster("stagesbench") as (cluster, work):
         asyncio.run(seed(cluster.dsn, args.nodes))
-        common = {"CHAMICORE_DATABASE_URL": cluster.dsn, "CHAMICORE_BOOT_URL": BASE_URL,
-                  "CHAMICORE_LOG_LEVEL": "warning", "CHAMICORE_BOOT_WORKERS": "1"}
-        ports = {"on": free_port(), "off": free_port()}
-        servers = {setting: Server(f"boot path, stages {setting}",
-                                   [*server_cpu, sys.executable, "-m", "cli.main", "serve", "boot"], port, "/readiness",
-                                   {**common, "CHAMICORE_BOOT_LISTEN": f"127.0.0.1:{port}",
-                                    "CHAMICORE_BOOT_STAGES": "true" if setting == "on" and not args.control else "false"})
-                   for setting, port in ports.items()}
-        with servers["on"], servers["off"]:
-            for _ in range(args.rounds):
-                for setting in ("off", "on", "on", "off"):
-                    if args.storm:
-                        storm = run_storm(ports[setting], args.nodes, args.nodes, client_cpu)
-                        run = {"req_per_s": storm.get("req_per_s", 0), "p99": f"{storm.get('p99_ms', 0)}ms",
-                               "errors": storm.get("errors"), "answered": storm.get("answered_connections")}
-                    else:
-                        run = run_wrk(ports[setting], args.nodes, args.connections, args.duration, client_cpu, work)
-                    results["runs"][setting].append(run)
-                    print(f"stages {setting:3}: {run}", flush=True)
-    finally:
-        cluster.destroy()
-        shutil.rmtree(work, ignore_errors=True)
-    runs = results["runs"]
-    on = statistics.mean(run["req_per_s"] for run in runs["on"])
-    off = statistics.mean(run["req_per_s"] for run in runs["off"])
-    p99_on = statistics.mean(ms(run["p99"]) for run in runs["on"])
-    p99_off = statistics.mean(ms(run["p99"]) for run in runs["off"])
-    spread = {s: round((max(r["req_per_s"] for r in runs[s]) - min(r["req_per_s"] for r in runs[s]))
-                       / statistics.mean(r["req_per_s"] for r in runs[s]), 3) for s in runs}
-    results.update(on_req_per_s=round(on), off_req_per_s=round(off), ratio=round(on / off, 3),
-                   p99_on_ms=round(p99_on, 2), p99_off_ms=round(p99_off, 2), p99_ratio=round(p99_on / p99_off, 3),
-                   spread_within_setting=spread, target=TARGET)
+        envs = {setting: boot_env(cluster.dsn, CHAMICORE_BOOT_STAGES="true" if setting == "on" and not args.control
+                                  else "false") for setting in ("on", "off")}
+        results.update(alternate("stages", envs, nodes=args.nodes, connections=args.connections,
+                                 duration=args.duration, rounds=args.rounds, work=work, storm=args.storm))
+    on, off = results["on_req_per_s"], results["off_req_per_s"]
+    p99_on, p99_off, spread = results["p99_on_ms"], results["p99_off_ms"], results["spread_within_setting"]
+    results["target"] = TARGET
     label = "control (stages off on both): " if args.control else ""
     print(f"{label}stages on: {on:,.0f} req/s   off: {off:,.0f} req/s   ratio {on / off:.3f} (target >= {TARGET}); "
           f"p99 on {p99_on:.2f} ms off {p99_off:.2f} ms; spread of runs within a setting {spread}")
