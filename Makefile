@@ -61,6 +61,8 @@ bench: install system-deps
 	$(PY) -m bench.console
 	$(PY) -m bench.tracing
 	$(PY) -m bench.metrics
+	$(PY) -m bench.bootfeatures --rounds 3
+	$(PY) -m bench.stages --storm --rounds 3
 
 lint: install
 	$(PY) -m ruff check .
