@@ -114,9 +114,13 @@ async def test_boot_path_and_admin_api_ride_out_a_failover(pair):
                 await locker.execute("BEGIN; LOCK TABLE bss.boot_params IN ACCESS EXCLUSIVE MODE")
                 in_flight = [asyncio.create_task(patch_kernel("http://images/in-flight")),
                              asyncio.create_task(api.get("/boot/v1/bootparams/compute"))]
-                await poll(lambda: _true_async(locker.fetchval(
+                # Watched from another connection: inside the locker's transaction pg_stat_activity would stay
+                # the snapshot its first read took (PostgreSQL keeps it until the transaction ends).
+                observer = await db.connect(dsn)
+                await poll(lambda: _true_async(observer.fetchval(
                     "SELECT count(*) >= 2 FROM pg_stat_activity WHERE application_name = 'chamicore-admin' "
                     "AND wait_event_type = 'Lock'")), 30, "the admin requests waiting on the lock")
+                await observer.close()
 
                 storm_task = asyncio.create_task(run_storm("127.0.0.1", boot.port, nodes=STORMED,
                                                            registered=STORMED, timeout=60, ramp=8.0))
