@@ -13,7 +13,6 @@ import asyncio
 import collections
 import datetime
 import json
-import shutil
 import threading
 import time
 
@@ -32,7 +31,7 @@ from tests.helpers.pgreplica import ReplicatedPair
 from tests.helpers.servers import ServiceServer
 from tests.helpers.tasks import stop_task
 from tests.helpers.tokens import token_for
-from tests.reliability.test_outbox_faults import NatsServer, stream_messages
+from tests.reliability.test_outbox_faults import nats_server, stream_messages  # noqa: F401 - a fixture
 
 STORMED = 1200  # nodes 1..1200 boot in the storm
 WATCHED = range(1201, 1241)  # asked in a loop, every answer checked, from before the crash to after the resync
@@ -211,14 +210,6 @@ def _boots_with(server: ServiceServer, i: int, expected: bytes) -> bool:
     return expected in server.get(f"/boot/v1/bootscript?mac={fleet.mac_of(i)}")[2]
 
 
-@pytest.fixture
-def nats_server():
-    server = NatsServer().start()
-    yield server
-    server.stop()
-    shutil.rmtree(server.store, ignore_errors=True)
-
-
 class EventWriter:
     """Outbox events committed one by one, as admin edits commit them; each either acknowledged (the commit
     returned) or uncertain (the connection died during the statement: committed or not, the client cannot know)."""
@@ -254,7 +245,7 @@ class EventWriter:
             await conn.close()
 
 
-async def test_sync_daemons_reelect_and_the_relay_delivers_every_event_once(pair, nats_server):
+async def test_sync_daemons_reelect_and_the_relay_delivers_every_event_once(pair, nats_server):  # noqa: F811
     dsn = pair.dsn()
     conn = await db.connect(dsn)
     await migrate.migrate(conn)
