@@ -16,6 +16,7 @@ import time
 import pytest
 
 from sync.kea import KeaSync
+from tests.helpers.netns import wait_link_up
 from tests.helpers.paths import tmp_root
 from tests.helpers.ports import free_port
 from tests.helpers.seed import add_node
@@ -45,6 +46,7 @@ def dhcp_network():
         sh("ip", "netns", "exec", server_ns, "ip", "link", "set", server_if, "up")
         sh("ip", "netns", "exec", client_ns, "ip", "link", "set", client_if, "address", MAC)
         sh("ip", "netns", "exec", client_ns, "ip", "link", "set", client_if, "up")
+        wait_link_up(server_ns, server_if)  # Kea skips, for good, a link not yet running when it starts
         yield server_ns, client_ns, server_if, client_if
     finally:
         subprocess.run(["ip", "netns", "del", server_ns], capture_output=True)
