@@ -199,7 +199,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UNKNOWN_RETRY_S", "10", _positive_float, "seconds an unknown or unready node waits before asking again"),
     Setting("RETRY_BASE_S", "2", _positive_float, "first wait after a failed kernel/initrd download"),
     Setting("RETRY_MAX_S", "60", _positive_float, "longest wait between boot retries"),
-    Setting("FEED_COALESCE_MS", "5", float, "how long the boot path gathers change notifications before re-reading"),
+    Setting("FEED_COALESCE_MS", "5", float, "least time between two batches of changes the boot path applies (an edit "
+            "after a quiet spell is applied at once; a burst is gathered meanwhile)"),
     Setting("FEED_CHECK_S", "30", _positive_float, "period of the boot path's cheap consistency check"),
     Setting("TELEMETRY_FLUSH_S", "2", _positive_float, "how often boot telemetry is written to the database"),
     Setting("TELEMETRY_NODE_INTERVAL_S", "30", float,

@@ -22,6 +22,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+# What a long-running loop (the boot path's change feed and telemetry) treats as "the database or the connection
+# failed: reconnect and carry on".  asyncpg raises InternalClientError ("cannot switch to state ...") for a query
+# on a connection its server killed (pg_terminate_backend, a failover) before the loss was noticed.
+DATABASE_ERRORS = (OSError, TimeoutError, ConnectionError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                   asyncpg.InternalClientError)
+
+
 class NoPrimaryError(ConnectionError):
     """Every host of a multi-host DSN answered, and none takes writes (target_session_attrs=read-write): a failover
     is under way.  A ConnectionError, so that whatever retries a lost database retries this too."""

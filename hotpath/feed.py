@@ -1,13 +1,14 @@
 """The change feed: keeps one worker's index in step with PostgreSQL.
 
 LISTEN on `chamicore_boot` first, then load everything, so that no change
-falls between the two.  Notifications are coalesced for a few milliseconds,
-then the touched nodes are re-read in one snapshot and replaced in the live
-index node by node (a full reload swaps in a new index whole).  On a
-lost connection the old index keeps serving while the feed reconnects with
-backoff and reloads everything (notifications may have been missed).  A
-cheap periodic fingerprint check reloads when the database changed without
-telling us.
+falls between the two.  An edit after a quiet spell is applied at once;
+while notifications keep coming, applies are at least `coalesce_s` apart,
+so a burst is gathered into a few batches.  A batch's touched nodes are
+re-read in one snapshot and replaced in the live index node by node (a
+full reload swaps in a new index whole).  On a lost connection the old
+index keeps serving while the feed reconnects with backoff and reloads
+everything (notifications may have been missed).  A cheap periodic
+fingerprint check reloads when the database changed without telling us.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class ChangeFeed:
         self._lost = asyncio.Event()
         self._fingerprint: tuple | None = None
         self._heard_since_check = 0
+        self._applied_at = float("-inf")  # when the last batch was applied (time.monotonic())
         self._task: asyncio.Task | None = None
 
     # -- lifecycle --------------------------------------------------------
@@ -135,7 +137,7 @@ class ChangeFeed:
                 await self._serve(conn)
             except asyncio.CancelledError:
                 raise
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError) as exc:
+            except db.DATABASE_ERRORS as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.state = FeedState.RECONNECTING if self.ready.is_set() else FeedState.CONNECTING
                 delay = backoff.next()
@@ -193,9 +195,12 @@ class ChangeFeed:
                 raise ConnectionError("lost the LISTEN connection to PostgreSQL")
             if self._wake.is_set():
                 self._wake.clear()
-                if self.coalesce_s:
-                    await asyncio.sleep(self.coalesce_s)
+                # At most one apply per coalesce_s: a lone edit goes out at once, a burst is gathered meanwhile.
+                wait = self._applied_at + self.coalesce_s - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 await self._apply_pending(conn)
+                self._applied_at = time.monotonic()
             if time.monotonic() >= next_check:
                 await self._check_drift(conn)
                 next_check = time.monotonic() + self.check_interval_s
@@ -214,9 +219,10 @@ class ChangeFeed:
         if pending.full:
             await self._full_reload(conn)
         else:
-            touched = await loader.affected_components(conn, pending.ids, pending.roles, pending.groups,
-                                                       pending.macs, pending.nids)
-            touched |= pending.ids
+            touched = set(pending.ids)
+            if pending.ids or pending.roles or pending.groups or pending.macs or pending.nids:  # not a profile alone
+                touched |= await loader.affected_components(conn, pending.ids, pending.roles, pending.groups,
+                                                            pending.macs, pending.nids)
             if pending.selectors:
                 touched |= await loader.selector_components(conn, pending.selectors)
             if len(touched) > FULL_RELOAD_THRESHOLD:

@@ -148,3 +148,28 @@ async def _follow_the_nid(conn, feed, holder):
     await conn.execute("DELETE FROM bss.boot_params WHERE id = 'nid-5'")
     await eventually(lambda: holder.index.by_id["n2"].kernel == "http://site")
     assert feed.full_reloads == reloads  # each change reached the nodes holding the NID, not a resync
+
+
+async def test_a_lone_edit_goes_out_at_once_and_a_burst_is_gathered(conn, dsn):
+    """coalesce_s is the least time between two applied batches, not a wait before each: an edit after a quiet
+    spell is applied at once, and edits that follow within coalesce_s wait for one batch together."""
+    await add_node(conn, "n1", ["00:00:00:00:00:01"])
+    await add_node(conn, "n2", ["00:00:00:00:00:02"])
+    holder = Holder()
+    feed = ChangeFeed(dsn, AnswerBuilder("http://b", 2.0, 60.0), holder.publish, lambda: holder.index,
+                      coalesce_s=3.0, check_interval_s=3600)
+    feed.start()
+    try:
+        await asyncio.wait_for(feed.ready.wait(), 10)
+        kernel = lambda mac: holder.index.by_mac[mac].kernel  # noqa: E731
+        await add_params(conn, "p1", component_id="n1", kernel="http://k1")
+        await eventually(lambda: kernel("00:00:00:00:00:01") == "http://k1", timeout=2.0)  # not after 3 s
+        assert feed.partial_updates == 1
+        await add_params(conn, "p2", component_id="n2", kernel="http://k2")
+        await conn.execute("UPDATE bss.boot_params SET kernel = 'http://k1b' WHERE id = 'p1'")
+        await asyncio.sleep(0.5)
+        assert kernel("00:00:00:00:00:02") == "" and feed.partial_updates == 1  # gathered, not yet applied
+        await eventually(lambda: kernel("00:00:00:00:00:02") == "http://k2", timeout=10.0)
+        assert kernel("00:00:00:00:00:01") == "http://k1b" and feed.partial_updates == 2  # one batch for both
+    finally:
+        await feed.stop()
