@@ -265,11 +265,12 @@ class Dispatcher:
             if by_mac:
                 body = render_bootscript(entry.kernel, entry.initrd, entry.cmdline, entry.values,
                                          entry.node_id, entry.mac, entry.chain_query, base, retry,
-                                         self.retry_base, self.retry_max, entry.seed_token, self.signer is not None)
+                                         self.retry_base, self.retry_max, entry.seed_token, self.signer is not None,
+                                         entry.script)
             else:
                 body = render_bootscript(entry.kernel, entry.initrd, entry.cmdline, entry.values,
                                          entry.node_id, "", lookup, base, retry, self.retry_base, self.retry_max,
-                                         "", self.signer is not None)
+                                         "", self.signer is not None, entry.script)
             if cache is None:
                 cache = entry.cache = {}
             if len(cache) < MAX_CACHED_VARIANTS:

@@ -18,6 +18,15 @@ word that ends an iPXE command (`||`, `&&`, `;`, `#...`).
 
 from cpython.unicode cimport Py_UNICODE_ISPRINTABLE
 
+from core.templates import SCRIPT_SLOTS
+
+# A profile's script (core/templates.py) holds these where the request decides the value.
+cdef str SLOT_KERNEL = SCRIPT_SLOTS["kernel"]
+cdef str SLOT_INITRD = SCRIPT_SLOTS["initrd"]
+cdef str SLOT_PARAMS = SCRIPT_SLOTS["params"]
+cdef str SLOT_BASE_URL = SCRIPT_SLOTS["baseUrl"]
+cdef str SLOT_SEED_URL = SCRIPT_SLOTS["seedUrl"]
+
 # Node variables a stored kernel, initrd or cmdline may name as {{name}}, in the
 # order of the values tuple each index entry keeps (a tuple is far smaller than
 # a dict per node; the dict is built only when a script is rendered).
@@ -161,7 +170,8 @@ cpdef str kernel_cmdline(str cmdline, bint has_initrd, str mac, str seed_url):
 
 cpdef bytes render_bootscript(str kernel, str initrd, str cmdline, tuple values, str node_id,
                               str mac, str chain_query, str base_url, int retry,
-                              double retry_base, double retry_max, str seed_token="", bint signed=False):
+                              double retry_base, double retry_max, str seed_token="", bint signed=False,
+                              str script=None):
     """The iPXE script of a node that has boot parameters.
 
     The cloud-init seed URL is `<base_url>/cloud-init/<node_id>/<seed_token>/`
@@ -201,11 +211,15 @@ cpdef bytes render_bootscript(str kernel, str initrd, str cmdline, tuple values,
             return _verified_wait(reason, retry_delay(retry, retry_base, retry_max))
         return render_wait_script(reason, chain_query + "&retry=" + str(next_retry(retry, retry_base, retry_max)),
                                   base_url, retry_delay(retry, retry_base, retry_max))
-    cdef list lines = ["#!ipxe"]
-    lines.append("kernel --name kernel " + kernel_uri + (" " + args if args else "") + " || goto retry")
-    if initrd_uri:
-        lines.append("initrd --name initrd " + initrd_uri + " || goto retry")
-    lines.append("boot || goto retry")
+    cdef list lines
+    if script is None:
+        lines = ["#!ipxe"]
+        lines.append("kernel --name kernel " + kernel_uri + (" " + args if args else "") + " || goto retry")
+        if initrd_uri:
+            lines.append("initrd --name initrd " + initrd_uri + " || goto retry")
+        lines.append("boot || goto retry")
+    else:
+        lines = [_filled_script(script, kernel_uri, initrd_uri, args, base_url, seed_url)]
     lines.append(":retry")
     lines.append("sleep " + str(retry_delay(retry, retry_base, retry_max)))
     if signed:
@@ -214,6 +228,13 @@ cpdef bytes render_bootscript(str kernel, str initrd, str cmdline, tuple values,
         lines.append("chain " + base_url + "/boot/v1/bootscript?" + chain_query + "&retry="
                      + str(next_retry(retry, retry_base, retry_max)))
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+cdef str _filled_script(str script, str kernel_uri, str initrd_uri, str args, str base_url, str seed_url):
+    """A profile's script (core/templates.py) with its slots filled in; the boot path's :retry follows it."""
+    script = (script.replace(SLOT_KERNEL, kernel_uri).replace(SLOT_INITRD, initrd_uri).replace(SLOT_PARAMS, args)
+              .replace(SLOT_BASE_URL, base_url).replace(SLOT_SEED_URL, seed_url))
+    return script[:len(script) - 1] if script.endswith("\n") else script
 
 
 cdef bytes _verified_wait(str message, int delay):

@@ -6,6 +6,10 @@ What is safe in a script is core.identity's rule, used here as it stands.
 """
 
 from core.identity import boot_text_problem, is_boot_token
+from core.templates import SCRIPT_SLOTS
+
+SLOT_KERNEL, SLOT_INITRD, SLOT_PARAMS, SLOT_BASE_URL, SLOT_SEED_URL = (
+    SCRIPT_SLOTS[name] for name in ("kernel", "initrd", "params", "baseUrl", "seedUrl"))
 
 VARIABLE_NAMES = ("id", "nid", "role", "subRole", "hostname", "arch", "type", "rack", "unit", "slot", "group",
                   "groups")
@@ -81,7 +85,7 @@ def kernel_cmdline(cmdline: str, has_initrd: bool, mac: str, seed_url: str) -> s
 
 
 def render_bootscript(kernel, initrd, cmdline, values, node_id, mac, chain_query, base_url, retry,
-                      retry_base, retry_max, seed_token="", signed=False) -> bytes:
+                      retry_base, retry_max, seed_token="", signed=False, script=None) -> bytes:
     variables = node_variables(values, mac)
     refused: list = []
     kernel_uri = _fill(kernel, variables, refused)
@@ -106,17 +110,26 @@ def render_bootscript(kernel, initrd, cmdline, values, node_id, mac, chain_query
             return _verified_wait(reason, retry_delay(retry, retry_base, retry_max))
         return render_wait_script(reason, chain_query + "&retry=" + str(next_retry(retry, retry_base, retry_max)),
                                   base_url, retry_delay(retry, retry_base, retry_max))
-    lines = ["#!ipxe", "kernel --name kernel " + kernel_uri + (" " + args if args else "") + " || goto retry"]
-    if initrd_uri:
-        lines.append("initrd --name initrd " + initrd_uri + " || goto retry")
+    if script is None:
+        lines = ["#!ipxe", "kernel --name kernel " + kernel_uri + (" " + args if args else "") + " || goto retry"]
+        if initrd_uri:
+            lines.append("initrd --name initrd " + initrd_uri + " || goto retry")
+        lines.append("boot || goto retry")
+    else:
+        lines = [_filled_script(script, kernel_uri, initrd_uri, args, base_url, seed_url)]
     lines += [
-        "boot || goto retry",
         ":retry",
         "sleep " + str(retry_delay(retry, retry_base, retry_max)),
         "exit 1" if signed else "chain " + base_url + "/boot/v1/bootscript?" + chain_query + "&retry="
         + str(next_retry(retry, retry_base, retry_max)),
     ]
     return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _filled_script(script: str, kernel_uri: str, initrd_uri: str, args: str, base_url: str, seed_url: str) -> str:
+    script = (script.replace(SLOT_KERNEL, kernel_uri).replace(SLOT_INITRD, initrd_uri).replace(SLOT_PARAMS, args)
+              .replace(SLOT_BASE_URL, base_url).replace(SLOT_SEED_URL, seed_url))
+    return script[:-1] if script.endswith("\n") else script
 
 
 def _verified_wait(message: str, delay: int) -> bytes:

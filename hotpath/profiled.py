@@ -28,13 +28,13 @@ class BootProfile:
     """One profile, prepared for a load: its rows for the two chains, made once and shared by its nodes."""
 
     __slots__ = ("id", "boot_row", "payload_row", "arches", "missing", "cmdline", "user_data", "vendor_data",
-                 "templated")
+                 "script", "templated")
 
     def __init__(self, row: Mapping[str, Any]) -> None:
         self.id = row["id"]
         self.arches: dict[str, dict] = row["arches"] or {}
         self.boot_row: dict | None = None
-        if row["kernel"] or self.arches:
+        if row["kernel"] or self.arches or row["script"] is not None:
             self.boot_row = {"mac": None, "component_id": None, "nid": None, "group_name": None, "role": None,
                              "kernel": row["kernel"], "initrd": row["initrd"], "cmdline": row["cmdline"],
                              "profile": self}
@@ -50,8 +50,13 @@ class BootProfile:
         self.cmdline = cmdline if _SIMPLE.fullmatch(cmdline) else templates.compile_stored(cmdline)
         self.user_data = templates.compile_stored(row["user_data"])
         self.vendor_data = templates.compile_stored(row["vendor_data"])
+        # The iPXE script the profile's nodes run instead of the boot path's own (core/templates.py, "script").
+        self.script = templates.compile_stored(row["script"], script=True)
+        if isinstance(self.script, str) and not self.script.startswith("!"):
+            why = templates.script_problem(self.script)
+            self.script = self.script if why is None else "!" + why
         self.templated = any(not isinstance(t, str | None) or (isinstance(t, str) and t.startswith("!"))
-                             for t in (self.cmdline, self.user_data, self.vendor_data))
+                             for t in (self.cmdline, self.user_data, self.vendor_data, self.script))
         # The wait message of an architecture with no answer; the boot path fills in {node} and {arch}.
         self.missing = (f"node {{node}}: profile {self.id} has no kernel for architecture {{arch}} "
                         f"(it has {', '.join(sorted(self.arches))})")
@@ -109,8 +114,24 @@ def rendered(profile: BootProfile, what: str, compiled, context: dict | None) ->
     if compiled is None or (isinstance(compiled, str) and not compiled.startswith("!")):
         return compiled, None
     if isinstance(compiled, str):
-        return None, f"profile {profile.id} {what}: the template does not compile (fix it through the admin API)"
+        why = templates.plain(compiled[1:300]) if what == "script" else "the template does not compile"
+        return None, f"profile {profile.id} {what}: {why} (fix it through the admin API)"
     if context is None:
         return None, f"profile {profile.id} {what}: no node to render it for"
     text, problem = templates.render(compiled, context)
     return text, None if problem is None else f"profile {profile.id} {what} template failed: {problem}"
+
+
+def rendered_script(profile: BootProfile, context: dict | None, kernel: bool, initrd: bool) -> tuple[str | None,
+                                                                                                 str | None]:
+    """The profile's iPXE script for one node, MAC and architecture, its slots left for the renderer
+    (hotpath/_render.pyx), or (None, why the node must wait).  `kernel` and `initrd` are "" for an answer that
+    has none (a template may test them), their slot otherwise."""
+    slots = {**templates.SCRIPT_SLOTS}
+    for name, present in (("kernel", kernel), ("initrd", initrd)):
+        if not present:
+            slots[name] = ""
+    text, problem = rendered(profile, "script", profile.script, None if context is None else {**context, **slots})
+    if text is not None and not isinstance(profile.script, str) and (why := templates.script_problem(text)):
+        return None, f"profile {profile.id} script: {templates.plain(why)}"
+    return text, problem

@@ -90,6 +90,7 @@ async def test_cloud_init_resolution_and_instance_id(conn):
     await add_payload(conn, "role", role="Compute", meta_data={"tier": "role"})
     await add_payload(conn, "group", group="rack1", user_data="#cloud-config\ngroup: true\n",
                       meta_data={"local-hostname": "c001", "instance-id": "ignored"})
+    await add_params(conn, "site", kernel="http://k/{{hostname}}")
     index = await build(conn)
     entry = index.cloud_by_id["n1"]
     assert entry.user_data == b"#cloud-config\ngroup: true\n"
@@ -98,6 +99,7 @@ async def test_cloud_init_resolution_and_instance_id(conn):
     assert (meta["site"], meta["tier"], meta["local-hostname"]) == ("s", "role", "c001")
     assert meta["instance-id"] == entry.instance_id != "ignored"
     assert index.by_id["n1"].values[_render.VARIABLE_NAMES.index("hostname")] == "c001"
+    assert b"kernel --name kernel http://k/c001 " in index.by_id["n1"].body
 
     # Same data, new process: same instance-id.  Changed data: a new one.
     assert (await build(conn)).cloud_by_id["n1"].instance_id == entry.instance_id
@@ -201,10 +203,12 @@ async def test_openchami_meta_data_keys(conn):
     await conn.execute("UPDATE cloudinit.payloads SET description = 'The compute group' WHERE id = 'compute'")
     await add_payload(conn, "named", component_id="named", meta_data={
         "local-hostname": "login1", "public-keys": ["ssh-ed25519 BBBB own"], "cloud-provider": "mine"})
+    await add_params(conn, "site", kernel="http://k/vmlinuz", cmdline="hostname={{hostname}}")
     index = await build(conn)
     meta = msgspec.json.decode(index.cloud_by_id["x1000c1s7b0n0"].meta_data)
     assert (meta["local-hostname"], meta["hostname"], meta["cluster-name"]) == ("nid007", "nid007", "demo")
     assert index.by_id["x1000c1s7b0n0"].values[_render.VARIABLE_NAMES.index("hostname")] == "nid007"
+    assert b" hostname=nid007 " in index.by_id["x1000c1s7b0n0"].body
     assert (meta["cloud-provider"], meta["region"], meta["availability-zone"]) == ("openchami", "r1", "az1")
     assert meta["public-keys"] == ["ssh-ed25519 AAAA site"]
     assert meta["component-id"] == "x1000c1s7b0n0" and meta["nid"] == 7  # Chamicore's own keys stay

@@ -20,6 +20,7 @@ import pytest
 from tests.helpers.exposition import key, samples
 from tests.helpers.ports import free_port
 from tests.helpers.seed import add_node, add_params
+from tests.test_profiles import add_profile
 
 MAC = "52:54:00:12:34:56"
 OVMF = "/usr/share/ovmf/OVMF.fd"
@@ -38,9 +39,10 @@ class _Recorder(http.server.BaseHTTPRequestHandler):
         pass
 
 
-async def boot_to_the_kernel_request(conn, boot_server, *firmware: str) -> tuple:
+async def boot_to_the_kernel_request(conn, boot_server, *firmware: str, prepare=None) -> tuple:
     """Boot QEMU (its firmware chosen by `firmware`) against the boot path until iPXE asks for the kernel:
-    (boot server, [(path, User-Agent)] of the kernel requests, console)."""
+    (boot server, [(path, User-Agent)] of the requests to the image server, console).  `prepare(conn,
+    images_url)` adds to the seeded data before the boot path starts."""
     qemu = shutil.which("qemu-system-x86_64")
     if qemu is None:
         pytest.fail("QEMU is not installed: apt-get install -y qemu-system-x86 ipxe-qemu (make test does it)")
@@ -54,6 +56,8 @@ async def boot_to_the_kernel_request(conn, boot_server, *firmware: str) -> tuple
     await add_params(conn, "compute", role="Compute",
                      kernel=f"http://10.0.2.2:{images_port}/images/{{{{id}}}}/vmlinuz",
                      initrd=f"http://10.0.2.2:{images_port}/images/{{{{id}}}}/initrd", cmdline="console=ttyS0")
+    if prepare is not None:
+        await prepare(conn, f"http://10.0.2.2:{images_port}")
     server = boot_server()
     vm = subprocess.Popen(
         [qemu, "-nographic", "-accel", "tcg", "-no-reboot", *firmware,
@@ -63,7 +67,7 @@ async def boot_to_the_kernel_request(conn, boot_server, *firmware: str) -> tuple
     )
     try:
         deadline = time.monotonic() + 120
-        while not seen and time.monotonic() < deadline:
+        while not any("vmlinuz" in path for path, _ in seen) and time.monotonic() < deadline:
             assert vm.poll() is None, "QEMU exited early"
             time.sleep(0.2)
     finally:
@@ -106,4 +110,39 @@ async def test_uefi_ipxe_boots_to_the_kernel_request(conn, boot_server):
     assert re.search(r"Features:[^\n]* EFI\b", console)  # iPXE's EFI build ran, not the BIOS one
     metrics = samples(server.get("/metrics")[2])
     assert metrics[key("chamicore_boot_requests_total", endpoint="boot.ipxe", outcome="ok")] == 1
+    assert metrics[key("chamicore_boot_requests_total", endpoint="bootscript", outcome="ok")] == 1
+
+
+PROFILE_SCRIPT = """#!ipxe
+echo Chamicore profile {{ profile }} for {{ id }} ({{ labels.tier }})
+{% for group in groups %}imgfetch {{ images }}/marker/{{ group }} || echo no marker for {{ group }}
+{% endfor %}echo args: {{ params }}
+kernel {{ kernel }} {{ params }} tier={{ labels.tier }} || goto retry
+initrd {{ initrd }} || goto retry
+boot || goto retry
+"""
+
+
+@pytest.mark.qemu
+async def test_ipxe_runs_a_profiles_script_template(conn, boot_server):
+    # The node's profile brings its own iPXE script, a template rendered for the node when the index is built;
+    # iPXE runs it: the loop over the node's groups fetches a marker per group, then the profile's kernel.
+    async def prepare(conn, images_url):
+        await conn.execute("""UPDATE smd.components SET labels = '{"tier": "prod"}' WHERE id = 'node-qemu'""")
+        await conn.execute("INSERT INTO smd.groups (name) VALUES ('rack7'), ('gpu') ON CONFLICT DO NOTHING")
+        await conn.execute("INSERT INTO smd.group_members (group_name, component_id) "
+                           "VALUES ('rack7', 'node-qemu'), ('gpu', 'node-qemu')")
+        await add_profile(conn, "qemu-script", {"labels": {"tier": "prod"}}, kernel=f"{images_url}/prof/vmlinuz",
+                          initrd=f"{images_url}/prof/initrd", cmdline="console=ttyS0 quiet",
+                          script=PROFILE_SCRIPT.replace("{{ images }}", images_url))
+
+    server, seen, console = await boot_to_the_kernel_request(conn, boot_server, "-m", "256", prepare=prepare)
+    paths = [path for path, _ in seen]
+    assert "/prof/vmlinuz" in paths, "iPXE never asked for the profile's kernel; console:\n" + console[-3000:]
+    assert paths[:3] == ["/marker/gpu", "/marker/rack7", "/prof/vmlinuz"], paths
+    unwrapped = console.replace("\r\n", "")  # the console wraps at 80 columns
+    assert "Chamicore profile qemu-script for node-qemu (prod)" in unwrapped
+    assert re.search(r"args: console=ttyS0 quiet initrd=initrd BOOTIF=01-52-54-00-12-34-56 "
+                     r"ds=nocloud-net;s=http://10\.0\.2\.2:\d+/cloud-init/node-qemu/\w+/", unwrapped), console[-3000:]
+    metrics = samples(server.get("/metrics")[2])
     assert metrics[key("chamicore_boot_requests_total", endpoint="bootscript", outcome="ok")] == 1

@@ -194,3 +194,68 @@ async def test_templates_render_per_node_and_see_only_that_node(conn):
     # n2 has no gpu label: StrictUndefined fails its vendor-data, so it waits (naming why) instead of booting.
     assert n2.body is None and "vendor-data template failed: line 1: UndefinedError" in n2.wait_message
     assert index.cloud_by_id["n2"].vendor_data.startswith(b"#cloud-config\n# Chamicore: profile tmpl vendor-data")
+
+
+SCRIPT = """#!ipxe
+echo {{ profile }}: {{ id }} {{ labels.get('tier', 'none') }} via {{ baseUrl }}
+kernel {{ kernel }} {{ params }} || goto retry
+{% if initrd %}initrd {{ initrd }} || goto retry
+{% endif %}boot || goto retry
+"""
+
+
+async def test_a_profiles_script_template_is_rendered_per_node_and_served_per_request(conn):
+    await add_node(conn, "s1", ["00:00:00:00:04:01"], nid=1, arch="x86_64", groups=["st"])
+    await add_node(conn, "s2", ["00:00:00:00:04:02"], nid=2, arch="aarch64", groups=["st"])
+    await add_node(conn, "s3", ["00:00:00:00:04:03"], nid=3, arch="x86_64", groups=["st"])
+    await conn.execute("""UPDATE smd.components SET labels = '{"tier": "prod"}' WHERE id = 's1'""")
+    await conn.execute("""UPDATE smd.components SET labels = '{"tier": "a || shell"}' WHERE id = 's3'""")
+    await add_profile(conn, "scripted", {"groups": ["st"]}, cmdline="quiet", script=SCRIPT, arches={
+        "x86_64": {"kernel": "http://img/x86/vmlinuz", "initrd": "http://img/x86/initrd", "ipxe": ""},
+        "arm64": {"kernel": "http://img/arm/Image", "initrd": "", "ipxe": ""}})
+    index = await build(conn)
+    token = await conn.fetchval("SELECT cloud_init_token FROM smd.components WHERE id = 's1'")
+    s1, s2, s3 = (index.by_id[n] for n in ("s1", "s2", "s3"))
+    # Rendered ahead for the configured boot URL: one lookup per request, as for any script.
+    assert s1.body.decode() == (
+        "#!ipxe\necho scripted: s1 prod via http://b\n"
+        "kernel http://img/x86/vmlinuz quiet initrd=initrd BOOTIF=01-00-00-00-00-04-01 "
+        f"ds=nocloud-net;s=http://b/cloud-init/s1/{token}/ || goto retry\n"
+        "initrd http://img/x86/initrd || goto retry\nboot || goto retry\n"
+        ":retry\nsleep 2\nchain http://b/boot/v1/bootscript?mac=00:00:00:00:04:01&arch=x86_64&retry=1\n")
+    # The arm64 node: its own architecture's kernel, and no initrd line (the template's {% if %}).
+    assert "kernel http://img/arm/Image quiet BOOTIF" in s2.body.decode() and b"\ninitrd" not in s2.body
+    # Nothing in its kernel, initrd or cmdline names a node variable: the entry keeps none (index memory).
+    assert s1.values == () and s1.arches["arm64"].values == ()
+    # A printed value that would add an iPXE command makes that node wait, naming why; the others boot.
+    assert s3.body is None and "profile scripted script template failed: line 2" in s3.wait_message
+    assert "||" not in s3.wait_message
+    # Per request, the slots are filled for what was asked: another architecture (its script rendered when the
+    # index was built), a Host-derived base URL, a retry count (no Jinja then).
+    dispatcher = Dispatcher(index, None, "http://fallback", 2.0, 60.0, 5.0)
+    status, _, body, *_ = dispatcher.dispatch("/boot/v1/bootscript", "mac=00:00:00:00:04:01&arch=arm64&retry=2",
+                                              "boot.example:8080")
+    text = body.decode()
+    assert status == 200 and "echo scripted: s1 prod via http://boot.example:8080\n" in text
+    assert "kernel http://img/arm/Image quiet BOOTIF=01-00-00-00-00-04-01 " \
+           f"ds=nocloud-net;s=http://boot.example:8080/cloud-init/s1/{token}/ || goto retry" in text
+    assert "initrd" not in text.replace("initrd=initrd", "")  # rendered per architecture: arm64 has no initrd
+    assert text.endswith(":retry\nsleep 8\nchain http://boot.example:8080/boot/v1/bootscript?"
+                         "mac=00:00:00:00:04:01&arch=arm64&retry=3\n")
+    # Asked by name: no MAC, no seed token in it.
+    status, _, body, *_ = dispatcher.dispatch("/boot/v1/bootscript", "name=s1", "b")
+    assert status == 200 and "quiet initrd=initrd ds=nocloud-net;s=http://b/cloud-init/s1/ ||" in body.decode()
+
+
+async def test_a_profiles_plain_script_and_one_written_around_the_api(conn):
+    await add_node(conn, "p1", ["00:00:00:00:05:01"], groups=["local"])
+    await add_node(conn, "p2", ["00:00:00:00:05:02"], groups=["broken"])
+    # A plain script (no template markers): boot from the local disk, no kernel at all.
+    await add_profile(conn, "local", {"groups": ["local"]}, script="#!ipxe\nsanboot --no-describe --drive 0x80\n")
+    # Stored around the admin API: a script defining the boot path's :retry label is refused at build time.
+    await add_profile(conn, "broken", {"groups": ["broken"]}, kernel="http://k", script="#!ipxe\n:retry\nshell\n")
+    index = await build(conn)
+    assert index.by_id["p1"].body == (b"#!ipxe\nsanboot --no-describe --drive 0x80\n:retry\nsleep 2\n"
+                                      b"chain http://b/boot/v1/bootscript?mac=00:00:00:00:05:01&retry=1\n")
+    p2 = index.by_id["p2"]
+    assert p2.body is None and "profile broken script: line 2: the label :retry is the boot path" in p2.wait_message

@@ -5,6 +5,7 @@ import importlib.machinery
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.templates import SCRIPT_SLOTS
 from hotpath import _render, _render_py
 
 
@@ -26,13 +27,43 @@ def test_fill_variables_twin(template, values):
     assert _render.fill_variables(template, values) == _render_py.fill_variables(template, values)
 
 
+# A profile's rendered script: text with the request-dependent slots in it (core/templates.SCRIPT_SLOTS).
+scripts = st.one_of(st.none(), st.lists(st.one_of(words, st.sampled_from([*SCRIPT_SLOTS.values(), "\n", "#!ipxe\n"])),
+                                        max_size=10).map("".join))
+
+
 @settings(max_examples=300)
 @given(templates, templates, templates, st.lists(words, min_size=12, max_size=12).map(tuple), words,
-       st.integers(0, 64), st.floats(0.1, 30), st.floats(30, 600), st.sampled_from(["", "0123abcd" * 4]))
-def test_bootscript_twin(kernel, initrd, cmdline, values, node_id, retry, base, cap, seed_token):
+       st.integers(0, 64), st.floats(0.1, 30), st.floats(30, 600), st.sampled_from(["", "0123abcd" * 4]),
+       st.booleans(), scripts)
+def test_bootscript_twin(kernel, initrd, cmdline, values, node_id, retry, base, cap, seed_token, signed, script):
     args = (kernel, initrd, cmdline, values, node_id, "aa:bb:cc:dd:ee:ff", "mac=aa:bb:cc:dd:ee:ff",
-            "http://boot:8080", retry, base, cap, seed_token)
+            "http://boot:8080", retry, base, cap, seed_token, signed, script)
     assert _render.render_bootscript(*args) == _render_py.render_bootscript(*args)
+
+
+def test_a_profile_script_gets_its_slots_filled_and_the_retry_label():
+    slots = SCRIPT_SLOTS
+    script = (f"#!ipxe\necho {{id}} on {slots['baseUrl']}\nkernel {slots['kernel']} {slots['params']} || goto retry\n"
+              f"initrd {slots['initrd']} || goto retry\nboot || goto retry\n")
+    values = ("n7", "7", "Compute", "", "nid0007", "x86_64", "Node", "", "", "", "", "")
+    for module in (_render, _render_py):
+        body = module.render_bootscript("http://img/{{id}}/vmlinuz", "http://img/initrd", "quiet", values, "n7",
+                                        "aa:bb:cc:dd:ee:01", "mac=aa:bb:cc:dd:ee:01", "http://b:8", 1, 2.0, 60.0,
+                                        "t" * 32, False, script).decode()
+        assert body == ("#!ipxe\necho {id} on http://b:8\n"
+                        "kernel http://img/n7/vmlinuz quiet initrd=initrd BOOTIF=01-aa-bb-cc-dd-ee-01 "
+                        f"ds=nocloud-net;s=http://b:8/cloud-init/n7/{'t' * 32}/ || goto retry\n"
+                        "initrd http://img/initrd || goto retry\nboot || goto retry\n"
+                        ":retry\nsleep 4\nchain http://b:8/boot/v1/bootscript?mac=aa:bb:cc:dd:ee:01&retry=2\n")
+        # Signed: the retry returns to boot.ipxe (which verifies what it runs) instead of chaining.
+        signed = module.render_bootscript("http://k", "", "", values, "n7", "aa:bb:cc:dd:ee:01", "mac=x", "http://b",
+                                          0, 2.0, 60.0, "", True, "#!ipxe\nexit 0").decode()
+        assert signed == "#!ipxe\nexit 0\n:retry\nsleep 2\nexit 1\n"
+        # A stored kernel that is not safe still makes the node wait, script or not.
+        refused = module.render_bootscript("http://k x", "", "", values, "n7", "aa:bb:cc:dd:ee:01", "mac=x",
+                                           "http://b", 0, 2.0, 60.0, "", False, script).decode()
+        assert "boot parameter kernel is not safe" in refused and "echo {id}" not in refused
 
 
 def test_seed_url_carries_the_token():

@@ -169,6 +169,25 @@ def test_every_variant_is_signed_when_rendered(pki, module):
     assert dispatcher.dispatch("/boot/v1/bootscript.sig", "mac=nonsense", "boot-a")[0] == 400
 
 
+def test_a_profiles_own_script_is_signed_as_served(pki):
+    """A profile's script template, rendered per node: the signature covers those bytes, retry included."""
+    signer = load_signer(load_config(_env(pki)))
+    batch = AnswerBuilder("http://b", 2.0, 60.0, signer).batch()
+    batch.use_profiles([{"id": "scripted", "selector": {"role": "Compute"}, "kernel": "http://k/{{id}}",
+                         "initrd": "", "cmdline": "quiet", "arches": {}, "user_data": None, "meta_data": None,
+                         "vendor_data": None, "script": "#!ipxe\necho {{ id }} {{ groups | join(',') }}\n"
+                                                        "kernel {{ kernel }} {{ params }} || goto retry\n"
+                                                        "boot || goto retry\n"}])
+    answers = batch([{**node, "labels": {}} for node in NODES], PARAMS, PAYLOADS)
+    for share in batch.take_unsigned(1):
+        sign_entries(signer, share)
+    entry = Index.from_answers(answers).by_mac[MAC]
+    assert entry.body.startswith(b"#!ipxe\necho node-1 rack1\nkernel http://k/node-1 quiet BOOTIF=01-aa-bb-cc")
+    assert entry.body.endswith(b"\n:retry\nsleep 2\nexit 1\n")  # signed: back to boot.ipxe, never a chain
+    assert verifies(pki, entry.body, signer.der(entry.signature))
+    assert not verifies(pki, entry.body.replace(b"node-1 rack1", b"node-1 rack2"), signer.der(entry.signature))
+
+
 @pytest.mark.parametrize("module", [_dispatch, _dispatch_py], ids=["compiled", "twin"])
 def test_signing_off_changes_no_answer(pki, module):
     signer = load_signer(load_config(_env(pki)))

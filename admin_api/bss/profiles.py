@@ -1,8 +1,9 @@
 """/boot/v1/profiles: boot profiles matched to nodes by selectors (core/profiles.py).
 
 A profile bundles what a node boots (kernel, initrd and command line, or per
-architecture) and cloud-init documents; its cmdline and documents are templates
-(core/templates.py, checked here when written, rendered per node by the boot path).  Where it stands
+architecture), optionally its own iPXE script, and cloud-init documents; its script,
+cmdline and documents are templates (core/templates.py, checked here when written,
+rendered per node by the boot path).  Where it stands
 among the boot parameter scopes (bss.boot_params) on the boot path:
 
     MAC > component > NID > profile (the most specific that matches) > group > role > site
@@ -36,9 +37,10 @@ KIND, API_VERSION = "BootProfile", "boot/v1"
 BASE = "/boot/v1/profiles"
 router = Router("profiles")
 COLUMNS = ("id, description, selector, specificity, kernel, initrd, cmdline, arches, user_data, meta_data, "
-           "vendor_data, created_at, updated_at")
+           "vendor_data, script, created_at, updated_at")
 Uri = Annotated[str, msgspec.Meta(max_length=2048)]
 Document = Annotated[str, msgspec.Meta(max_length=65_536)]
+Script = Annotated[str, msgspec.Meta(max_length=templates.SCRIPT_MAX)]
 LabelKey = Annotated[str, msgspec.Meta(max_length=63)]
 LabelValue = Annotated[str, msgspec.Meta(max_length=128)]
 
@@ -73,6 +75,9 @@ class ProfileSpec(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw
     user_data: Document | None = None
     meta_data: dict[str, Any] | None = None
     vendor_data: Document | None = None
+    # The whole iPXE script instead of the boot path's kernel/initrd/boot lines; it sees kernel, initrd, params,
+    # baseUrl, seedUrl and the node's values, and `goto retry` waits and asks again (core/templates.py).
+    script: Script | None = None
 
 
 def selector_dict(spec: ProfileSpec) -> dict[str, Any]:
@@ -110,7 +115,8 @@ class Profiles(Collection):
         spec = msgspec.convert({
             "description": row["description"], "selector": row["selector"], "kernel": row["kernel"],
             "initrd": row["initrd"], "cmdline": row["cmdline"], "arches": row["arches"],
-            "userData": row["user_data"], "metaData": row["meta_data"], "vendorData": row["vendor_data"]},
+            "userData": row["user_data"], "metaData": row["meta_data"], "vendorData": row["vendor_data"],
+            "script": row["script"]},
             ProfileSpec)
         return Resource(kind=KIND, api_version=API_VERSION, metadata=metadata(row["id"], row), spec=spec)
 
@@ -129,6 +135,8 @@ class Profiles(Collection):
             check_text(spec.cmdline, "$.spec.cmdline")  # a template's output is checked per node, when rendered
         templates.check(spec.user_data or "", "$.spec.userData")
         templates.check(spec.vendor_data or "", "$.spec.vendorData")
+        if spec.script is not None:
+            templates.check_script(spec.script, "$.spec.script")
         # Serialise profile writes: the tie check must see every profile, including one being written now.
         await conn.execute("LOCK TABLE bss.profiles IN SHARE ROW EXCLUSIVE MODE")
         others = await conn.fetch("SELECT id, selector FROM bss.profiles WHERE id <> $1", profile_id)
@@ -139,7 +147,7 @@ class Profiles(Collection):
         values = {"description": spec.description, "selector": selector,
                   "specificity": profiles.specificity(selector), "kernel": spec.kernel, "initrd": spec.initrd,
                   "cmdline": spec.cmdline, "arches": per_arch, "user_data": spec.user_data,
-                  "meta_data": spec.meta_data, "vendor_data": spec.vendor_data}
+                  "meta_data": spec.meta_data, "vendor_data": spec.vendor_data, "script": spec.script}
         names = list(values)
         if create:
             sql = (f"INSERT INTO bss.profiles (id, {', '.join(names)}) VALUES "

@@ -70,7 +70,22 @@ async def test_ties_are_refused_when_written_and_explained(api, conn):
                      422)
     assert bad["errors"][0]["field"] == "$.spec.userData" and bad["errors"][0]["detail"].startswith("line 2: ")
     problem_of(await api.post(PROFILES, json=profile("bad", {}, vendorData="{{ ''.__class__ }}")), 422)
+    # The iPXE script template: checked when written, with the line; what it prints must be safe in a script.
+    for script, detail in (
+            ("echo hi", "an iPXE script starts with the line #!ipxe"),
+            ("#!ipxe\nkernel {{ kernel | upper }}", "line 2: kernel, initrd, params, baseUrl and seedUrl are filled"),
+            ("#!ipxe\necho {{ 'x || shell' }}", "line 2: a printed value must not contain the word '||'"),
+            ("#!ipxe\n:retry\nshell", "line 2: the label :retry is the boot path's"),
+            ("#!ipxe\necho ok\r\nshell", "line 2: a line break, carriage return"),
+            ("#!ipxe\n\n{{ token }}", "line 3: unknown variable 'token'")):
+        bad = problem_of(await api.post(PROFILES, json=profile("bad", {}, script=script)), 422)
+        assert bad["errors"][0]["field"] == "$.spec.script" and bad["errors"][0]["detail"].startswith(detail), bad
     assert not await conn.fetchval("SELECT count(*) FROM bss.profiles WHERE id = 'bad'")
+    script = "#!ipxe\necho {{ id }}\nkernel {{ kernel }} {{ params }} || goto retry\nboot || goto retry\n"
+    created = await create(api, PROFILES, profile("scripted", {"componentId": "n9"}, kernel="http://k",
+                                                  script=script))
+    assert created["spec"]["script"] == script
+    assert await conn.fetchval("SELECT script FROM bss.profiles WHERE id = 'scripted'") == script
 
     explained = (await api.get("/boot/v1/effective/n1/profile")).json()
     assert explained["profile"] == "gpu" and explained["specificity"] == 2
