@@ -30,10 +30,10 @@ $(VENV)/.locked: $(LOCK)
 	touch $@
 
 # Chamicore itself, built with the locked setuptools and Cython.
-$(VENV)/.installed: $(VENV)/.locked pyproject.toml setup.py hotpath/_render.pyx hotpath/_dispatch.pyx
+$(VENV)/.installed: $(VENV)/.locked pyproject.toml setup.py $(wildcard hotpath/*.pyx)
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(PY) -m pip check
-	$(PY) -c "import hotpath._render, hotpath._dispatch"  # the compiled boot path must load
+	$(PY) -c "import hotpath._render, hotpath._dispatch, hotpath._activity"  # the compiled boot path must load
 	touch $@
 
 # Refresh the lock to the newest releases pyproject.toml allows (then run the tests and commit it).

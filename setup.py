@@ -18,7 +18,7 @@ try:
 except ImportError:  # pragma: no cover - a build requirement in pyproject.toml
     sys.exit("chamicore: Cython >= 3.0 is required to build hotpath/ (pip install 'Cython>=3,<4')")
 
-HOTPATH_MODULES = ["_render", "_dispatch"]
+HOTPATH_MODULES = ["_render", "_dispatch", "_activity"]
 
 trace = os.environ.get("CHAMICORE_CYTHON_TRACE") == "1"
 macros = [("CYTHON_TRACE", "1"), ("CYTHON_TRACE_NOGIL", "1")] if trace else []

@@ -11,6 +11,7 @@ in-memory index, and answered with prebuilt bytes.  Run it with granian
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
@@ -26,6 +27,7 @@ from core.logs import configure as configure_logs
 from core.problems import problem_bytes
 from core.signing import load_signer
 from hotpath import phonehome
+from hotpath._activity import NO_STAGE
 from hotpath._dispatch import (
     CT_EFI,
     CT_JSON,
@@ -87,6 +89,9 @@ _METRICS_OFF = problem_bytes(404, "this boot path does not count its requests (C
 _LOADING = problem_bytes(503, "this boot path is still loading its nodes; ask again shortly")
 
 
+YOUNG_COLLECTION_EVERY = 20_000  # container allocations between two young collections of the cyclic collector
+
+
 class BootApp:
     """One worker's boot path: index, change feed, telemetry, metrics."""
 
@@ -139,6 +144,11 @@ class BootApp:
     # -- lifecycle --------------------------------------------------------
 
     async def startup(self) -> None:
+        # A request leaves a few short-lived containers that reference counting frees; at the default threshold
+        # (700) the cyclic collector still ran a young collection every few hundred requests and took 7-8% of the
+        # worker's CPU in a wrk storm over 10k nodes (gc.callbacks).  The index is out of its reach (gc.freeze,
+        # feed.py), and what one pass collects stays a few MB at this threshold.
+        gc.set_threshold(YOUNG_COLLECTION_EVERY, 10, 10)
         self.feed.start()
         self.telemetry.start()
         # Several workers (`chamicore serve boot` made the directory): each publishes for the others' scrapes.
@@ -182,6 +192,9 @@ class BootApp:
         started = perf_counter()
         headers = scope.headers
         if scope.method == "POST" and phonehome.is_phone_home(scope.path):
+            if self.loading:  # as every boot request: ask again shortly (cloud-init's phone_home tries again)
+                protocol.response_bytes(503, _RSGI_HEADERS[_CT_LOADING], _LOADING)
+                return
             status, body, node_id = await phonehome.answer(
                 scope.path, headers.get, lambda: self.client_ip(scope.client, headers.get("x-forwarded-for")),
                 protocol, self.dispatcher.index)
@@ -214,6 +227,12 @@ class BootApp:
         client = scope.get("client") or ("", 0)
         peer = f"{client[0]}:{client[1]}"
         if scope["method"] == "POST" and phonehome.is_phone_home(scope["path"]):
+            if self.loading:
+                await send({"type": "http.response.start", "status": 503, "headers": [
+                    *_ASGI_HEADERS[_CT_LOADING], (b"content-length", str(len(_LOADING)).encode())]})
+                await send({"type": "http.response.body", "body": _LOADING})
+                return
+
             async def read_body() -> bytes:
                 chunks, size, more = [], 0, True
                 while more:
@@ -293,14 +312,13 @@ class BootApp:
         names no node), the script, meta-data (the first cloud-init request of a boot: the kernel, which is
         not served here, has booted), user-data or vendor-data; phone-home is record_ready's."""
         if node_id is not None and endpoint is not None and not preview:
-            now = time.time()
-            self.telemetry.record(node_id, endpoint, now, client)
+            stage = NO_STAGE
             if self.stages and outcome == OUT_OK:
                 if endpoint == EP_BOOTSCRIPT:
-                    self.telemetry.record_stage(node_id, SCRIPT, now)
+                    stage = SCRIPT
                 elif endpoint == EP_CLOUD_INIT:
-                    self.telemetry.record_stage(node_id, KERNEL_BOOTED if path.endswith("meta-data") else CLOUD_INIT,
-                                                now)
+                    stage = KERNEL_BOOTED if path.endswith("meta-data") else CLOUD_INIT
+            self.telemetry.record(node_id, endpoint, time.time(), client, stage)
         elif endpoint == EP_FIRST_STAGE and self.stages and not preview and header is not None:
             entry = self.dispatcher.index.cloud_by_ip.get(self.client_ip(client, header("x-forwarded-for")))
             if entry is not None:

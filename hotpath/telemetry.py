@@ -1,21 +1,23 @@
 """Each node's last boot-path request, kept in memory and written in batches.
 
-A boot storm must not turn into a write storm: record() is a dict store,
-and flush() sends what was gathered since the last flush, in slices.  A
-node's first request is written at the next flush; after that, a node is
-written at most once per `node_interval_s` (its requests are counted
-meanwhile), so the rows per flush stay bounded by how many nodes are new or
-due, not by how many keep asking.  If the database is away the batch is kept
-(merged with newer requests) and tried again on the next flush.
+A boot storm must not turn into a write storm: recording a request is one
+dict lookup and a few stores in the node's compiled record
+(hotpath/_activity.pyx), and flush() sends what was gathered since the last
+flush, in slices.  A node's first request is written at the next flush;
+after that, a node is written at most once per `node_interval_s` (its
+requests are counted meanwhile), so the rows per flush stay bounded by how
+many nodes are new or due, not by how many keep asking.  If the database is
+away the batch is kept (merged with newer requests) and tried again on the
+next flush.
 
-Boot stages ride on the same flushes, every `stages_interval_s` (10 s by
-default: during a storm a node goes through several stages within that time,
-and they are then one row, not one per stage): record_stage() keeps, per node,
-the first time of each stage seen since the last stage flush (and whether a
-new boot began meanwhile), and flush() hands them, a row per node, to
-bss.apply_boot_stages, which merges them with each node's current boot by the
-stage rules (migration 0026), together with what other workers and the Kea
-lease sync wrote.  Nothing of it stays in memory after a flush.
+Boot stages ride on the same record and the same flushes, every
+`stages_interval_s` (10 s by default: during a storm a node goes through
+several stages within that time, and they are then one row, not one per
+stage): the record keeps, per node, the first time of each stage seen since
+the last stage flush (and whether a new boot began meanwhile), and flush()
+hands them, a row per node, to bss.apply_boot_stages, which merges them with
+each node's current boot by the stage rules (migration 0026), together with
+what other workers and the Kea lease sync wrote.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import time
 import asyncpg
 
 from core import db
+from hotpath._activity import ActivityRecorder
 
 log = logging.getLogger("chamicore.hotpath.telemetry")
 FLUSH_SLICE = 2_000
@@ -73,44 +76,24 @@ class BootTelemetry:
         self.node_interval_s = node_interval_s
         self.stages_interval_s = stages_interval_s
         self._stages_flushed_at = time.monotonic()
-        self._written_at: dict[str, float] = {}  # node id -> when its row was last written
-        self._last: dict[str, tuple] = {}  # node id -> (endpoint, unix time, client)
-        self._counts: dict[str, int] = {}
-        # node id -> [new boot began at, first ipxe, script, kernel-booted, cloud-init, ready] since the last flush
-        self._stages: dict[str, list[float]] = {}
+        self.activity = ActivityRecorder()
+        # A boot request: record(node_id, endpoint, now, client, stage=NO_STAGE), `stage` (IPXE .. READY) if the
+        # request shows one.  A stage alone (the first stage, a phone-home): record_stage(node_id, stage, now).
+        self.record = self.activity.request
+        self.record_stage = self.activity.stage
         self._conn: asyncpg.Connection | None = None
         self._task: asyncio.Task | None = None
         self.flushed_rows = 0
         self.last_flush_s = 0.0  # how long the last flush that wrote rows took (/metrics)
         self.last_error: str | None = None
 
-    def record(self, node_id: str, endpoint: int, now: float, client: str) -> None:
-        self._last[node_id] = (endpoint, now, client)
-        self._counts[node_id] = self._counts.get(node_id, 0) + 1
-
-    def record_stage(self, node_id: str, stage: int, now: float) -> None:
-        """A request that shows `stage` (IPXE .. READY) of the node's boot."""
-        marks = self._stages.get(node_id)
-        if marks is None:
-            marks = self._stages[node_id] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
-            marks[stage] = now
-        elif stage >= CLOUD_INIT or (stage == KERNEL_BOOTED and not marks[READY]):  # forward, or again: no new boot
-            if not marks[stage]:
-                marks[stage] = now
-        elif (stage == KERNEL_BOOTED or marks[READY] or marks[CLOUD_INIT] or marks[KERNEL_BOOTED]
-              or (stage == IPXE and marks[SCRIPT])):  # _step's new boot, spelled out: this runs per request
-            marks = self._stages[node_id] = [now, 0.0, 0.0, 0.0, 0.0, 0.0]
-            marks[stage] = now
-        elif not marks[stage]:
-            marks[stage] = now
-
     @property
     def pending(self) -> int:
-        return len(self._last)
+        return len(self.activity.requested)
 
     @property
     def pending_stages(self) -> int:
-        return len(self._stages)
+        return len(self.activity.staged)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="chamicore-boot-telemetry")
@@ -132,27 +115,6 @@ class BootTelemetry:
             await asyncio.sleep(self.flush_interval_s)
             await self.flush()
 
-    async def _due(self, force: bool) -> tuple[dict[str, tuple], dict[str, int]]:
-        """Take out of the pending set what is due now; the rest waits for a later flush."""
-        last, counts = self._last, self._counts
-        self._last, self._counts = {}, {}
-        if force or not self.node_interval_s:
-            return last, counts
-        now, interval, written_at = time.monotonic(), self.node_interval_s, self._written_at
-        due_last, due_counts = {}, {}
-        for n, node_id in enumerate(list(last)):
-            if now - written_at.get(node_id, -interval) >= interval:
-                due_last[node_id] = last.pop(node_id)
-                due_counts[node_id] = counts.pop(node_id)
-            if n % FLUSH_SLICE == FLUSH_SLICE - 1:
-                await asyncio.sleep(0)  # let requests through while a large set is sorted
-        # Requests that arrived meanwhile go on top of what stays pending.
-        for node_id, value in self._last.items():
-            last[node_id] = value
-            counts[node_id] = counts.get(node_id, 0) + self._counts[node_id]
-        self._last, self._counts = last, counts
-        return due_last, due_counts
-
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
             self._conn = await db.connect(self.dsn, timeout=5)
@@ -168,37 +130,37 @@ class BootTelemetry:
         """Every node's stage events since the last flush, in one call (a few events a node a boot: no
         per-node interval here).  Returns the nodes written; kept and merged if the database is away."""
         self._stages_flushed_at = time.monotonic()
-        if not self._stages:
+        if not self.activity.staged:
             return 0
-        pending, self._stages = self._stages, {}
         # One row per node, a column per mark (None where absent): the merge is set-based, per node.
-        began, ipxe, script, kernel, cloud_init, ready = ([at or None for at in column]
-                                                          for column in zip(*pending.values(), strict=True))
+        ids, *marks = self.activity.take_stages()
+        began, ipxe, script, kernel, cloud_init, ready = marks
         try:
-            written = await (await self._connection()).fetchval(
-                _APPLY_STAGES, list(pending), began, [None] * len(pending), ipxe, script, kernel, cloud_init, ready)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            return await (await self._connection()).fetchval(
+                _APPLY_STAGES, ids, began, [None] * len(ids), ipxe, script, kernel, cloud_init, ready)
+        except db.DATABASE_ERRORS as exc:
             self._lost_connection(exc)
-            log.warning("boot stages: could not write %d nodes (%s); keeping them", len(pending), self.last_error)
+            log.warning("boot stages: could not write %d nodes (%s); keeping them", len(ids), self.last_error)
             # Older events first, then what arrived meanwhile on top, through the same rules.
-            for node_id, newer in self._stages.items():
-                marks = pending.setdefault(node_id, [0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+            nodes = self.activity.nodes
+            for row, node_id in enumerate(ids):
+                older = [column[row] or 0.0 for column in marks]
+                newer = nodes[node_id].marks()
                 for stage, at in sorted(((s, t) for s, t in enumerate(newer) if t), key=lambda e: (e[1], e[0])):
-                    _step(marks, -1 if stage == _NEW_BOOT else stage, at)
-            self._stages = pending
+                    _step(older, -1 if stage == _NEW_BOOT else stage, at)
+                self.activity.set_marks(node_id, older)
             return 0
-        return written
 
     async def flush(self, force: bool = False) -> int:
         """Write what is due (everything when `force`, as on stop); returns the telemetry rows written."""
         if force or time.monotonic() - self._stages_flushed_at >= self.stages_interval_s:
             await self.flush_stages()
-        if not self._last:
+        if not self.activity.requested:
             return 0
-        last, counts = await self._due(force)
-        if not last:
+        ids, endpoints, clients, seen, counts = self.activity.take_due(
+            time.monotonic(), self.node_interval_s, force or not self.node_interval_s)
+        if not ids:
             return 0
-        ids = list(last)
         written = 0
         started = time.perf_counter()
         try:
@@ -206,23 +168,18 @@ class BootTelemetry:
             # In slices: encoding one slice is short, and the await between slices
             # lets the boot path answer requests while a large flush goes out.
             for start in range(0, len(ids), FLUSH_SLICE):
-                part = ids[start:start + FLUSH_SLICE]
-                values = [last[i] for i in part]
-                await conn.execute(_UPSERT, part, [v[0] for v in values], [v[2] for v in values],
-                                   [v[1] for v in values], [counts[i] for i in part])
-                written += len(part)
-                stamp = time.monotonic()
-                for node_id in part:
-                    self._written_at[node_id] = stamp
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                end = start + FLUSH_SLICE
+                await conn.execute(_UPSERT, ids[start:end], endpoints[start:end], clients[start:end],
+                                   seen[start:end], counts[start:end])
+                self.activity.written(ids[start:end], time.monotonic())
+                written = min(end, len(ids))
+        except db.DATABASE_ERRORS as exc:
             self._lost_connection(exc)
             log.warning("boot telemetry: could not write %d rows (%s); keeping them", len(ids) - written,
                         self.last_error)
             # Put back what was not written, under anything newer that arrived meanwhile.
-            for node_id in ids[written:]:
-                if node_id not in self._last:
-                    self._last[node_id] = last[node_id]
-                self._counts[node_id] = self._counts.get(node_id, 0) + counts[node_id]
+            self.activity.put_back(ids[written:], endpoints[written:], clients[written:], seen[written:],
+                                   counts[written:])
             self.flushed_rows += written
             return written
         self.flushed_rows += written

@@ -235,20 +235,25 @@ async def test_kea_leases_become_the_dhcp_stage(conn, dsn, kea):
 
 
 def test_the_per_request_path_keeps_the_rules_of_the_merge_path():
-    """record_stage spells the new-boot rule out for speed; _step (used to merge after a failed flush) is the rule
-    as written in SQL.  Both give the same marks for every short sequence of stages."""
+    """The per-request record (compiled, hotpath/_activity.pyx) spells the new-boot rule out for speed; _step (used
+    to merge after a failed flush) is the rule as written in SQL.  Both give the same marks for every short sequence,
+    whether the stage comes with a counted request (record) or alone (record_stage)."""
     stages = (IPXE, SCRIPT, KERNEL_BOOTED, CLOUD_INIT, READY)
     sequences = [[a, b, c, d] for a in stages for b in stages for c in stages for d in stages]
     for sequence in sequences:
         recorder = BootTelemetry("postgresql://unused")
         expected = [0.0] * 6
         for at, stage in enumerate(sequence, start=1):
-            recorder.record_stage("n", stage, float(at))
+            if at % 2:
+                recorder.record("n", 0, float(at), "10.0.0.1:68", stage)
+            else:
+                recorder.record_stage("n", stage, float(at))
             if at == 1:
                 expected[stage] = 1.0
             else:
                 _step(expected, stage, float(at))
-        assert recorder._stages["n"] == expected, sequence
+        assert recorder.activity.nodes["n"].marks() == expected, sequence
+        assert recorder.pending == 1 and recorder.activity.nodes["n"].requests == 2
 
 
 async def test_phone_home_over_asgi_by_token(conn, boot_server):

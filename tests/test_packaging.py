@@ -24,7 +24,8 @@ def wheel(tmp_path_factory):
 
 def test_the_wheel_runs_on_its_own(wheel, tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
-    assert any(n.startswith("hotpath/_render") and n.endswith(".so") for n in names)
+    for module in ("_render", "_dispatch", "_activity"):
+        assert any(n.startswith(f"hotpath/{module}") and n.endswith(".so") for n in names), module
     assert sum(n.startswith("core/migrations/") and n.endswith(".sql") for n in names) == len(
         list((ROOT / "core" / "migrations").glob("*.sql")))
     target = tmp_path / "site"
@@ -35,7 +36,8 @@ def test_the_wheel_runs_on_its_own(wheel, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(target))
     check = subprocess.run(
         [sys.executable, "-c",
-         "import hotpath._render, hotpath._dispatch, admin_api.app, sync.runner, cli.main, core.migrate;"
+         "import hotpath._render, hotpath._dispatch, hotpath._activity, hotpath.app, admin_api.app, sync.runner, "
+         "cli.main, core.migrate;"
          "from core.migrate import bundled_migrations; print(hotpath._render.__file__, len(bundled_migrations()))"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr

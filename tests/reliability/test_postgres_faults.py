@@ -3,8 +3,11 @@
 import asyncio
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import msgspec
+import pytest
 
 from bench import fleet
 from bench.storm import run_storm
@@ -16,11 +19,12 @@ from tests.helpers.ports import free_port
 from tests.helpers.seed import seed_cluster
 
 
-def test_not_ready_until_postgres_is_up_and_nodes_asked_to_retry(boot_server):
+@pytest.mark.parametrize("interface", ["rsgi", "asgi"])
+def test_not_ready_until_postgres_is_up_and_nodes_asked_to_retry(boot_server, interface):
     cluster = EmbeddedPostgres(tmp_root() / "late", port=free_port(),
                                bin_dir=pgserver_bin_dir() or system_bin_dir(), durable=False)
     try:
-        server = boot_server(server_dsn=cluster.dsn, wait_ready=False)
+        server = boot_server(interface, server_dsn=cluster.dsn, wait_ready=False)
         status, _, body = server.get("/readiness")
         assert status == 503 and msgspec.json.decode(body)["status"] == "loading"
         # Not a "wait" script, nor a 404 for cloud-init: nothing answered from an empty index. iPXE asks again
@@ -28,6 +32,12 @@ def test_not_ready_until_postgres_is_up_and_nodes_asked_to_retry(boot_server):
         status, headers, body = server.get("/boot/v1/bootscript?mac=52:54:00:00:00:01")
         assert status == 503 and {k.lower(): v for k, v in headers.items()}["retry-after"] == "1", body
         assert server.get("/cloud-init/node-1/meta-data")[0] == 503
+        # A phone-home too: an empty index knows no node, and a 404 would be a wrong answer, not a late one.
+        phoned = urllib.request.Request(f"{server.url}/cloud-init/phone-home", data=b"instance_id=N/A", method="POST")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(phoned, timeout=5)
+        with refused.value:
+            assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "1"
 
         cluster.start()
 
