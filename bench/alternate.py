@@ -89,12 +89,16 @@ def alternate(feature: str, envs: dict[str, dict[str, str]], *, nodes: int, conn
     with servers["on"], servers["off"]:
         for _ in range(rounds):
             for setting in ORDER:
+                cpu_before = server_cpu_s(servers[setting])
                 if storm:
                     result = run_storm(ports[setting], nodes, nodes, client_cpu)
                     run = {"req_per_s": result.get("req_per_s", 0), "p99": f"{result.get('p99_ms', 0)}ms",
-                           "errors": result.get("errors"), "answered": result.get("answered_connections")}
+                           "errors": result.get("errors"), "answered": result.get("answered_connections"),
+                           "requests": result.get("requests", 0)}
                 else:
                     run = run_wrk(ports[setting], nodes, connections, duration, client_cpu, work)
+                cpu = server_cpu_s(servers[setting]) - cpu_before
+                run["server_cpu_us_per_request"] = round(cpu / run["requests"] * 1e6, 2) if run["requests"] else None
                 runs[setting].append(run)
                 print(f"{feature} {setting:3}: {run}", flush=True)
         if during is not None:
@@ -116,15 +120,40 @@ def summary(runs: dict[str, list[dict]]) -> dict:
     p99_on, p99_off = mean("on", lambda r: _ms(r["p99"])), mean("off", lambda r: _ms(r["p99"]))
     spread = {s: round((max(r["req_per_s"] for r in runs[s]) - min(r["req_per_s"] for r in runs[s]))
                        / statistics.mean(r["req_per_s"] for r in runs[s]), 3) for s in runs}
-    return {"on_req_per_s": round(on), "off_req_per_s": round(off), "ratio": round(on / off, 3),
-            "p99_on_ms": round(p99_on, 2), "p99_off_ms": round(p99_off, 2), "p99_ratio": round(p99_on / p99_off, 3),
-            "spread_within_setting": spread}
+    out = {"on_req_per_s": round(on), "off_req_per_s": round(off), "ratio": round(on / off, 3),
+           "p99_on_ms": round(p99_on, 2), "p99_off_ms": round(p99_off, 2), "p99_ratio": round(p99_on / p99_off, 3),
+           "spread_within_setting": spread}
+    # The server's own CPU time per request (user + system, its whole process tree): unlike requests per second
+    # it does not move when another process takes the core for a while.  cpu_ratio = off / on, read like `ratio`
+    # (the throughput ratio a core of its own would give).
+    if all(r.get("server_cpu_us_per_request") for setting in runs for r in runs[setting]):
+        cpu_on, cpu_off = (statistics.median(r["server_cpu_us_per_request"] for r in runs[s]) for s in ("on", "off"))
+        out.update(server_cpu_us_per_request={"on": cpu_on, "off": cpu_off}, cpu_ratio=round(cpu_off / cpu_on, 3))
+    return out
+
+
+def cpu_figures(results: dict) -> str:
+    """The server-CPU comparison of summary(), as printed after the throughput figures."""
+    if "cpu_ratio" not in results:
+        return "server CPU per request: not measured"
+    cpu = results["server_cpu_us_per_request"]
+    return f"server CPU per request on {cpu['on']} us, off {cpu['off']} us: ratio {results['cpu_ratio']:.3f}"
+
+
+def server_cpu_s(server: Server) -> float:
+    """CPU seconds (user + system) a running boot path has used: `chamicore serve`, granian and its workers."""
+    return sum(sum(p.cpu_times()[:2]) for p in _processes(server))
 
 
 def resident_mb(server: Server) -> float:
     """Resident memory of a running boot path: `chamicore serve`'s process, granian's and its worker's."""
+    return round(sum(p.memory_info().rss for p in _processes(server)) / 2**20, 1)
+
+
+def _processes(server: Server) -> list:
+    """A running boot path's processes: `chamicore serve` and all below it."""
     import psutil
 
     assert server.process is not None
     top = psutil.Process(server.process.pid)
-    return round(sum(p.memory_info().rss for p in (top, *top.children(recursive=True))) / 2**20, 1)
+    return [top, *top.children(recursive=True)]

@@ -4,9 +4,9 @@ templates, per-architecture answers, signed scripts and boot-stage tracking all 
     python -m bench.bootfeatures [--nodes 10000] [--duration 8] [--connections 1000] [--rounds 2] [--control]
 
 Two databases in one private PostgreSQL hold the same N nodes of bench.fleet.  The `on` one adds what a site
-using the features would have: every node labelled with its rack, a templated site-wide profile (cmdline,
-user-data and vendor-data templates) and a per-architecture profile (x86_64 and arm64 kernels) for one rack
-in ten.  The `on` boot path signs every script (a throwaway CA's RSA-2048 code-signing certificate) and
+using the features would have: every node labelled with its rack, a templated site-wide profile (its own iPXE
+script, cmdline, user-data and vendor-data templates) and a per-architecture profile (x86_64 and arm64 kernels)
+for one rack in ten.  The `on` boot path signs every script (a throwaway CA's RSA-2048 code-signing certificate) and
 records boot stages; the `off` one does neither (CHAMICORE_BOOT_STAGES=false), as the boot path did before
 #21.  bench.alternate drives wrk's usual mix at each in turn.  Printed: requests per second and p99 of each
 setting and their ratios (the issue's target: within 5%), the spread of runs within a setting, and each
@@ -23,7 +23,15 @@ import asyncio
 import json
 import sys
 
-from bench.alternate import alternate, arguments, boot_env, private_cluster, resident_mb, seed
+from bench.alternate import (
+    alternate,
+    arguments,
+    boot_env,
+    cpu_figures,
+    private_cluster,
+    resident_mb,
+    seed,
+)
 from bench.bootstorm import RESULTS, ROOT
 from core import db, profiles
 from tests.helpers.tls import TestCA
@@ -36,6 +44,10 @@ SITE_PROFILE = {
     "user_data": "#cloud-config\nhostname: {{ hostname }}\nwrite_files:\n  - path: /etc/rack\n"
                  "    content: {{ labels.rack }}\n",
     "vendor_data": "#cloud-config\n# {{ id }} in {{ location.rack }}\n",
+    # Its own iPXE script too, printing per-node values (so every node's script is its own string).
+    "script": "#!ipxe\necho Booting {{ id }} ({{ profile }}, rack {{ labels.rack }}) from {{ baseUrl }}\n"
+              "kernel {{ kernel }} {{ params }} || goto retry\n{% if initrd %}initrd {{ initrd }} || goto retry\n"
+              "{% endif %}boot || goto retry\n",
 }
 ARCH_PROFILE = {"cmdline": CMDLINE, "arches": {
     "x86_64": {"kernel": "http://images.cluster/x86/vmlinuz", "initrd": "http://images.cluster/x86/initrd"},
@@ -101,7 +113,7 @@ def main() -> None:
           f"off: {results['off_req_per_s']:,} req/s, p99 {results['p99_off_ms']} ms   ratio {results['ratio']:.3f} "
           f"(target >= {TARGET}), p99 ratio {results['p99_ratio']:.3f}; spread within a setting "
           f"{results['spread_within_setting']}; resident MB {rss} "
-          f"({results['added_bytes_per_node']} bytes/node added)")
+          f"({results['added_bytes_per_node']} bytes/node added); {cpu_figures(results)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / ("bootfeatures-control.json" if args.control else "bootfeatures.json")).write_text(
         json.dumps(results, indent=2))

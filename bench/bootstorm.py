@@ -126,7 +126,7 @@ def run_wrk(target: int | str, nodes: int, connections: int, duration: int, pref
                           "-s", str(script), url], capture_output=True, text=True).stdout
     [line] = [line for line in out.splitlines() if line.startswith("WRK_JSON ")]
     figures = json.loads(line.removeprefix("WRK_JSON "))
-    return {"req_per_s": round(figures["requests"] / (figures["duration_us"] / 1e6)),
+    return {"req_per_s": round(figures["requests"] / (figures["duration_us"] / 1e6)), "requests": figures["requests"],
             "p50": f"{figures['p50_us'] / 1000:.2f}ms", "p99": f"{figures['p99_us'] / 1000:.2f}ms",
             "socket_errors": figures["socket_errors"], "non_2xx": figures["non_2xx"]}
 

@@ -22,7 +22,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.alternate import alternate, arguments, boot_env, private_cluster, seed
+from bench.alternate import alternate, arguments, boot_env, cpu_figures, private_cluster, seed
 from bench.bootstorm import RESULTS, ROOT
 
 TARGET = 0.97
@@ -52,7 +52,7 @@ def main() -> None:
     label = "control (metrics off on both): " if args.control else ""
     print(f"{label}metrics on: {results['on_req_per_s']:,} req/s   off: {results['off_req_per_s']:,} req/s   "
           f"ratio {results['ratio']:.3f} (target >= {TARGET}); p99 ratio {results['p99_ratio']:.3f}; "
-          f"spread of runs within a setting {results['spread_within_setting']}")
+          f"spread of runs within a setting {results['spread_within_setting']}; {cpu_figures(results)}")
     if not args.control:
         print(f"/metrics counted {results['counted_on']:,} boot requests; wrk sent about {sent_on:,}")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -7,8 +7,15 @@ Starts its own throwaway PostgreSQL, seeds bench.fleet's cluster (role boot para
 labels every node with its rack, and prints one JSON line per figure.  Configurations: `scopes` (no
 profile: today's resolution), `plain` (one profile for every node, plain text), `templates` (the same
 profile with a templated cmdline, user-data and vendor-data), `arches` (per-architecture kernels for
-x86_64 and arm64).  `--rss-only CONFIG` builds one configuration in this fresh process and reports the
-bytes per node the index adds (run once per configuration: RSS is only clean in a new process).
+x86_64 and arm64), `script` (the templated profile with its own iPXE script template too), and, for
+memory only, `everything` (`script` with every script signed: what a site with all of #21 on holds).
+`--rss-only CONFIG` builds one configuration in this fresh process and reports the bytes per node the index
+adds (run once per configuration: RSS is only clean in a new process).
+
+Propagation: edits 50 ms apart (an admin's, not a stream), each timed from the UPDATE to its answer in the
+live index, alternated round by round: first without profiles (one node's boot parameters; the role's, which
+re-renders every node), then with the templated all-nodes profile, a 40-node one (one rack) and a one-node one (by component id) beside
+the one-node boot-parameter edit.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import asyncio
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -25,8 +33,10 @@ import time
 import psutil
 
 from bench import fleet
+from bench.indexscale import sign, throwaway_signer
 from core import db, migrate, profiles
 from core.embedded import EmbeddedPostgres, pgserver_bin_dir, system_bin_dir
+from core.signing import ScriptSigner
 from hotpath import loader
 from hotpath.answers import AnswerBuilder
 from hotpath.feed import ChangeFeed
@@ -50,6 +60,11 @@ CONFIGS = {
         "x86_64": {"kernel": "http://images.cluster/x86/vmlinuz", "initrd": "http://images.cluster/x86/initrd"},
         "arm64": {"kernel": "http://images.cluster/arm/Image", "initrd": "http://images.cluster/arm/initrd"}}},
 }
+SCRIPT = ("#!ipxe\necho Booting {{ id }} ({{ profile }}, rack {{ labels.rack }}) from {{ baseUrl }}\n"
+          "kernel {{ kernel }} {{ params }} || goto retry\n{% if initrd %}initrd {{ initrd }} || goto retry\n"
+          "{% endif %}boot || goto retry\n")
+CONFIGS["script"] = {**CONFIGS["templates"], "script": SCRIPT}
+SIGNED = {"everything": "script"}  # memory-only configurations: the profile of another, every script signed
 
 
 async def set_profile(conn, profile_id: str, selector: dict, fields: dict) -> None:
@@ -65,20 +80,32 @@ async def configure(conn, config: str) -> None:
         await set_profile(conn, "all", {"type": "Node"}, CONFIGS[config])
 
 
-async def full_reload(conn) -> tuple[Index, float]:
+async def full_reload(conn, signer: ScriptSigner | None = None) -> tuple[Index, float]:
     index = Index()
-    batch = AnswerBuilder(BASE_URL, 2.0, 60.0).batch()
+    batch = AnswerBuilder(BASE_URL, 2.0, 60.0, signer).batch()
     gc.disable()
     started = time.perf_counter()
     await loader.load(conn, lambda rows, params, payloads: index.add(batch(rows, params, payloads)),
                       profiles=batch.use_profiles)
+    await sign(batch, signer)
     elapsed = time.perf_counter() - started
     gc.enable()
     return index, elapsed
 
 
-async def propagation(dsn: str, conn, rounds: int = 5) -> dict:
-    """First notification to swapped in, for an edit of a 40-node profile (one rack) and of the all-nodes one."""
+# (name, table, row id, a node whose kernel the edit changes)
+ONE_NODE = ("node_boot_params_1_node", "bss.boot_params", "node-5-params", "node-5")
+EDITS_WITHOUT_PROFILES = (ONE_NODE, ("role_boot_params_all_nodes", "bss.boot_params", "compute", "node-1"))
+EDITS_WITH_PROFILES = (ONE_NODE, ("one_node_profile", "bss.profiles", "node-77", "node-77"),
+                       ("one_rack_40_nodes", "bss.profiles", "rack-r7", "node-280"),
+                       ("all_nodes", "bss.profiles", "all", "node-1"))
+# Between two edits: an admin's edits are not a stream (the feed gathers a stream into batches, FEED_COALESCE_MS).
+PAUSE_S = 0.05
+
+
+async def propagation(dsn: str, conn, edits: tuple, rounds: int = 10) -> dict:
+    """Edit to the new answer seen in the live index, for each edit, alternated round by round; the one-node
+    boot-parameter edit (what bench.bootstorm's propagation figure edits) is the reference in each set."""
     holder = {"index": Index()}
     feed = ChangeFeed(dsn, AnswerBuilder(BASE_URL, 2.0, 60.0), lambda index: holder.update(index=index),
                       lambda: holder["index"], check_interval_s=3600)
@@ -86,17 +113,22 @@ async def propagation(dsn: str, conn, rounds: int = 5) -> dict:
     await asyncio.wait_for(feed.ready.wait(), 120)
     figures: dict = {}
     try:
-        for name, profile_id, probe in (("one_rack_40_nodes", "rack-r7", "node-280"), ("all_nodes", "all", "node-1")):
-            seen = []
-            for i in range(rounds):
-                kernel = f"http://images.cluster/{profile_id}/{i}/vmlinuz"
+        await conn.execute("INSERT INTO bss.boot_params (id, component_id, kernel) VALUES ('node-5-params', 'node-5', "
+                           "'http://images.cluster/node-5/vmlinuz') ON CONFLICT (id) DO UPDATE SET kernel = excluded.kernel")
+        while holder["index"].by_id["node-5"].kernel != "http://images.cluster/node-5/vmlinuz":
+            await asyncio.sleep(0.001)
+        seen: dict[str, list[float]] = {name: [] for name, *_ in edits}
+        for i in range(rounds):
+            for name, table, row_id, probe in edits:
+                await asyncio.sleep(PAUSE_S)
+                kernel = f"http://images.cluster/{row_id}/{i}/vmlinuz"
                 started = time.perf_counter()
-                await conn.execute("UPDATE bss.profiles SET kernel = $1 WHERE id = $2", kernel, profile_id)
+                await conn.execute(f"UPDATE {table} SET kernel = $1 WHERE id = $2", kernel, row_id)
                 while holder["index"].by_id[probe].kernel != kernel:
                     await asyncio.sleep(0.0005)
-                seen.append(round((time.perf_counter() - started) * 1000, 1))
-            figures[name] = {"ms": seen, "feed_lag_ms": round(feed.last_lag_s * 1000, 1),
-                             "full_reloads": feed.full_reloads}
+                seen[name].append(round((time.perf_counter() - started) * 1000, 1))
+        figures = {name: {"ms": sorted(ms), "median_ms": statistics.median(ms)} for name, ms in seen.items()}
+        figures["full_reloads"] = feed.full_reloads
     finally:
         await feed.stop()
     return figures
@@ -104,11 +136,12 @@ async def propagation(dsn: str, conn, rounds: int = 5) -> dict:
 
 async def rss_only(dsn: str, config: str) -> dict:
     conn = await db.connect(dsn)
-    await configure(conn, config)
+    await configure(conn, SIGNED.get(config, config))
+    signer = throwaway_signer() if config in SIGNED else None
     process = psutil.Process()
     gc.collect()
     before = process.memory_info().rss
-    index, elapsed = await full_reload(conn)
+    index, elapsed = await full_reload(conn, signer)
     gc.collect()
     after = process.memory_info().rss
     await conn.close()
@@ -144,9 +177,15 @@ async def main_async(args) -> None:
                                  capture_output=True, text=True, check=True)
             print(out.stdout.strip(), flush=True)
         if not args.no_propagation:
+            # Today's edits first (no profile): one node's boot parameters, and the role's, which every node has.
+            await configure(conn, "scopes")
+            print(json.dumps({"nodes": args.nodes, "propagation_without_profiles": await propagation(
+                dsn, conn, EDITS_WITHOUT_PROFILES)}), flush=True)
             await configure(conn, "templates")
             await set_profile(conn, "rack-r7", {"type": "Node", "labels": {"rack": "R7"}}, CONFIGS["plain"])
-            print(json.dumps({"nodes": args.nodes, "propagation": await propagation(dsn, conn)}), flush=True)
+            await set_profile(conn, "node-77", {"componentId": "node-77"}, CONFIGS["plain"])
+            print(json.dumps({"nodes": args.nodes, "propagation": await propagation(dsn, conn, EDITS_WITH_PROFILES)}),
+                  flush=True)
         await conn.close()
     finally:
         cluster.destroy()
@@ -157,8 +196,8 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dsn")
-    parser.add_argument("--rss-only", choices=sorted(CONFIGS))
-    parser.add_argument("--rss", type=lambda text: text.split(","), default=list(CONFIGS),
+    parser.add_argument("--rss-only", choices=sorted([*CONFIGS, *SIGNED]))
+    parser.add_argument("--rss", type=lambda text: text.split(","), default=[*CONFIGS, *SIGNED],
                         help="the configurations whose index memory to measure (comma-separated)")
     parser.add_argument("--no-propagation", action="store_true")
     asyncio.run(main_async(parser.parse_args()))

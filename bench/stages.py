@@ -1,5 +1,5 @@
 """What recording boot stages costs the boot path: requests per second and p99 with CHAMICORE_BOOT_STAGES on and
-off, in one run, and the memory the pending stages take per node.
+off, in one run, and the memory each node's activity record takes.
 
     python -m bench.stages [--nodes 10000] [--duration 8] [--connections 1000] [--rounds 2] [--control]
                            [--storm] [--memory-nodes 100000] [--micro-only]
@@ -10,9 +10,10 @@ and one not.  wrk (on CPU 1) drives the usual mix of bootscript and cloud-init r
 off-on-on-off for every round, so the machine's drift falls on both alike; both flush to the same database.
 `--control` runs the same alternation with stages off on both (an A/A run): the drift alone.
 
-Memory: stages live in memory only between two flushes (2 s by default), for the nodes that asked meanwhile;
-nothing stays after a flush.  Measured with tracemalloc: the bytes BootTelemetry holds for --memory-nodes
-nodes that each showed every stage before one flush, divided by the nodes.
+Memory: a node's request and stages since the last flush live in one compiled record per node
+(hotpath/_activity.pyx), kept for the worker's life (it is also when the node's row was last written).
+Measured with tracemalloc: the bytes BootTelemetry holds for --memory-nodes nodes that each sent a request and
+showed every stage, divided by the nodes, and what a flush gives back.
 
 Per request: BootApp.record itself, timed in this process with stages on and off (alternating, pinned):
 the added nanoseconds, set against the time a request takes at the measured rate.
@@ -30,7 +31,7 @@ import sys
 import time
 import tracemalloc
 
-from bench.alternate import alternate, arguments, boot_env, private_cluster, seed
+from bench.alternate import alternate, arguments, boot_env, cpu_figures, private_cluster, seed
 from bench.bootstorm import BASE_URL, RESULTS, ROOT
 from core.config import load_config
 from hotpath._dispatch import EP_BOOTSCRIPT, EP_CLOUD_INIT, OUT_OK
@@ -40,20 +41,24 @@ from hotpath.telemetry import CLOUD_INIT, IPXE, KERNEL_BOOTED, READY, SCRIPT, Bo
 TARGET = 0.95  # issue #21: within 5% of today's throughput and p99
 
 
-def pending_bytes_per_node(nodes: int) -> float:
-    """Bytes of BootTelemetry's pending stages for `nodes` nodes that each showed every stage since the last flush
-    (the node ids are the index's own strings, not counted)."""
+def activity_bytes_per_node(nodes: int) -> tuple[float, float]:
+    """Bytes of BootTelemetry's records for `nodes` nodes that each sent a request and showed every stage (the node
+    ids are the index's own strings, not counted), before and after a flush took their rows and marks."""
     ids = [f"node-{i}" for i in range(nodes)]
     recorder = BootTelemetry("postgresql://unused")
     now = time.time()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     for node_id in ids:
+        recorder.record(node_id, 0, now, f"10.0.{len(node_id)}.1:68")
         for stage in (IPXE, SCRIPT, KERNEL_BOOTED, CLOUD_INIT, READY):
             recorder.record_stage(node_id, stage, now + stage)
-    after = tracemalloc.get_traced_memory()[0]
+    pending = tracemalloc.get_traced_memory()[0]
+    taken = (recorder.activity.take_due(time.monotonic(), 0.0, True), recorder.activity.take_stages())
+    del taken
+    kept = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    return (after - before) / nodes
+    return (pending - before) / nodes, (kept - before) / nodes
 
 
 def record_cost(calls: int, rounds: int) -> dict:
@@ -96,10 +101,12 @@ def main() -> None:
         return
     results: dict = {"nodes": args.nodes, "duration_s": args.duration, "connections": args.connections,
                      "control": args.control, "storm": args.storm, "runs": {"on": [], "off": []},
-                     "pending_bytes_per_node": round(pending_bytes_per_node(args.memory_nodes), 1),
                      "memory_nodes": args.memory_nodes, **micro}
-    print(f"pending stages: {results['pending_bytes_per_node']} bytes/node at {args.memory_nodes:,} nodes "
-          f"(held until the next flush only)", flush=True)
+    pending, kept = activity_bytes_per_node(args.memory_nodes)
+    results.update(pending_bytes_per_node=round(pending, 1), kept_bytes_per_node=round(kept, 1))
+    print(f"activity records: {results['pending_bytes_per_node']} bytes/node at {args.memory_nodes:,} nodes with a "
+          f"request and every stage pending, {results['kept_bytes_per_node']} bytes/node kept after a flush",
+          flush=True)
     with private_cluster("stagesbench") as (cluster, work):
         asyncio.run(seed(cluster.dsn, args.nodes))
         envs = {setting: boot_env(cluster.dsn, CHAMICORE_BOOT_STAGES="true" if setting == "on" and not args.control
@@ -111,7 +118,8 @@ def main() -> None:
     results["target"] = TARGET
     label = "control (stages off on both): " if args.control else ""
     print(f"{label}stages on: {on:,.0f} req/s   off: {off:,.0f} req/s   ratio {on / off:.3f} (target >= {TARGET}); "
-          f"p99 on {p99_on:.2f} ms off {p99_off:.2f} ms; spread of runs within a setting {spread}")
+          f"p99 on {p99_on:.2f} ms off {p99_off:.2f} ms; spread of runs within a setting {spread}; "
+          f"{cpu_figures(results)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "stages" + ("-storm" if args.storm else "") + ("-control" if args.control else "")
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
