@@ -19,6 +19,7 @@ import msgspec
 
 from admin_api import bootpath
 from admin_api.bss.bootparams import BootParamsSpec
+from admin_api.bss.profiles import ProfileSpec
 from admin_api.cloudinit.payloads import PayloadSpec
 from admin_api.discovery.targets import TargetSpec
 from admin_api.inprocess import Native, segment
@@ -159,7 +160,8 @@ async def boot_script_preview(call: Call) -> dict[str, Any]:
 
 def upserting(base: str, scope_fields: tuple[str, ...]) -> Run:
     """Create or replace the entry with this id, or else the one holding the same scope (mac, componentId,
-    group, role or none: the site default): a GET, then the REST create or the REST replace (If-Match)."""
+    group, role or none: the site default): a GET, then the REST create or the REST replace (If-Match).
+    A resource with no scope fields (a profile) is found by its id alone: its tool requires one."""
     async def run(call: Call) -> dict[str, Any]:
         native, spec, entry_id = call.native, call.args["spec"], call.args.get("id")
         current = None
@@ -360,6 +362,18 @@ TOOLS: tuple[Tool, ...] = (
          properties={"id": ID}, required=("id",), targets=key_target()),
     Tool("discovery.drivers.list", "The discovery drivers (redfish, csv, json) and what each reads.",
          listing("/discovery/v1/drivers"), (("GET", "/discovery/v1/drivers"),)),
+    Tool("bss.profiles.list", "List boot profiles: what they boot (kernel, initrd, cmdline or per architecture, "
+         "their own iPXE script, cloud-init documents) and the selector that picks their nodes. " + LIST_DESC,
+         listing("/boot/v1/profiles"), (("GET", "/boot/v1/profiles"),), query_of=("GET", "/boot/v1/profiles")),
+    Tool("bss.profiles.get", "Get one boot profile. " + GET_DESC,
+         getting("/boot/v1/profiles"), (("GET", "/boot/v1/profiles/{id}"),),
+         properties={"id": ID}, required=("id",), targets=key_target()),
+    Tool("boot.node.profile",
+         "Which boot profile a node gets and why: the winning profile, the selector terms that matched it, its "
+         "specificity, and the MAC/component/NID boot parameters that pin the node ahead of any profile.",
+         getting("/boot/v1/effective", suffix="/profile"), (("GET", "/boot/v1/effective/{id}/profile"),),
+         properties={"id": {**ID, "description": "the node's component id"}}, required=("id",),
+         targets=key_target()),
     Tool("boot.script.preview",
          "The exact iPXE script the boot path answers a node, by mac, componentId or nid, without counting as "
          "the node booting. By MAC it holds the node's cloud-init seed token: treat it as that node's data.",
@@ -400,6 +414,19 @@ TOOLS: tuple[Tool, ...] = (
     Tool("bss.bootparams.delete", "Delete a boot parameters entry (nodes then boot by the next scope down).",
          deleting("/boot/v1/bootparams"), (("DELETE", "/boot/v1/bootparams/{id}"),), write=True,
          properties={"id": ID}, required=("id",), consequence=_deleted("boot parameters"), targets=key_target()),
+    Tool("bss.profiles.upsert",
+         "Create the boot profile `id`, or replace it whole. Its selector (mac, componentId, arch, type, role, "
+         "subRole, groups, labels; every term must hold) picks its nodes; the most specific match wins and a tie "
+         "any node could meet is refused (409). cmdline, script, userData and vendorData may be Jinja templates, "
+         "checked now (422 with the line). The matched nodes' next boot gets it within milliseconds.",
+         upserting("/boot/v1/profiles", ()),
+         (("GET", "/boot/v1/profiles/{id}"), ("POST", "/boot/v1/profiles"), ("PUT", "/boot/v1/profiles/{id}")),
+         write=True, properties={"id": ID, "spec": _ref(ProfileSpec)}, required=("id", "spec"),
+         types=(ProfileSpec,), targets=key_target()),
+    Tool("bss.profiles.delete", "Delete a boot profile (its nodes then boot by the next match: another profile, "
+         "or group, role and site boot parameters).", deleting("/boot/v1/profiles"),
+         (("DELETE", "/boot/v1/profiles/{id}"),), write=True, properties={"id": ID}, required=("id",),
+         consequence=_deleted("boot profile"), targets=key_target()),
     Tool("cloudinit.payloads.upsert",
          "Set the cloud-init payload of a scope: the entry `id` if given, else the one holding the same scope "
          "(componentId, group, role, or none) is replaced whole, or a new one is made.",

@@ -21,10 +21,12 @@ READ_TOOLS = {
     "bss.bootparams.list", "bss.bootparams.get", "cloudinit.payloads.list", "cloudinit.payloads.get",
     "power.status.get", "power.transitions.list", "power.transitions.get", "discovery.targets.list",
     "discovery.targets.get", "discovery.scans.list", "discovery.scans.get", "discovery.drivers.list",
+    "bss.profiles.list", "bss.profiles.get", "boot.node.profile",
     "boot.script.preview", "boot.stages.summary", "boot.stages.list", "audit.list",
 }
 WRITE_TOOLS = {
     "smd.groups.members.add", "smd.groups.members.remove", "bss.bootparams.upsert", "bss.bootparams.delete",
+    "bss.profiles.upsert", "bss.profiles.delete",
     "cloudinit.payloads.upsert", "cloudinit.payloads.delete", "power.transitions.create", "power.transitions.abort",
     "power.transitions.wait", "discovery.targets.create", "discovery.targets.update", "discovery.targets.delete",
     "discovery.target.scan", "discovery.scan.trigger", "discovery.scan.delete", "nodes.provision",

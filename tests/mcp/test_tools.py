@@ -236,3 +236,40 @@ async def test_the_hardware_tools_filter_and_show_changes(admin_server_rw, rest,
     [change_set] = changes.structured_content["items"]
     assert change_set["scanId"] == "scan-1" and change_set["changes"][0]["after"] == {"version": "1.1"}
     assert problem(bad)["status"] == 400
+
+
+async def test_profile_tools_write_explain_and_delete_through_the_rest_rules(admin_server_rw, rest, connect, dsn,
+                                                                             conn):
+    """Boot profiles through the agents' face: the REST routes' own checks (template 422, tie 409) and scopes."""
+    await seed(rest)
+    profile = {"selector": {"role": "Compute"}, "kernel": KERNEL, "cmdline": "console=ttyS0 host={{ hostname }}"}
+    operator = await token_for(admin_server_rw.url, dsn, "agent", ["operator"])
+    viewer = await token_for(admin_server_rw.url, dsn, "viewer-agent", ["viewer"])
+    async with connect(admin_server_rw, viewer, **READ_WRITE_ENV) as session:
+        refused = problem(await session.call_tool("bss.profiles.upsert", {"id": "compute", "spec": profile}))
+    assert refused["status"] == 403 and "'write:bss'" in refused["detail"]
+    async with connect(admin_server_rw, operator, **READ_WRITE_ENV) as session:
+        made = await session.call_tool("bss.profiles.upsert", {"id": "compute", "spec": profile})
+        changed = await session.call_tool("bss.profiles.upsert",
+                                          {"id": "compute", "spec": {**profile, "cmdline": "quiet"}})
+        template = problem(await session.call_tool("bss.profiles.upsert", {"id": "compute", "spec": {
+            **profile, "cmdline": "quiet\n{{ secrets }}"}}))
+        tie = problem(await session.call_tool("bss.profiles.upsert", {"id": "other", "spec": profile}))
+        listed = await session.call_tool("bss.profiles.list", {})
+        got = await session.call_tool("bss.profiles.get", {"id": "compute"})
+        why = await session.call_tool("boot.node.profile", {"id": "node-1"})
+        unconfirmed = problem(await session.call_tool("bss.profiles.delete", {"id": "compute"}))
+        kept = await conn.fetchval("SELECT cmdline FROM bss.profiles WHERE id = 'compute'")
+        deleted = await session.call_tool("bss.profiles.delete", {"id": "compute", "confirm": True})
+    assert made.structured_content["created"] is True and changed.structured_content["created"] is False
+    assert template["status"] == 422 and template["errors"][0]["field"] == "$.spec.cmdline"
+    assert "line 2" in template["errors"][0]["detail"] and "secrets" in template["errors"][0]["detail"]
+    assert tie["status"] == 409
+    assert [item["metadata"]["id"] for item in listed.structured_content["items"]] == ["compute"]
+    assert got.structured_content["spec"]["cmdline"] == "quiet"
+    assert why.structured_content["profile"] == "compute" and why.structured_content["matchedBy"] == [
+        "role = 'Compute'"]
+    assert unconfirmed["status"] == 428 and "would delete boot profile 'compute'" in unconfirmed["detail"]
+    assert kept == "quiet"  # the refused template and the unconfirmed delete changed nothing
+    assert deleted.structured_content == {"deleted": "compute"}
+    assert await conn.fetchval("SELECT count(*) FROM bss.profiles") == 0
