@@ -151,6 +151,23 @@ cdef class ActivityRecorder:
         self.staged = []
         return (ids, *out)
 
+    def forget(self, *known) -> int:
+        """Drop the records of nodes in none of the `known` containers (the index's node ids) that have nothing
+        left to write: a deleted node's record would otherwise stay for the worker's life.  Returns how many."""
+        cdef list gone = []
+        cdef NodeActivity node
+        cdef object container
+        for node in self.nodes.values():
+            if node.requests == 0 and not node.staged:
+                for container in known:
+                    if node.node_id in container:
+                        break
+                else:
+                    gone.append(node.node_id)
+        for node_id in gone:
+            del self.nodes[node_id]
+        return len(gone)
+
     def set_marks(self, str node_id, list marks) -> None:
         """Replace the node's marks (a merge of marks that could not be written with newer ones)."""
         cdef NodeActivity node = self._node(node_id)

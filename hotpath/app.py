@@ -117,7 +117,8 @@ class BootApp:
         self.feed = ChangeFeed(config.database_url, builder, self._publish, self._current_index,
                                coalesce_s=config.feed_coalesce_ms / 1000, check_interval_s=config.feed_check_s)
         self.telemetry = BootTelemetry(config.database_url, config.telemetry_flush_s,
-                                       config.telemetry_node_interval_s, config.boot_stages_flush_s)
+                                       config.telemetry_node_interval_s, config.boot_stages_flush_s,
+                                       known=self._served_node_ids)
         self.stages = config.boot_stages
         if config.phone_home:  # the same URL from either listener: a node's user-data (and instance-id) is one
             builder.phone_home_url = f"{config.boot_url}{phonehome.PATH}"
@@ -140,6 +141,11 @@ class BootApp:
 
     def _current_index(self) -> Index:
         return self.dispatcher.index
+
+    def _served_node_ids(self) -> tuple[dict, dict] | None:
+        """The node ids this worker answers for (boot and cloud-init), None until its first full load."""
+        index = self.dispatcher.index
+        return None if self.loading else (index.by_id, index.cloud_by_id)
 
     # -- lifecycle --------------------------------------------------------
 

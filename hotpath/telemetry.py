@@ -26,6 +26,7 @@ import asyncio
 import ipaddress
 import logging
 import time
+from collections.abc import Callable, Container
 
 import asyncpg
 
@@ -34,6 +35,7 @@ from hotpath._activity import ActivityRecorder
 
 log = logging.getLogger("chamicore.hotpath.telemetry")
 FLUSH_SLICE = 2_000
+FORGET_EVERY_S = 600.0  # how often the records of nodes no longer in the index are dropped
 
 # Boot stages, in order (bss.boot_stages.stage).  DHCP comes from Kea's leases, not from the boot path.
 STAGES = ("dhcp", "ipxe", "script", "kernel-booted", "cloud-init", "ready")
@@ -70,12 +72,16 @@ def client_host(client: str) -> str | None:
 
 class BootTelemetry:
     def __init__(self, dsn: str, flush_interval_s: float = 2.0, node_interval_s: float = 30.0,
-                 stages_interval_s: float = 10.0) -> None:
+                 stages_interval_s: float = 10.0,
+                 known: Callable[[], tuple[Container[str], ...] | None] | None = None) -> None:
         self.dsn = dsn
         self.flush_interval_s = flush_interval_s
         self.node_interval_s = node_interval_s
         self.stages_interval_s = stages_interval_s
         self._stages_flushed_at = time.monotonic()
+        # The node ids the boot path serves now (None while it loads): records of others are dropped once written.
+        self.known = known
+        self._forgotten_at = time.monotonic()
         self.activity = ActivityRecorder()
         # A boot request: record(node_id, endpoint, now, client, stage=NO_STAGE), `stage` (IPXE .. READY) if the
         # request shows one.  A stage alone (the first stage, a phone-home): record_stage(node_id, stage, now).
@@ -126,6 +132,12 @@ class BootTelemetry:
             self._conn.terminate()
             self._conn = None
 
+    def forget(self) -> int:
+        """Drop the records of deleted nodes (those with nothing left to write); returns how many."""
+        self._forgotten_at = time.monotonic()
+        known = self.known() if self.known is not None else None
+        return 0 if known is None else self.activity.forget(*known)
+
     async def flush_stages(self) -> int:
         """Every node's stage events since the last flush, in one call (a few events a node a boot: no
         per-node interval here).  Returns the nodes written; kept and merged if the database is away."""
@@ -155,6 +167,8 @@ class BootTelemetry:
         """Write what is due (everything when `force`, as on stop); returns the telemetry rows written."""
         if force or time.monotonic() - self._stages_flushed_at >= self.stages_interval_s:
             await self.flush_stages()
+        if self.known is not None and time.monotonic() - self._forgotten_at >= FORGET_EVERY_S:
+            self.forget()
         if not self.activity.requested:
             return 0
         ids, endpoints, clients, seen, counts = self.activity.take_due(

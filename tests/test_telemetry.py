@@ -44,3 +44,29 @@ async def test_a_node_that_keeps_asking_is_written_once_per_interval(conn, dsn):
     row = await conn.fetchrow("SELECT requests, endpoint, seen_at FROM bss.boot_telemetry WHERE component_id = 'node-a'")
     assert row["requests"] == 6 and row["endpoint"] == "cloud-init"
     assert abs(row["seen_at"].timestamp() - (now + 5)) < 0.001
+
+
+async def test_records_of_deleted_nodes_are_dropped_once_written(conn, dsn, monkeypatch):
+    """A worker keeps one record per node that asked; a node deleted since (not in the index any more) loses its
+    record at the next forget, once it has nothing left to write, and never while the worker loads."""
+    for name in ("kept", "cloud-only", "gone", "gone-pending", "gone-staged"):
+        await add_node(conn, name)
+    served: list = [({"kept": 1}, {"cloud-only": 1})]
+    recorder = BootTelemetry(dsn, known=lambda: served[0])
+    now = time.time()
+    for name in ("kept", "cloud-only", "gone", "gone-pending", "gone-staged"):
+        recorder.record(name, 0, now, "10.0.0.1:68")
+    assert await recorder.flush(force=True) == 5
+    recorder.record("gone-pending", 0, now + 1, "10.0.0.1:68")  # a row still to write
+    recorder.record_stage("gone-staged", telemetry.SCRIPT, now + 1)  # a stage still to write
+    served[0] = None  # loading: nothing is known, nothing is dropped
+    assert recorder.forget() == 0 and len(recorder.activity.nodes) == 5
+    served[0] = ({"kept": 1}, {"cloud-only": 1})
+    assert recorder.forget() == 1 and set(recorder.activity.nodes) == {"kept", "cloud-only", "gone-pending",
+                                                                       "gone-staged"}
+    # Once written, they go too (flush forgets every FORGET_EVERY_S, here at once).
+    monkeypatch.setattr(telemetry, "FORGET_EVERY_S", 0.0)
+    await recorder.flush(force=True)
+    assert await recorder.flush(force=True) == 0 and set(recorder.activity.nodes) == {"kept", "cloud-only"}
+    assert await conn.fetchval("SELECT requests FROM bss.boot_telemetry WHERE component_id = 'gone-pending'") == 2
+    await recorder.stop()
