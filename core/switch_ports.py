@@ -12,6 +12,12 @@ ifName):
 - `rack` + `unit` (+ `slot`): templates of the node's location; the node is
   the one component of type Node at that place.
 
+The pattern runs with a time limit (MATCH_TIMEOUT_S per port name, the
+`regex` module: Python's `re` cannot be stopped): names come from switches,
+and a pattern that backtracks without end on one (`(a|aa)+$`) would hold the
+sync daemon.  A pattern that runs out of time stops its switch's attach, said
+in the scan's problems, instead.
+
 Templates take `{group}` and `{group:spec}` (fill, alignment and a width under 100, e.g.
 `{port:0>3}`), nothing else: no attribute or index access, no conversion.
 """
@@ -24,12 +30,14 @@ import string
 from typing import Annotated, Literal
 
 import msgspec
+import regex
 
 from core import fields
 from core.identity import is_valid_id
 
 Template = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 PORT_NAME_MAX = 255  # ifName and ifDescr are DisplayString (SIZE (0..255))
+MATCH_TIMEOUT_S = 0.05  # per port name: a sane pattern takes microseconds
 # A str format spec: [[fill]align][width], the width bounded (`{port:>999999999}` would fill memory).
 _SPEC_RE = re.compile(r"(?:[^{}]?[<>^])?[1-9][0-9]?")  # not "03": a str pads that on the right
 
@@ -53,6 +61,11 @@ class SnmpSettings(msgspec.Struct, rename="camel", forbid_unknown_fields=True, k
     auth_protocol: Literal["MD5", "SHA", "SHA224", "SHA256", "SHA384", "SHA512"] = "SHA"  # v3
     priv_protocol: Literal["none", "DES", "3DES", "AES128", "AES192", "AES256"] = "AES128"  # v3
     context_name: Annotated[str, msgspec.Meta(max_length=32, pattern=fields.PLAIN_TEXT)] = ""  # v3
+
+
+class SlowPattern(ValueError):
+    """portPattern ran out of time on a port name (catastrophic backtracking): no port of the switch is trusted to
+    it any more."""
 
 
 class BadRule(ValueError):
@@ -83,8 +96,8 @@ class CompiledRule:
 
     def __init__(self, rule: PortRule) -> None:
         try:
-            self.pattern = re.compile(rule.port_pattern)
-        except re.error as exc:
+            self.pattern = regex.compile(rule.port_pattern)
+        except regex.error as exc:
             raise BadRule("mapping.portPattern", f"not a regular expression: {exc}") from None
         self.rule = rule
         if rule.node_id is not None:
@@ -118,8 +131,13 @@ class CompiledRule:
             raise BadRule(field, f"cannot be filled in: {exc}") from None
 
     def node_for(self, port_name: str) -> NodeRef | None:
-        """The node this port names; None when the port name does not match; ValueError when it names nonsense."""
-        found = self.pattern.fullmatch(port_name)
+        """The node this port names; None when the port name does not match; ValueError when it names nonsense,
+        SlowPattern when the pattern ran out of time on it."""
+        try:
+            found = self.pattern.fullmatch(port_name, timeout=MATCH_TIMEOUT_S)
+        except TimeoutError:
+            raise SlowPattern(f"portPattern took over {MATCH_TIMEOUT_S * 1000:.0f} ms on the port name {port_name[:60]!r} "
+                              "(it backtracks without end): simplify it") from None
         if found is None:
             return None
         groups = {name: value or "" for name, value in found.groupdict().items()}

@@ -119,6 +119,9 @@ async def attach_learned(conn: db.Connection, found: FoundSwitch, rule: Compiled
                 continue
             try:
                 ref = rule.node_for(port.name)
+            except switch_ports.SlowPattern as exc:
+                done.problems.append(f"{exc}; this switch's remaining ports skipped")
+                break
             except ValueError as exc:
                 done.problems.append(f"{port.name}: the rule {exc}; its MACs skipped")
                 continue

@@ -210,3 +210,28 @@ async def test_bad_targets_are_refused_naming_the_field_and_change_nothing(api, 
     mapping = created["spec"]["snmp"]["mapping"]
     assert {name: mapping[name] for name in (*BY_NAME, "maxMacsPerPort")} == {**BY_NAME, "maxMacsPerPort": 4}
     assert created["spec"]["snmp"]["version"] == "2c" and COMMUNITY not in json.dumps(created)
+
+
+# Catastrophic backtracking on a name of 40 a's: well over 10 s of re's or regex's time without a limit.
+SLOW = {"portPattern": r"(?:(?:a|aa)+!|Ethernet(?P<port>\d+))", "nodeId": "node-{port}"}
+
+
+async def test_a_port_pattern_that_backtracks_without_end_stops_its_switch_not_the_daemon(api, dsn, conn):
+    """portPattern runs with a time limit per port name (names come from the switch): the pattern that runs out of
+    time stops that switch's attach with a problem naming the port, instead of holding the sync daemon."""
+    ports = {1: "Ethernet1", 2: "a" * 40, 3: "Ethernet3"}
+    fdb = [("02:00:00:00:11:01", 1, 3), ("02:00:00:00:11:02", 2, 3), ("02:00:00:00:11:03", 3, 3)]
+    sim = SnmpSim({COMMUNITY: switch_records("leaf9", ports, fdb, [], {})}).start()
+    try:
+        for n in (1, 3):
+            await node(api, f"node-{n}")
+        await target(api, "leaf9", sim.address, await credential(api, "leaf9-community", "snmp", COMMUNITY), SLOW)
+        async with running(DiscoveryScanner(dsn, box(), timeout_s=TIMEOUT_S)):
+            result = await scan(api, ["leaf9"])
+    finally:
+        sim.close()
+    [host] = result["status"]["results"]
+    assert "portPattern took over 50 ms on the port name 'aaaa" in host["detail"], host
+    assert "simplify it; this switch's remaining ports skipped" in host["detail"]
+    assert await macs_of(api, "node-1") == ["02:00:00:00:11:01"]  # the port before it is attached
+    assert await macs_of(api, "node-3") == []  # the ports after it are not
