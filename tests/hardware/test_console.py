@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import sys
+import time
 
 import aiohttp
 import pytest
@@ -135,14 +136,20 @@ async def server_log(server) -> str:
     return server.process.stderr.read().decode(errors="replace")
 
 
-async def audit(dsn: str, node: str) -> list[dict]:
+async def audit(dsn: str, node: str, entries: int = 1) -> list[dict]:
+    """The node's console audit, once it holds at least `entries` rows: the server writes a session's detach
+    just after its client has gone, so a client that has exited may be a moment ahead of it."""
+    deadline = time.monotonic() + WAIT_S
     conn = await db.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT actor, action, status, outcome, detail::text AS detail FROM auth.audit "
-                                "WHERE resource = $1 ORDER BY seq", f"/console/v1/nodes/{node}")
+        while True:
+            rows = await conn.fetch("SELECT actor, action, status, outcome, detail::text AS detail FROM auth.audit "
+                                    "WHERE resource = $1 ORDER BY seq", f"/console/v1/nodes/{node}")
+            if len(rows) >= entries or time.monotonic() > deadline:
+                return [dict(r) for r in rows]
+            await asyncio.sleep(0.05)
     finally:
         await conn.close()
-    return [dict(r) for r in rows]
 
 
 async def test_websocket_carries_the_node_serial_both_ways_and_is_audited(server, dsn):
@@ -167,7 +174,7 @@ async def test_websocket_carries_the_node_serial_both_ways_and_is_audited(server
             await ws.send_bytes(b"uptime\r")
             await line.wait_received(b"uptime\r")
         log = await server_log(server)
-    entries = await audit(dsn, "node-1")
+    entries = await audit(dsn, "node-1", 3)
     attach, refused, detach = entries
     assert (attach["actor"], attach["action"], attach["outcome"]) == ("console-admin", "console.attach", "success")
     assert (refused["action"], refused["status"], refused["outcome"]) == ("console.attach", 409, "failure")
@@ -197,7 +204,7 @@ async def test_refusals_say_why_with_a_close_code(server, dsn):
         assert code == 4409 and "has no BMC" in problem["detail"]
         problem, code = await refusal(http, ws_url(server, "node-dark"), admin)
         assert code == 4504 and "did not answer" in problem["detail"], problem
-    entries = await audit(dsn, "node-dark")
+    entries = await audit(dsn, "node-dark", 2)
     assert [(e["actor"], e["status"], e["outcome"]) for e in entries] == [
         ("console-viewer", 403, "denied"), ("console-admin", 504, "failure")]
     # The scope is known to the role editor, and the admin role holds it (migration 0024).
@@ -285,11 +292,11 @@ async def test_cli_console_pipes_the_node_both_ways(server, dsn, tmp_path):
         _, error = await asyncio.wait_for(refused.communicate(), WAIT_S)
         assert refused.returncode == 7, error
         assert b"admin API" in error and b"403" in error and b"write:console" in error and b"role" in error
-    entries = await audit(dsn, "node-3")
+    entries = await audit(dsn, "node-3", 3)
     assert [(e["actor"], e["action"], e["status"]) for e in entries] == [
         ("console-cli", "console.attach", 101), ("console-cli", "console.detach", 200),
         ("console-viewer", "console.attach", 403)]
-    assert [(e["action"], e["status"]) for e in await audit(dsn, "node-4")] == [
+    assert [(e["action"], e["status"]) for e in await audit(dsn, "node-4", 2)] == [
         ("console.attach", 101), ("console.detach", 200)]
 
 
