@@ -15,39 +15,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import gc
 import json
 import os
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
+from cryptography import x509
 
 from core import db
 from core.signing import ScriptSigner, make_signer
 from hotpath import loader
 from hotpath.answers import AnswerBuilder, sign_entries
 from hotpath.index import Index
+from tests.helpers.tls import TestCA
 
 
 def throwaway_signer() -> ScriptSigner:
-    """A self-signed RSA-2048 code-signing certificate, as a site's would be (bench only)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    key = rsa.generate_private_key(65537, 2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench signer")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(1).not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
-            .sign(key, hashes.SHA256()))
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    return make_signer(pem, cert, [])
+    """An RSA-2048 code-signing certificate from a throwaway CA, as a site's would be (bench only)."""
+    with tempfile.TemporaryDirectory() as directory:
+        cert, key = TestCA(Path(directory)).issue_code_signing()
+        return make_signer(key.read_bytes(), x509.load_pem_x509_certificate(cert.read_bytes()), [])
 
 
 async def sign(batch, signer: ScriptSigner | None) -> None:
