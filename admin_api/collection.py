@@ -63,6 +63,19 @@ class Where:
         return (" WHERE " + " AND ".join(self.conditions)) if self.conditions else ""
 
 
+async def write_row(conn, table: str, returning: str, key: str, values: dict[str, Any], *, create: bool):
+    """INSERT the row `key` with these column values (`create`), or UPDATE them and its updated_at; the row, as
+    `returning` (a column list) reads it.  Column names come from code, never from a request."""
+    names = list(values)
+    if create:
+        sql = (f"INSERT INTO {table} (id, {', '.join(names)}) VALUES "
+               f"($1, {', '.join(f'${i + 2}' for i in range(len(names)))}) RETURNING {returning}")
+    else:
+        sql = (f"UPDATE {table} SET {', '.join(f'{n} = ${i + 2}' for i, n in enumerate(names))}, "
+               f"updated_at = now() WHERE id = $1 RETURNING {returning}")
+    return await conn.fetchrow(sql, key, *values.values())
+
+
 def _of(generic: Any, spec_type: type) -> Any:
     """`generic[spec_type]` for a spec type known only at run time (a type checker reads `X[y]` as a static type)."""
     return generic[spec_type]

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from admin_api.collection import Collection, Where
+from admin_api.collection import Collection, Where, write_row
 from admin_api.http import field_problem, problem, query_list
 from admin_api.routing import PAGING, Param, sort_param
 from core import events
@@ -137,14 +137,7 @@ class ScopedEntries(Collection):
         await check_scope_targets(conn, scope)
         await check_scope_free(conn, self.table, scope, entry_id)
         values = {**scope, **self.fields(spec)}
-        names = list(values)
-        if create:
-            sql = (f"INSERT INTO {self.table} (id, {', '.join(names)}) VALUES "
-                   f"($1, {', '.join(f'${i + 2}' for i in range(len(names)))}) RETURNING {self.columns}")
-        else:
-            sql = (f"UPDATE {self.table} SET {', '.join(f'{n} = ${i + 2}' for i, n in enumerate(names))}, "
-                   f"updated_at = now() WHERE id = $1 RETURNING {self.columns}")
-        row = await conn.fetchrow(sql, entry_id, *values.values())
+        row = await write_row(conn, self.table, self.columns, entry_id, values, create=create)
         await events.emit(conn, self.domain, self.events_as, "created" if create else "updated", entry_id,
                           self.event_data(row, scope))
         return row

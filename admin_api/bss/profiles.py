@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from admin_api.bss.bootparams import check_text, check_uri
-from admin_api.collection import Collection
+from admin_api.collection import Collection, write_row
 from admin_api.http import field_problem, json_response, problem
 from admin_api.resources import metadata, path_key
 from admin_api.routing import PAGING, Router, sort_param
@@ -148,14 +148,7 @@ class Profiles(Collection):
                   "specificity": profiles.specificity(selector), "kernel": spec.kernel, "initrd": spec.initrd,
                   "cmdline": spec.cmdline, "arches": per_arch, "user_data": spec.user_data,
                   "meta_data": spec.meta_data, "vendor_data": spec.vendor_data, "script": spec.script}
-        names = list(values)
-        if create:
-            sql = (f"INSERT INTO bss.profiles (id, {', '.join(names)}) VALUES "
-                   f"($1, {', '.join(f'${i + 2}' for i in range(len(names)))}) RETURNING {COLUMNS}")
-        else:
-            sql = (f"UPDATE bss.profiles SET {', '.join(f'{n} = ${i + 2}' for i, n in enumerate(names))}, "
-                   f"updated_at = now() WHERE id = $1 RETURNING {COLUMNS}")
-        row = await conn.fetchrow(sql, profile_id, *values.values())
+        row = await write_row(conn, self.table, COLUMNS, profile_id, values, create=create)
         await events.emit(conn, self.domain, self.events_as, "created" if create else "updated", profile_id,
                           {"selector": selector, "specificity": values["specificity"]})
         return row
