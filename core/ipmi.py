@@ -153,7 +153,8 @@ async def _in_thread(call: Callable[[], T], deadline_s: float, what: str) -> T:
         slots.release()
         raise
     try:
-        return await asyncio.wait_for(asyncio.shield(future), deadline_s)
+        async with asyncio.timeout(deadline_s):
+            return await asyncio.shield(future)
     except TimeoutError:
         raise IpmiError(f"{what}: no answer within {deadline_s:g} s", retryable=True, may_have_acted=True) from None
     finally:

@@ -14,6 +14,7 @@ fingerprint check reloads when the database changed without telling us.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import gc
 import json
@@ -187,10 +188,11 @@ class ChangeFeed:
         next_check = time.monotonic() + self.check_interval_s
         while True:
             timeout = max(0.0, next_check - time.monotonic())
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for drops a cancellation (stop()) that lands in the
+            # loop turn the wake does, and the feed would carry on.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             if self._lost.is_set() or conn.is_closed():
                 raise ConnectionError("lost the LISTEN connection to PostgreSQL")
             if self._wake.is_set():

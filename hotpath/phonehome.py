@@ -58,7 +58,8 @@ async def answer(path: str, header: Callable[[str], str | None], client_ip: Call
     if int(length) > MAX_BODY:
         return 413, _TOO_LARGE, None
     try:
-        body = await asyncio.wait_for(read_body(), READ_TIMEOUT_S)
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            body = await read_body()
     except TimeoutError:
         return 408, _TOO_SLOW, None
     node_id = _node(path[len("/cloud-init/"):-len(SUFFIX)], client_ip, index)

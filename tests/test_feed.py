@@ -200,3 +200,28 @@ async def test_a_broken_protocol_state_reconnects_instead_of_ending_the_feed(con
     await eventually(lambda: "n2" in feed.holder.index)
     assert feed.state == FeedState.LIVE
     assert any("change feed: InternalClientError" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("turns", range(4))
+async def test_a_wake_in_the_turn_of_a_stop_still_stops_the_feed(dsn, turns):
+    """Python 3.11's asyncio.wait_for returns a result that lands in the same loop turn as a cancellation and drops
+    the cancellation: a notification arriving as the feed was told to stop left it waiting for its next drift check
+    (an hour here), and stop() with it (a CI run hung so).  The wake is set `turns` loop turns before the cancel."""
+    holder = Holder()
+    feed = ChangeFeed(dsn, AnswerBuilder("http://b", 2.0, 60.0), holder.publish, lambda: holder.index,
+                      check_interval_s=3600)
+    task = feed.start()
+    try:
+        await asyncio.wait_for(feed.ready.wait(), 10)
+        await asyncio.sleep(0.05)  # waiting for a notification
+        feed._wake.set()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        task.cancel()
+        done, _pending = await asyncio.wait({task}, timeout=5)
+        assert done, "the feed carried on after its cancellation"
+        assert task.cancelled()
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=5)

@@ -59,7 +59,8 @@ async def boot_path(request: Request, path: str) -> bootpath.BootAnswer:
     """The boot path's own service answer (not a node's: nothing is counted), or a 503 problem."""
     config = request.app.state.config
     try:
-        return await asyncio.wait_for(bootpath.fetch(config, path, (), preview=False), BOOT_PATH_TIMEOUT_S)
+        async with asyncio.timeout(BOOT_PATH_TIMEOUT_S):
+            return await bootpath.fetch(config, path, (), preview=False)
     except TimeoutError:
         raise ProblemError(503, f"the boot path at {bootpath.base_url(config)} did not answer {path} within "
                                 f"{BOOT_PATH_TIMEOUT_S:g} s") from None

@@ -83,7 +83,8 @@ async def live(request: Request) -> Response:
             yield "retry: 3000\n\n"
             while True:
                 try:
-                    topic = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                    async with asyncio.timeout(KEEPALIVE_S):
+                        topic = await queue.get()
                 except TimeoutError:
                     if await sessions.load(request) is None:  # logged out or timed out: the stream ends too
                         yield "event: ended\ndata: session\n\n"
